@@ -1,0 +1,18 @@
+//! The pipeline engine: extract → normalize → load, dlt-compatible, knowing nothing about Personio.
+//!
+//! * [`extract`]: a [`extract::Source`] declares [`extract::ResourceSpec`]s and sends pages of JSON records.
+//! * [`incremental`]: cursors with a closed lower bound and boundary dedup, pushed into API queries.
+//! * [`normalize`]: JSON records → relational rows in Arrow batches, dlt's naming and typing.
+//! * [`schema`]: the versioned dataset schema.
+//! * [`package`]: load packages on disk between normalize and load.
+//! * [`state`]: the pipeline state document, committed with the data.
+//! * [`load`]: the [`load::Destination`] trait.
+//! * [`pipeline`]: a run that ties them together.
+#![deny(missing_docs)]
+
+pub mod extract;
+pub mod incremental;
+pub mod load;
+pub mod package;
+pub mod schema;
+pub mod state;

@@ -1,0 +1,127 @@
+//! Load: the [`Destination`] trait every destination implements (DuckDB now; Postgres and Parquet next).
+//!
+//! A destination receives whole [`LoadPackage`]s. [`Destination::load_package`] must apply the package in
+//! one transaction — schema changes, every table job under its write disposition, the `_dlt_version` row
+//! for a new schema hash, the `_dlt_pipeline_state` row and finally the `_dlt_loads` row — and commit or
+//! roll back before returning. The engine never calls it twice for a load id that
+//! [`Destination::is_loaded`] reports as loaded.
+//!
+//! Disposition semantics (shared/spec/dlt-compat.md §6, with replace made atomic):
+//! * `append`: insert the rows.
+//! * `replace`: for each root in `replace_roots`, every table of its chain that exists is emptied and
+//!   receives the package's rows, inside the transaction (readers never see an empty table).
+//! * `merge`: rows are deduplicated by primary key (the last extracted row wins); destination roots with a
+//!   matching key and their child rows (by `_dlt_root_id`) are deleted; the deduplicated roots and their
+//!   children are inserted.
+
+use crate::package::LoadPackage;
+use crate::schema::Schema;
+use crate::state::StateRow;
+
+/// An error from a destination, with what to do about it in the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{destination} destination: {message}")]
+pub struct DestinationError {
+    /// Destination kind (`duckdb`, …).
+    pub destination: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// The locked-by-another-process case.
+    pub locked: bool,
+    /// Underlying cause.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl DestinationError {
+    /// An error with a message.
+    pub fn new(destination: &'static str, message: impl Into<String>) -> Self {
+        DestinationError { destination, message: message.into(), locked: false, source: None }
+    }
+
+    /// Attach the cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+}
+
+impl From<crate::package::PackageError> for DestinationError {
+    fn from(e: crate::package::PackageError) -> Self {
+        DestinationError::new("package", e.to_string()).with_source(e)
+    }
+}
+
+/// What a destination reports after loading a package.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoadReport {
+    /// Rows written per table.
+    pub rows: Vec<(String, u64)>,
+}
+
+/// The state and schema stored in a destination, for restoring a pipeline on an empty working directory.
+#[derive(Debug, Clone)]
+pub struct StoredState {
+    /// The newest completed state row for the pipeline.
+    pub row: StateRow,
+    /// Its load id.
+    pub load_id: String,
+}
+
+/// A row count of one table, for `pipeline show`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TableInfo {
+    /// Table name.
+    pub name: String,
+    /// Rows.
+    pub rows: u64,
+}
+
+/// A `_dlt_loads` row, for `pipeline show`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LoadInfo {
+    /// Load id.
+    pub load_id: String,
+    /// Status (0 = completed).
+    pub status: i64,
+    /// When it was inserted (ISO text).
+    pub inserted_at: String,
+}
+
+/// A destination. Synchronous: the engine calls it from a blocking thread.
+pub trait Destination: Send {
+    /// Short kind name (`duckdb`).
+    fn kind(&self) -> &'static str;
+
+    /// dlt's destination type string for the state document (`dlt.destinations.duckdb`).
+    fn destination_type(&self) -> &'static str;
+
+    /// Identifier length limit (names longer are shortened by the naming convention).
+    fn max_identifier_len(&self) -> Option<usize> {
+        None
+    }
+
+    /// Check the destination is reachable and writable.
+    fn health_check(&mut self) -> Result<(), DestinationError>;
+
+    /// The newest completed state row of a pipeline in the dataset, if any.
+    fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>, DestinationError>;
+
+    /// The newest stored schema (from `_dlt_version`) with this name, if any.
+    fn stored_schema(&mut self, schema_name: &str) -> Result<Option<Schema>, DestinationError>;
+
+    /// Whether `_dlt_loads` already has this load id (so a package is never loaded twice).
+    fn is_loaded(&mut self, load_id: &str) -> Result<bool, DestinationError>;
+
+    /// Apply a package in one transaction; see the module docs.
+    fn load_package(&mut self, package: &LoadPackage) -> Result<LoadReport, DestinationError>;
+
+    /// Data and bookkeeping tables of the dataset with their row counts.
+    fn tables(&mut self) -> Result<Vec<TableInfo>, DestinationError>;
+
+    /// The most recent loads, newest first.
+    fn recent_loads(&mut self, limit: usize) -> Result<Vec<LoadInfo>, DestinationError>;
+
+    /// Drop tables (for `pipeline drop`) and write a new schema version without them, in one transaction.
+    fn drop_tables(&mut self, tables: &[String], new_schema: &Schema) -> Result<(), DestinationError>;
+}

@@ -1,0 +1,591 @@
+//! The pipeline: one run = resume unfinished packages, extract → normalize into a new package, load it.
+//!
+//! The working directory (`<pipelines_dir>/<pipeline_name>/`) holds the state mirror (`state.json`), the
+//! schema (`schemas/<name>.schema.json`), the load packages (`load/`), the last run's trace
+//! (`trace.json`) and a lock file that keeps a second process out.
+
+use std::fs;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use indexmap::IndexMap;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::extract::{ExtractContext, ExtractShared, Items, ResourceSpec, Source, SourceError};
+use crate::incremental::{Incremental, IncrementalError};
+use crate::load::{Destination, DestinationError};
+use crate::normalize::{NormalizeConfig, NormalizeError, Normalizer, RootHints};
+use crate::package::{mark_loaded, pending_packages, LoadPackage, PackageError, PackageManifest, PackageWriter};
+use crate::schema::{Schema, WriteDisposition};
+use crate::state::{PipelineState, StateError};
+
+/// Errors of a pipeline run.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Another process holds the pipeline's lock.
+    #[error("pipeline `{pipeline}` is locked by PID {pid} (lock file {path}); wait for that run to finish, or remove the lock file if that process is gone")]
+    Locked {
+        /// Pipeline name.
+        pipeline: String,
+        /// PID written in the lock file (or `unknown`).
+        pid: String,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// Working-directory I/O.
+    #[error("working directory {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Local state or schema files are invalid.
+    #[error("{0}")]
+    LocalFiles(String),
+    /// The user selected resources the source does not have.
+    #[error("unknown resource(s) {unknown:?}; available: {available:?}")]
+    UnknownResource {
+        /// Unknown names.
+        unknown: Vec<String>,
+        /// Known names.
+        available: Vec<String>,
+    },
+    /// Extraction failed: nothing was loaded and no state advanced.
+    #[error("extract failed, nothing was loaded and no state advanced: {0}")]
+    Extract(#[source] SourceError),
+    /// The incremental filter failed.
+    #[error(transparent)]
+    Incremental(#[from] IncrementalError),
+    /// Normalization failed.
+    #[error("normalize failed, nothing was loaded: {0}")]
+    Normalize(#[from] NormalizeError),
+    /// A package could not be written or read.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// Loading failed; the package stays on disk and the next run completes it without fetching again.
+    #[error("load failed; the package stays in the working directory and the next run loads it without fetching again: {0}")]
+    Load(#[source] DestinationError),
+    /// Stored state could not be decoded.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl PipelineError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PipelineError + '_ {
+        move |source| PipelineError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// Settings of a pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Pipeline name (working directory, DuckDB file name, state key).
+    pub pipeline_name: String,
+    /// Dataset (destination schema) name.
+    pub dataset_name: String,
+    /// Folder holding pipelines' working directories.
+    pub pipelines_dir: PathBuf,
+    /// Rows per Arrow batch per table while normalizing (bounds memory).
+    pub batch_rows: usize,
+    /// Pages buffered between extract and normalize (bounds memory).
+    pub channel_pages: usize,
+}
+
+impl PipelineConfig {
+    /// A config with defaults for batch size and buffering.
+    pub fn new(pipeline_name: &str, dataset_name: &str, pipelines_dir: impl Into<PathBuf>) -> Self {
+        PipelineConfig {
+            pipeline_name: pipeline_name.to_string(),
+            dataset_name: dataset_name.to_string(),
+            pipelines_dir: pipelines_dir.into(),
+            batch_rows: 10_000,
+            channel_pages: 16,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunReport {
+    /// Pipeline name.
+    pub pipeline_name: String,
+    /// Dataset name.
+    pub dataset_name: String,
+    /// Destination kind.
+    pub destination: String,
+    /// Packages loaded by this run (resumed ones first).
+    pub loaded_packages: Vec<String>,
+    /// Of those, packages left over by an earlier failed run.
+    pub resumed_packages: Vec<String>,
+    /// Rows normalized per table in the new package.
+    pub rows: IndexMap<String, u64>,
+    /// Resources run.
+    pub resources: Vec<String>,
+    /// Whether the state changed (and a state row was written).
+    pub state_changed: bool,
+    /// Seconds for the whole run.
+    pub elapsed_secs: f64,
+}
+
+impl std::fmt::Display for RunReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "Pipeline {} load step completed in {:.2} seconds", self.pipeline_name, self.elapsed_secs)?;
+        if self.loaded_packages.is_empty() {
+            return writeln!(f, "No changes: no load package was created (dataset {} is up to date)", self.dataset_name);
+        }
+        writeln!(
+            f,
+            "{} load package(s) were loaded to destination {} and into dataset {}",
+            self.loaded_packages.len(),
+            self.destination,
+            self.dataset_name
+        )?;
+        for id in &self.loaded_packages {
+            let resumed = if self.resumed_packages.contains(id) { " (resumed from an earlier run)" } else { "" };
+            writeln!(f, "Load package {id} is LOADED and contains no failed jobs{resumed}")?;
+        }
+        for (table, rows) in &self.rows {
+            writeln!(f, "  {table}: {rows} rows")?;
+        }
+        Ok(())
+    }
+}
+
+/// An open pipeline: its working directory, locked for this process.
+#[derive(Debug)]
+pub struct Pipeline {
+    config: PipelineConfig,
+    workdir: PathBuf,
+    _lock: fs::File,
+}
+
+impl Pipeline {
+    /// Open (create) the working directory and take the pipeline lock.
+    pub fn open(config: PipelineConfig) -> Result<Self, PipelineError> {
+        let workdir = config.pipelines_dir.join(&config.pipeline_name);
+        fs::create_dir_all(&workdir).map_err(PipelineError::io(&workdir))?;
+        let lock_path = workdir.join("pipeline.lock");
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(PipelineError::io(&lock_path))?;
+        if file.try_lock().is_err() {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = if pid.trim().is_empty() { "unknown".to_string() } else { pid.trim().to_string() };
+            return Err(PipelineError::Locked { pipeline: config.pipeline_name.clone(), pid, path: lock_path });
+        }
+        file.set_len(0).map_err(PipelineError::io(&lock_path))?;
+        file.rewind().map_err(PipelineError::io(&lock_path))?;
+        write!(file, "{}", std::process::id()).map_err(PipelineError::io(&lock_path))?;
+        file.flush().map_err(PipelineError::io(&lock_path))?;
+        Ok(Pipeline { config, workdir, _lock: file })
+    }
+
+    /// The working directory.
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    /// The config.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    fn load_root(&self) -> PathBuf {
+        self.workdir.join("load")
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.workdir.join("state.json")
+    }
+
+    fn schema_path(&self, name: &str) -> PathBuf {
+        self.workdir.join("schemas").join(format!("{name}.schema.json"))
+    }
+
+    /// The local state mirror, if any.
+    pub fn local_state(&self) -> Result<Option<PipelineState>, PipelineError> {
+        let path = self.state_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = fs::read_to_string(&path).map_err(PipelineError::io(&path))?;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(doc)) => Ok(Some(PipelineState::from_doc(doc))),
+            _ => Err(PipelineError::LocalFiles(format!("{} is not a state document; delete it to restore the state from the destination", path.display()))),
+        }
+    }
+
+    /// The local schema, if any.
+    pub fn local_schema(&self, name: &str) -> Result<Option<Schema>, PipelineError> {
+        let path = self.schema_path(name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = fs::read_to_string(&path).map_err(PipelineError::io(&path))?;
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            PipelineError::LocalFiles(format!("{} is not a schema ({e}); delete it to restore it from the destination", path.display()))
+        })
+    }
+
+    /// Write the local state mirror and schema (atomically, via rename).
+    pub fn save_local(&self, state: &PipelineState, schema: &Schema) -> Result<(), PipelineError> {
+        write_atomic(&self.state_path(), &serde_json::to_string_pretty(&Value::Object(state.doc().clone())).unwrap_or_default())?;
+        let sp = self.schema_path(&schema.name);
+        if let Some(parent) = sp.parent() {
+            fs::create_dir_all(parent).map_err(PipelineError::io(parent))?;
+        }
+        write_atomic(&sp, &serde_json::to_string_pretty(schema).unwrap_or_default())
+    }
+
+    /// Remove the local state, schema and packages (the destination is untouched).
+    pub fn reset_local(&self) -> Result<(), PipelineError> {
+        for p in [self.state_path(), self.workdir.join("schemas"), self.load_root(), self.workdir.join("trace.json")] {
+            if p.is_dir() {
+                fs::remove_dir_all(&p).map_err(PipelineError::io(&p))?;
+            } else if p.exists() {
+                fs::remove_file(&p).map_err(PipelineError::io(&p))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// State and schema: local if present, else restored from the destination, else fresh.
+    pub fn current_state(
+        &self,
+        schema_name: &str,
+        destination: &mut dyn Destination,
+    ) -> Result<(PipelineState, Schema), PipelineError> {
+        let local_state = self.local_state()?;
+        let local_schema = self.local_schema(schema_name)?;
+        if let (Some(state), Some(schema)) = (local_state, local_schema) {
+            return Ok((state, schema));
+        }
+        let restored_state = destination.stored_state(&self.config.pipeline_name).map_err(PipelineError::Load)?;
+        let restored_schema = destination.stored_schema(schema_name).map_err(PipelineError::Load)?;
+        let state = match restored_state {
+            Some(stored) => {
+                tracing::info!(load_id = %stored.load_id, "restored pipeline state from the destination");
+                PipelineState::decode(&stored.row.state)?
+            }
+            None => PipelineState::new(&self.config.pipeline_name, &self.config.dataset_name, schema_name, destination.destination_type()),
+        };
+        let schema = restored_schema.unwrap_or_else(|| Schema::new(schema_name));
+        Ok((state, schema))
+    }
+
+    /// Load complete packages left by an earlier run. Returns their load ids.
+    pub fn resume_pending(&self, destination: &mut dyn Destination) -> Result<Vec<String>, PipelineError> {
+        let mut done = Vec::new();
+        for package in pending_packages(&self.load_root())? {
+            self.load_one(destination, &package)?;
+            done.push(package.load_id().to_string());
+        }
+        Ok(done)
+    }
+
+    fn load_one(&self, destination: &mut dyn Destination, package: &LoadPackage) -> Result<(), PipelineError> {
+        let already = destination.is_loaded(package.load_id()).map_err(PipelineError::Load)?;
+        if already {
+            tracing::info!(load_id = package.load_id(), "package already loaded; not loading it twice");
+        } else {
+            destination.load_package(package).map_err(PipelineError::Load)?;
+        }
+        let m = package.manifest();
+        if let Some(doc) = &m.state_doc {
+            self.save_local(&PipelineState::from_doc(doc.clone()), &m.schema)?;
+        } else {
+            let state = self.local_state()?.unwrap_or_else(|| {
+                PipelineState::new(&m.pipeline_name, &m.dataset_name, &m.schema.name, destination.destination_type())
+            });
+            self.save_local(&state, &m.schema)?;
+        }
+        mark_loaded(&self.load_root(), package)?;
+        Ok(())
+    }
+
+    /// Run `source` for the selected resources (`None`: the source's defaults) into `destination`.
+    pub async fn run(
+        &self,
+        source: &dyn Source,
+        selected: Option<&[String]>,
+        destination: &mut dyn Destination,
+    ) -> Result<RunReport, PipelineError> {
+        self.run_with(source, selected, destination, RunOptions::default()).await
+    }
+
+    /// [`Pipeline::run`] with options (test hooks and failure injection).
+    pub async fn run_with(
+        &self,
+        source: &dyn Source,
+        selected: Option<&[String]>,
+        destination: &mut dyn Destination,
+        options: RunOptions,
+    ) -> Result<RunReport, PipelineError> {
+        let started = Instant::now();
+        let specs = source.resources();
+        let selected: Vec<String> = match selected {
+            Some(s) if !s.is_empty() => s.to_vec(),
+            _ => source.default_resources(),
+        };
+        let unknown: Vec<String> = selected.iter().filter(|s| !specs.iter().any(|r| &r.name == *s)).cloned().collect();
+        if !unknown.is_empty() {
+            return Err(PipelineError::UnknownResource { unknown, available: specs.iter().map(|r| r.name.clone()).collect() });
+        }
+        source.validate_selection(&selected).map_err(PipelineError::Extract)?;
+        destination.health_check().map_err(PipelineError::Load)?;
+
+        let mut report = RunReport {
+            pipeline_name: self.config.pipeline_name.clone(),
+            dataset_name: self.config.dataset_name.clone(),
+            destination: destination.kind().to_string(),
+            resources: selected.clone(),
+            ..Default::default()
+        };
+
+        // 1. Finish what an earlier run left.
+        let resumed = self.resume_pending(destination)?;
+        report.loaded_packages.extend(resumed.iter().cloned());
+        report.resumed_packages = resumed;
+
+        // 2. State and schema.
+        let (mut state, schema) = self.current_state(source.name(), destination)?;
+        state.set("destination_type", json!(destination.destination_type()));
+        state.set("dataset_name", json!(self.config.dataset_name));
+        let mut shared = ExtractShared::default();
+        for spec in &specs {
+            let res_state = state.resource(source.name(), &spec.name).cloned();
+            if let Some(cursor) = &spec.cursor {
+                let stored = res_state.as_ref().and_then(|s| s.get("incremental")).and_then(|i| i.get(cursor));
+                shared.incrementals.insert(spec.name.clone(), Incremental::from_state(cursor, &spec.primary_key, stored));
+            }
+            if let Some(mut rs) = res_state {
+                rs.remove("incremental");
+                if !rs.is_empty() {
+                    shared.resource_state.insert(spec.name.clone(), rs);
+                }
+            }
+        }
+        let shared = Arc::new(Mutex::new(shared));
+
+        // 3. Extract and normalize concurrently into a new package.
+        let load_id = self.new_load_id();
+        let writer = PackageWriter::create(&self.load_root(), &load_id)?;
+        let (tx, rx) = mpsc::channel::<Items>(self.config.channel_pages.max(1));
+        let hints: IndexMap<String, RootHints> = specs
+            .iter()
+            .map(|s| {
+                (s.name.clone(), RootHints {
+                    resource: s.name.clone(),
+                    table: s.name.clone(),
+                    primary_key: s.primary_key.clone(),
+                    disposition: s.write_disposition,
+                })
+            })
+            .collect();
+        let norm_config = NormalizeConfig { max_identifier_len: destination.max_identifier_len(), batch_rows: self.config.batch_rows };
+        let norm_load_id = load_id.clone();
+        let normalizer = tokio::task::spawn_blocking(move || normalize_loop(rx, schema, writer, hints, norm_config, &norm_load_id));
+        let ctx = ExtractContext::new(selected.clone(), tx, shared.clone());
+        let extracted = source.extract(ctx).await;
+        let normalized = normalizer.await.map_err(|e| PipelineError::LocalFiles(format!("normalizer thread failed: {e}")))?;
+        let (mut schema, writer, rows) = match (extracted, normalized) {
+            (Ok(()), Ok(out)) => out,
+            (Err(e), norm) => {
+                if let Ok((_, w, _)) = norm {
+                    w.discard();
+                }
+                return Err(PipelineError::Extract(e));
+            }
+            (Ok(()), Err((e, w))) => {
+                if let Some(w) = w {
+                    w.discard();
+                }
+                return Err(e);
+            }
+        };
+        report.rows = rows;
+
+        // 4. State: cursors and resource state of every resource that ran.
+        {
+            let shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, inc) in &shared.incrementals {
+                let res = state.resource_mut(source.name(), name);
+                let entry = res.entry("incremental".to_string()).or_insert_with(|| json!({}));
+                if let Value::Object(m) = entry {
+                    m.insert(inc.cursor().to_string(), inc.to_state());
+                }
+            }
+            for (name, rs) in &shared.resource_state {
+                let res = state.resource_mut(source.name(), name);
+                for (k, v) in rs {
+                    res.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        // A cursor that never moved must not create state on a first run with no rows.
+        prune_empty_incrementals(&mut state, source.name(), &specs);
+        let state_changed = state.bump();
+        report.state_changed = state_changed;
+
+        // 5. Replace roots: selected replace resources' root tables that have held data.
+        let replace_roots: Vec<String> = specs
+            .iter()
+            .filter(|s| selected.contains(&s.name) && s.write_disposition == WriteDisposition::Replace)
+            .flat_map(|s| schema.resource_root_tables(&s.name).into_iter().filter(|t| t.seen_data).map(|t| t.name.clone()).collect::<Vec<_>>())
+            .collect();
+
+        if writer.is_empty() && !state_changed && replace_roots.is_empty() {
+            writer.discard();
+            report.elapsed_secs = started.elapsed().as_secs_f64();
+            self.write_trace(&report);
+            return Ok(report);
+        }
+        schema.bump_version();
+        let now = chrono::Utc::now();
+        let manifest = PackageManifest {
+            load_id: load_id.clone(),
+            dataset_name: self.config.dataset_name.clone(),
+            pipeline_name: self.config.pipeline_name.clone(),
+            schema,
+            tables: IndexMap::new(),
+            replace_roots,
+            state: state_changed.then(|| state.to_row(now)),
+            state_doc: Some(state.doc().clone()),
+            resources: selected.clone(),
+        };
+        let package = writer.finish(&self.load_root(), manifest)?;
+        if options.fail_before_load {
+            return Err(PipelineError::Load(DestinationError::new("test", "failure injected between normalize and load")));
+        }
+
+        // 6. Load.
+        self.load_one(destination, &package)?;
+        report.loaded_packages.push(load_id);
+        report.elapsed_secs = started.elapsed().as_secs_f64();
+        self.write_trace(&report);
+        Ok(report)
+    }
+
+    fn new_load_id(&self) -> String {
+        let now = chrono::Utc::now();
+        let mut micros = now.timestamp_micros();
+        // Load ids strictly increase, even across quick successive runs.
+        let last = self.last_load_id_micros();
+        if micros <= last {
+            micros = last + 1;
+        }
+        format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+    }
+
+    fn last_load_id_micros(&self) -> i64 {
+        let mut max = 0i64;
+        for sub in ["new", "normalized", "loaded"] {
+            if let Ok(rd) = fs::read_dir(self.load_root().join(sub)) {
+                for e in rd.flatten() {
+                    if let Some(name) = e.file_name().to_str() {
+                        if let Some((s, f)) = name.split_once('.') {
+                            if let (Ok(s), Ok(f)) = (s.parse::<i64>(), format!("{f:0<6}")[..6].parse::<i64>()) {
+                                max = max.max(s * 1_000_000 + f);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        max
+    }
+
+    fn write_trace(&self, report: &RunReport) {
+        let path = self.workdir.join("trace.json");
+        let _ = write_atomic(&path, &serde_json::to_string_pretty(report).unwrap_or_default());
+    }
+
+    /// The last run's trace, if any.
+    pub fn last_trace(&self) -> Option<Value> {
+        fs::read_to_string(self.workdir.join("trace.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
+    }
+}
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Test hook: stop with an error after the package is complete, before loading it.
+    pub fail_before_load: bool,
+}
+
+type NormalizeOut = (Schema, PackageWriter, IndexMap<String, u64>);
+
+fn normalize_loop(
+    mut rx: mpsc::Receiver<Items>,
+    mut schema: Schema,
+    mut writer: PackageWriter,
+    hints: IndexMap<String, RootHints>,
+    config: NormalizeConfig,
+    load_id: &str,
+) -> Result<NormalizeOut, (PipelineError, Option<PackageWriter>)> {
+    let mut normalizer = Normalizer::new(config);
+    let mut ensured = std::collections::HashSet::new();
+    let result: Result<(), PipelineError> = (|| {
+        while let Some(items) = rx.blocking_recv() {
+            let Some(h) = hints.get(&items.resource) else { continue };
+            if ensured.insert(items.resource.clone()) {
+                normalizer.ensure_root(&mut schema, h);
+            }
+            for record in items.records {
+                normalizer.push(&mut schema, h, record, load_id)?;
+            }
+            for (table, batch) in normalizer.take_ready(&schema)? {
+                writer.write(&table, &batch)?;
+            }
+        }
+        for (table, batch) in normalizer.finish(&schema)? {
+            writer.write(&table, &batch)?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            let rows = normalizer.row_counts().clone();
+            Ok((schema, writer, rows))
+        }
+        Err(e) => {
+            // Stop the extractor: dropping the receiver makes `emit` fail.
+            drop(rx);
+            Err((e, Some(writer)))
+        }
+    }
+}
+
+fn prune_empty_incrementals(state: &mut PipelineState, source: &str, specs: &[ResourceSpec]) {
+    for spec in specs {
+        let Some(cursor) = &spec.cursor else { continue };
+        let empty = state
+            .resource(source, &spec.name)
+            .and_then(|r| r.get("incremental"))
+            .and_then(|i| i.get(cursor))
+            .map(|c| c.get("last_value").is_none_or(Value::is_null))
+            .unwrap_or(false);
+        if empty {
+            let res = state.resource_mut(source, &spec.name);
+            res.remove("incremental");
+            if res.is_empty() {
+                state.drop_resource(source, &spec.name);
+            }
+        }
+    }
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<(), PipelineError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).map_err(PipelineError::io(&tmp))?;
+    fs::rename(&tmp, path).map_err(PipelineError::io(path))
+}

@@ -1,0 +1,404 @@
+//! The dataset schema: tables, columns and their dlt data types, versioned and hashed like dlt's.
+//!
+//! A [`Schema`] only grows: tables and columns are added, never removed or retyped (a conflicting value
+//! goes to a variant column instead, see [`crate::normalize`]). Every change bumps [`Schema::version`] and
+//! changes [`Schema::version_hash`], which is what `_dlt_version` and `_dlt_loads.schema_version_hash` record.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use sha3::Digest as _;
+
+/// dlt's schema engine version written to `_dlt_version.engine_version`.
+pub const SCHEMA_ENGINE_VERSION: i64 = 11;
+
+/// A column's logical type, named as dlt names it (`text`, `bigint`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataType {
+    /// UTF-8 text.
+    Text,
+    /// 64-bit signed integer.
+    Bigint,
+    /// 64-bit float.
+    Double,
+    /// Boolean.
+    Bool,
+    /// Timestamp with time zone (UTC, microseconds).
+    Timestamp,
+    /// Calendar date.
+    Date,
+    /// Time of day (microseconds).
+    Time,
+    /// Decimal(38, 9).
+    Decimal,
+    /// JSON document.
+    Json,
+    /// Raw bytes.
+    Binary,
+}
+
+impl DataType {
+    /// The dlt name of the type, also used in variant column suffixes (`__v_double`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::Text => "text",
+            DataType::Bigint => "bigint",
+            DataType::Double => "double",
+            DataType::Bool => "bool",
+            DataType::Timestamp => "timestamp",
+            DataType::Date => "date",
+            DataType::Time => "time",
+            DataType::Decimal => "decimal",
+            DataType::Json => "json",
+            DataType::Binary => "binary",
+        }
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a resource's rows are written to its tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteDisposition {
+    /// Insert rows as they are.
+    #[default]
+    Append,
+    /// Replace the tables' contents atomically with the package's rows.
+    Replace,
+    /// Delete-insert by primary key, child tables included (through `_dlt_root_id`).
+    Merge,
+}
+
+impl WriteDisposition {
+    /// The dlt name (`append`, `replace`, `merge`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteDisposition::Append => "append",
+            WriteDisposition::Replace => "replace",
+            WriteDisposition::Merge => "merge",
+        }
+    }
+}
+
+impl fmt::Display for WriteDisposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for an unknown write disposition name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown write disposition `{0}`: expected one of append, replace, merge")]
+pub struct ParseWriteDispositionError(String);
+
+impl FromStr for WriteDisposition {
+    type Err = ParseWriteDispositionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "append" => Ok(Self::Append),
+            "replace" => Ok(Self::Replace),
+            "merge" => Ok(Self::Merge),
+            other => Err(ParseWriteDispositionError(other.to_string())),
+        }
+    }
+}
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    /// Normalized column name.
+    pub name: String,
+    /// Logical type.
+    pub data_type: DataType,
+    /// Whether NULL is allowed (system and primary-key columns are NOT NULL).
+    pub nullable: bool,
+    /// Part of the table's primary key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub primary_key: bool,
+    /// Marked unique (`_dlt_id`); no index is created.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unique: bool,
+    /// This is a variant column (`col__v_<type>`) of another column.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub variant: bool,
+}
+
+impl Column {
+    /// A nullable data column.
+    pub fn new(name: impl Into<String>, data_type: DataType) -> Self {
+        Column { name: name.into(), data_type, nullable: true, primary_key: false, unique: false, variant: false }
+    }
+
+    /// A NOT NULL column (system columns, keys).
+    pub fn not_null(name: impl Into<String>, data_type: DataType) -> Self {
+        Column { nullable: false, ..Column::new(name, data_type) }
+    }
+}
+
+/// One table: a resource's root table or a child table of a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    /// Normalized table name.
+    pub name: String,
+    /// Columns in creation order.
+    pub columns: IndexMap<String, Column>,
+    /// The parent table, for child tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The resource that produces this table (roots and children alike).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Write disposition; set on root tables, inherited by children.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_disposition: Option<WriteDisposition>,
+    /// The table has received at least one row (dlt's `x-normalizer.seen-data`).
+    #[serde(default)]
+    pub seen_data: bool,
+}
+
+impl Table {
+    /// An empty root table for a resource.
+    pub fn root(name: impl Into<String>, resource: impl Into<String>, disposition: WriteDisposition) -> Self {
+        Table {
+            name: name.into(),
+            columns: IndexMap::new(),
+            parent: None,
+            resource: Some(resource.into()),
+            write_disposition: Some(disposition),
+            seen_data: false,
+        }
+    }
+
+    /// The primary-key column names, in declared order.
+    pub fn primary_key(&self) -> Vec<&str> {
+        self.columns.values().filter(|c| c.primary_key).map(|c| c.name.as_str()).collect()
+    }
+}
+
+/// A versioned, persisted dataset schema (dlt's `Schema`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schema {
+    /// Schema name (the source name, e.g. `personio`).
+    pub name: String,
+    /// Incremented on every change.
+    pub version: i64,
+    /// Hash of the content; see [`Schema::compute_hash`].
+    pub version_hash: String,
+    /// Tables in creation order, bookkeeping tables excluded.
+    pub tables: IndexMap<String, Table>,
+}
+
+impl Schema {
+    /// An empty schema (version 0) with the given name.
+    pub fn new(name: impl Into<String>) -> Self {
+        let mut s = Schema { name: name.into(), version: 0, version_hash: String::new(), tables: IndexMap::new() };
+        s.version_hash = s.compute_hash();
+        s
+    }
+
+    /// Content hash: base64 of SHA3-256 over the canonical JSON of name and tables.
+    pub fn compute_hash(&self) -> String {
+        let content = serde_json::json!({"name": self.name, "tables": self.tables});
+        let digest = sha3::Sha3_256::digest(content.to_string().as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    }
+
+    /// Recompute the hash; bump the version if the content changed. Returns whether it changed.
+    pub fn bump_version(&mut self) -> bool {
+        let hash = self.compute_hash();
+        if hash != self.version_hash {
+            self.version += 1;
+            self.version_hash = hash;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Root table names of one resource (tables without a parent).
+    pub fn resource_root_tables(&self, resource: &str) -> Vec<&Table> {
+        self.tables.values().filter(|t| t.parent.is_none() && t.resource.as_deref() == Some(resource)).collect()
+    }
+
+    /// The table and all its descendants, parents before children.
+    pub fn table_chain(&self, root: &str) -> Vec<&Table> {
+        let mut out: Vec<&Table> = Vec::new();
+        if let Some(t) = self.tables.get(root) {
+            out.push(t);
+        }
+        let mut i = 0;
+        while i < out.len() {
+            let parent = out[i].name.clone();
+            out.extend(self.tables.values().filter(|t| t.parent.as_deref() == Some(parent.as_str())));
+            i += 1;
+        }
+        out
+    }
+
+    /// The root table a table descends from.
+    pub fn root_of<'a>(&'a self, table: &'a str) -> &'a str {
+        let mut name = table;
+        while let Some(parent) = self.tables.get(name).and_then(|t| t.parent.as_deref()) {
+            name = parent;
+        }
+        name
+    }
+
+    /// The write disposition in force for a table (its root's).
+    pub fn disposition_of(&self, table: &str) -> WriteDisposition {
+        self.tables.get(self.root_of(table)).and_then(|t| t.write_disposition).unwrap_or_default()
+    }
+
+    /// The schema as dlt's stored schema JSON (readable by dlt), bookkeeping tables included.
+    pub fn to_dlt_json(&self) -> serde_json::Value {
+        let mut tables = serde_json::Map::new();
+        for (name, cols) in bookkeeping_tables() {
+            tables.insert(name.to_string(), table_json(&Table {
+                name: name.to_string(),
+                columns: cols.into_iter().map(|c| (c.name.clone(), c)).collect(),
+                parent: None,
+                resource: Some(name.to_string()),
+                write_disposition: Some(WriteDisposition::Append),
+                seen_data: false,
+            }));
+        }
+        for t in self.tables.values() {
+            tables.insert(t.name.clone(), table_json(t));
+        }
+        serde_json::json!({
+            "version": self.version,
+            "version_hash": self.version_hash,
+            "engine_version": SCHEMA_ENGINE_VERSION,
+            "name": self.name,
+            "tables": tables,
+            "settings": {"detections": ["iso_timestamp"], "default_hints": {
+                "not_null": ["_dlt_id", "_dlt_root_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_load_id"],
+                "parent_key": ["_dlt_parent_id"], "root_key": ["_dlt_root_id"], "unique": ["_dlt_id"],
+                "row_key": ["_dlt_id"]}},
+            "normalizers": {"names": "snake_case", "json": {"module": "dlt.common.normalizers.json.relational"}},
+            "previous_hashes": [],
+        })
+    }
+
+    /// The schema as YAML (for `schema export`).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(&self.to_dlt_json()).unwrap_or_default()
+    }
+}
+
+fn table_json(t: &Table) -> serde_json::Value {
+    let mut cols = serde_json::Map::new();
+    for c in t.columns.values() {
+        let mut m = serde_json::Map::new();
+        m.insert("name".into(), c.name.clone().into());
+        m.insert("data_type".into(), c.data_type.as_str().into());
+        m.insert("nullable".into(), c.nullable.into());
+        if c.primary_key {
+            m.insert("primary_key".into(), true.into());
+        }
+        if c.unique {
+            m.insert("unique".into(), true.into());
+        }
+        if c.variant {
+            m.insert("variant".into(), true.into());
+        }
+        cols.insert(c.name.clone(), m.into());
+    }
+    let mut m = serde_json::Map::new();
+    m.insert("name".into(), t.name.clone().into());
+    m.insert("columns".into(), cols.into());
+    if let Some(p) = &t.parent {
+        m.insert("parent".into(), p.clone().into());
+    }
+    if let Some(r) = &t.resource {
+        m.insert("resource".into(), r.clone().into());
+    }
+    if let Some(wd) = t.write_disposition {
+        m.insert("write_disposition".into(), wd.as_str().into());
+    }
+    if t.seen_data {
+        m.insert("x-normalizer".into(), serde_json::json!({"seen-data": true}));
+    }
+    m.into()
+}
+
+/// The three bookkeeping tables (`_dlt_version`, `_dlt_loads`, `_dlt_pipeline_state`) with dlt's columns.
+pub fn bookkeeping_tables() -> Vec<(&'static str, Vec<Column>)> {
+    use DataType::*;
+    vec![
+        ("_dlt_version", vec![
+            Column::not_null("version", Bigint),
+            Column::not_null("engine_version", Bigint),
+            Column::not_null("inserted_at", Timestamp),
+            Column::not_null("schema_name", Text),
+            Column::not_null("version_hash", Text),
+            Column::not_null("schema", Text),
+        ]),
+        ("_dlt_loads", vec![
+            Column::not_null("load_id", Text),
+            Column::new("schema_name", Text),
+            Column::not_null("status", Bigint),
+            Column::not_null("inserted_at", Timestamp),
+            Column::new("schema_version_hash", Text),
+        ]),
+        ("_dlt_pipeline_state", vec![
+            Column::not_null("version", Bigint),
+            Column::not_null("engine_version", Bigint),
+            Column::not_null("pipeline_name", Text),
+            Column::not_null("state", Text),
+            Column::not_null("created_at", Timestamp),
+            Column::new("version_hash", Text),
+            Column::not_null("_dlt_load_id", Text),
+            Column::not_null("_dlt_id", Text),
+        ]),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_bumps_only_on_change() {
+        let mut s = Schema::new("personio");
+        assert!(!s.bump_version());
+        s.tables.insert("t".into(), Table::root("t", "t", WriteDisposition::Merge));
+        assert!(s.bump_version());
+        assert_eq!(s.version, 1);
+        assert!(!s.bump_version());
+    }
+
+    #[test]
+    fn chain_lists_descendants() {
+        let mut s = Schema::new("x");
+        s.tables.insert("a".into(), Table::root("a", "a", WriteDisposition::Merge));
+        let mut c = Table::root("a__b", "a", WriteDisposition::Merge);
+        c.parent = Some("a".into());
+        c.write_disposition = None;
+        s.tables.insert("a__b".into(), c);
+        let mut d = Table::root("a__b__c", "a", WriteDisposition::Merge);
+        d.parent = Some("a__b".into());
+        d.write_disposition = None;
+        s.tables.insert("a__b__c".into(), d);
+        let names: Vec<_> = s.table_chain("a").iter().map(|t| t.name.clone()).collect();
+        assert_eq!(names, ["a", "a__b", "a__b__c"]);
+        assert_eq!(s.root_of("a__b__c"), "a");
+        assert_eq!(s.disposition_of("a__b__c"), WriteDisposition::Merge);
+    }
+
+    #[test]
+    fn disposition_parses_and_lists_valid_values() {
+        assert_eq!("merge".parse::<WriteDisposition>().unwrap(), WriteDisposition::Merge);
+        let err = "upsert".parse::<WriteDisposition>().unwrap_err().to_string();
+        assert!(err.contains("append, replace, merge"), "{err}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Personio source: resource declarations.
