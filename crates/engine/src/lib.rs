@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod extract;
+pub mod fixture;
 pub mod incremental;
 pub mod load;
 pub mod package;

@@ -289,6 +289,49 @@ impl Schema {
         })
     }
 
+    /// Read a schema stored by [`Schema::to_dlt_json`] (or by dlt itself); bookkeeping tables are skipped.
+    pub fn from_dlt_json(value: &serde_json::Value) -> Option<Schema> {
+        let name = value.get("name")?.as_str()?.to_string();
+        let mut schema = Schema {
+            name,
+            version: value.get("version").and_then(|v| v.as_i64()).unwrap_or(0),
+            version_hash: value.get("version_hash").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            tables: IndexMap::new(),
+        };
+        for (tname, t) in value.get("tables")?.as_object()? {
+            if tname.starts_with("_dlt_") {
+                continue;
+            }
+            let mut columns = IndexMap::new();
+            if let Some(cols) = t.get("columns").and_then(|c| c.as_object()) {
+                for (cname, c) in cols {
+                    let Some(dt) = c.get("data_type").and_then(|d| serde_json::from_value::<DataType>(d.clone()).ok()) else {
+                        continue;
+                    };
+                    let flag = |k: &str| c.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+                    columns.insert(cname.clone(), Column {
+                        name: cname.clone(),
+                        data_type: dt,
+                        nullable: c.get("nullable").and_then(|v| v.as_bool()).unwrap_or(true),
+                        primary_key: flag("primary_key"),
+                        unique: flag("unique"),
+                        variant: flag("variant"),
+                    });
+                }
+            }
+            let s = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            schema.tables.insert(tname.clone(), Table {
+                name: tname.clone(),
+                columns,
+                parent: s("parent"),
+                resource: s("resource"),
+                write_disposition: s("write_disposition").and_then(|w| w.parse().ok()),
+                seen_data: t.pointer("/x-normalizer/seen-data").and_then(|v| v.as_bool()).unwrap_or(false),
+            });
+        }
+        Some(schema)
+    }
+
     /// The schema as YAML (for `schema export`).
     pub fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(&self.to_dlt_json()).unwrap_or_default()
@@ -393,6 +436,21 @@ mod tests {
         assert_eq!(names, ["a", "a__b", "a__b__c"]);
         assert_eq!(s.root_of("a__b__c"), "a");
         assert_eq!(s.disposition_of("a__b__c"), WriteDisposition::Merge);
+    }
+
+    #[test]
+    fn dlt_json_round_trip() {
+        let mut s = Schema::new("personio");
+        let mut t = Table::root("employees", "employees", WriteDisposition::Merge);
+        let mut id = Column::not_null("id", DataType::Bigint);
+        id.primary_key = true;
+        t.columns.insert("id".into(), id);
+        t.columns.insert("hire_date".into(), Column::new("hire_date", DataType::Timestamp));
+        t.seen_data = true;
+        s.tables.insert("employees".into(), t);
+        s.bump_version();
+        let back = Schema::from_dlt_json(&s.to_dlt_json()).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

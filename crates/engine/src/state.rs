@@ -37,6 +37,8 @@ pub struct StateRow {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// `_version_hash`.
     pub version_hash: String,
+    /// The row's `_dlt_id` (random, 14 characters).
+    pub dlt_id: String,
 }
 
 /// The pipeline state document.
@@ -180,8 +182,15 @@ impl PipelineState {
             state: self.encode(),
             created_at,
             version_hash: self.version_hash().to_string(),
+            dlt_id: random_id(),
         }
     }
+}
+
+/// 10 random bytes, standard base64 without padding (14 characters): dlt's random `_dlt_id`.
+pub fn random_id() -> String {
+    let bytes: [u8; 10] = rand::random();
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
 }
 
 fn sorted(v: &Value) -> Value {

@@ -1,0 +1,357 @@
+//! The subcommands: flags → checked settings → library calls.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use personio_client::{ClientConfig, PersonioClient};
+use personio_source::{PersonioSource, SourceOptions};
+use pipeline_destinations::duckdb::DuckDbConfig;
+use pipeline_engine::extract::Source;
+use pipeline_engine::load::Destination;
+use pipeline_engine::pipeline::{Pipeline, PipelineConfig};
+
+use crate::config::{init_config_toml, init_secrets_toml, ConfigResolver};
+
+/// A usage or configuration error (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Global settings of one invocation.
+#[derive(Debug)]
+pub struct Env {
+    pub project_dir: PathBuf,
+    pub pipelines_dir: PathBuf,
+    pub json: bool,
+}
+
+/// `~/.personio-pipeline/pipelines`.
+pub fn default_pipelines_dir() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".personio-pipeline").join("pipelines")
+}
+
+/// Flags of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Resources to load (comma-separated); default: every resource that works against today's API.
+    #[arg(long, value_delimiter = ',')]
+    resources: Vec<String>,
+    /// Destination.
+    #[arg(long, default_value = "duckdb", value_parser = ["duckdb"])]
+    destination: String,
+    /// Dataset name (a DuckDB schema).
+    #[arg(long, default_value = "personio_data")]
+    dataset: String,
+    /// Pipeline name (working directory, `<name>.duckdb`, state key).
+    #[arg(long, default_value = "personio")]
+    pipeline_name: String,
+    /// Drop the selected resources' tables and state first, then load everything again.
+    #[arg(long)]
+    full_refresh: bool,
+    /// First day of attendances (YYYY-MM-DD).
+    #[arg(long)]
+    start_date: Option<NaiveDate>,
+    /// Last day of attendances (YYYY-MM-DD; default today, UTC).
+    #[arg(long)]
+    end_date: Option<NaiveDate>,
+    /// Start an in-process sandbox and load it (no credentials needed).
+    #[arg(long)]
+    demo: bool,
+    /// Allow the v1 attendances/projects endpoints Personio retired on 2026-08-30.
+    #[arg(long)]
+    allow_retired_v1: bool,
+    /// Fetch every employee's balance, not only new or changed employees'.
+    #[arg(long)]
+    refresh_all_balances: bool,
+    /// Concurrent transformer calls (balances, reports).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+/// `pipeline <name> ...` actions.
+#[derive(Debug, Subcommand)]
+pub enum PipelineAction {
+    /// Working directory, state and pending packages.
+    Info,
+    /// Tables with row counts, the last loads and the schema.
+    Show {
+        /// Dataset name.
+        #[arg(long, default_value = "personio_data")]
+        dataset: String,
+    },
+    /// The last run's trace.
+    Trace,
+    /// Drop the tables and state of chosen resources (all when none named).
+    Drop {
+        /// Resources to drop.
+        #[arg(long, value_delimiter = ',')]
+        resources: Vec<String>,
+        /// Dataset name.
+        #[arg(long, default_value = "personio_data")]
+        dataset: String,
+    },
+}
+
+/// `schema ...` actions.
+#[derive(Debug, Subcommand)]
+pub enum SchemaAction {
+    /// Print the pipeline's schema.
+    Export {
+        /// Pipeline name.
+        #[arg(long, default_value = "personio")]
+        pipeline_name: String,
+        /// Output format.
+        #[arg(long, default_value = "yaml", value_parser = ["yaml", "json"])]
+        format: String,
+    },
+}
+
+/// `init`: write `.dlt/config.toml` and `.dlt/secrets.toml` (mode 0600).
+pub fn init(env: &Env, destination: &str, force: bool) -> Result<()> {
+    let dir = env.project_dir.join(".dlt");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = [("config.toml", init_config_toml(destination)), ("secrets.toml", init_secrets_toml(destination))];
+    for (name, text) in files {
+        let path = dir.join(name);
+        if path.exists() && !force {
+            return Err(UsageError(format!("{} exists; pass --force to overwrite it", path.display())).into());
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        #[cfg(unix)]
+        if name == "secrets.toml" {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    let gitignore = env.project_dir.join(".gitignore");
+    let has_entry = std::fs::read_to_string(&gitignore).map(|t| t.lines().any(|l| l.trim() == ".dlt/secrets.toml")).unwrap_or(false);
+    if !has_entry {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&gitignore)?;
+        writeln!(f, ".dlt/secrets.toml")?;
+    }
+    if env.json {
+        println!("{}", serde_json::json!({"created": [dir.join("config.toml"), dir.join("secrets.toml")]}));
+    } else {
+        println!("Created {}/config.toml and {}/secrets.toml (mode 0600) for destination {destination}.", dir.display(), dir.display());
+        println!("Put your Personio client_id and client_secret in .dlt/secrets.toml, then run: personio-pipeline run");
+    }
+    Ok(())
+}
+
+fn duckdb_config(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, dataset: &str) -> DuckDbConfig {
+    match resolver.get(&["destination", "duckdb"], "credentials", false) {
+        Some(path) if !path.is_empty() && path.ends_with(".duckdb") => {
+            DuckDbConfig { path: env.project_dir.join(path), dataset_name: dataset.to_string() }
+        }
+        _ => DuckDbConfig::for_pipeline(&env.project_dir, pipeline_name, dataset),
+    }
+}
+
+/// `run`.
+pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
+    let resolver = ConfigResolver::load(&env.project_dir)?;
+    let section = ["sources", "personio"];
+    let mut sandbox = None;
+    let (base_url, client_id, client_secret) = if args.demo {
+        let running = personio_sandbox::Sandbox::start(personio_sandbox::SandboxConfig::default(), "127.0.0.1:0")
+            .await
+            .context("starting the demo sandbox")?;
+        let base = running.base_url();
+        if !env.json {
+            eprintln!("Demo: loading the Personio sandbox at {base} (no credentials needed)");
+        }
+        sandbox = Some(running);
+        (base, personio_sandbox::DEFAULT_CLIENT_ID.to_string(), personio_sandbox::DEFAULT_CLIENT_SECRET.to_string())
+    } else {
+        let id = resolver.get(&section, "client_id", true).ok_or_else(|| {
+            UsageError("no Personio client_id: set sources.personio.client_id in .dlt/secrets.toml (run `personio-pipeline init`) or SOURCES__PERSONIO__CLIENT_ID".into())
+        })?;
+        let secret = resolver.get(&section, "client_secret", true).ok_or_else(|| {
+            UsageError("no Personio client_secret: set sources.personio.client_secret in .dlt/secrets.toml or SOURCES__PERSONIO__CLIENT_SECRET".into())
+        })?;
+        let base = resolver.get(&section, "base_url", false).unwrap_or_else(|| "https://api.personio.de".to_string());
+        (base, id, secret)
+    };
+    let items_per_page = match resolver.get(&section, "items_per_page", false) {
+        Some(v) => v.parse::<u32>().map_err(|_| UsageError(format!("sources.personio.items_per_page must be a positive integer, got `{v}`")))?,
+        None => 200,
+    };
+    let mut client_config = ClientConfig::new(client_id, client_secret).with_base_url(base_url);
+    if let Some(app) = resolver.get(&section, "app_id", false) {
+        client_config.app_id = Some(app);
+    }
+    if let Some(partner) = resolver.get(&section, "partner_id", false) {
+        client_config.partner_id = Some(partner);
+    }
+    if let Some(t) = resolver.get(&["runtime"], "request_timeout", false).and_then(|v| v.parse::<f64>().ok()) {
+        client_config.request_timeout = std::time::Duration::from_secs_f64(t);
+    }
+    if let Some(n) = resolver.get(&["runtime"], "request_max_attempts", false).and_then(|v| v.parse::<u32>().ok()) {
+        client_config.max_attempts = n;
+    }
+    let client = PersonioClient::new(client_config).context("building the Personio client")?;
+
+    let progress = crate::progress::Progress::new(env.json);
+    let options = SourceOptions {
+        items_per_page,
+        start_date: args.start_date.unwrap_or_else(|| SourceOptions::default().start_date),
+        end_date: args.end_date,
+        allow_retired_v1: args.allow_retired_v1,
+        refresh_all_balances: args.refresh_all_balances,
+        transformer_concurrency: args.concurrency.max(1),
+        progress: Some(progress.callback()),
+    };
+    let source = PersonioSource::new(client, options);
+
+    let dd = duckdb_config(env, &resolver, &args.pipeline_name, &args.dataset);
+    let mut destination = dd.build()?;
+    let pipeline = Pipeline::open(PipelineConfig::new(&args.pipeline_name, &args.dataset, &env.pipelines_dir))?;
+    let selected: Vec<String> = args.resources.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if args.full_refresh {
+        let names = if selected.is_empty() { source.default_resources() } else { selected.clone() };
+        drop_resources(&pipeline, &source, &mut destination, &names)?;
+    }
+    let report = pipeline.run(&source, Some(&selected), &mut destination).await;
+    progress.finish();
+    drop(sandbox);
+    let report = report?;
+    if env.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+        println!("The duckdb destination used {} to store data", dd.path.display());
+    }
+    Ok(())
+}
+
+/// Drop the tables (root and children) and the state of resources.
+fn drop_resources(pipeline: &Pipeline, source: &dyn Source, destination: &mut dyn Destination, names: &[String]) -> Result<Vec<String>> {
+    let (mut state, mut schema) = pipeline.current_state(source.name(), destination)?;
+    let mut dropped = Vec::new();
+    for name in names {
+        let roots: Vec<String> = schema.resource_root_tables(name).iter().map(|t| t.name.clone()).collect();
+        for root in roots {
+            let chain: Vec<String> = schema.table_chain(&root).iter().map(|t| t.name.clone()).collect();
+            for t in chain {
+                schema.tables.shift_remove(&t);
+                dropped.push(t);
+            }
+        }
+        state.drop_resource(source.name(), name);
+    }
+    if schema.bump_version() {
+        destination.drop_tables(&dropped, &schema)?;
+    }
+    state.bump();
+    pipeline.save_local(&state, &schema)?;
+    // The destination's newest state row still holds the old cursors: a fresh worker would restore them.
+    // The next run writes a new state row because the hash changed.
+    Ok(dropped)
+}
+
+fn open_destination(env: &Env, pipeline_name: &str, dataset: &str) -> Result<pipeline_destinations::duckdb::DuckDbDestination> {
+    let resolver = ConfigResolver::load(&env.project_dir)?;
+    let dd = duckdb_config(env, &resolver, pipeline_name, dataset);
+    if !dd.path.exists() {
+        return Err(UsageError(format!("no database at {}: run `personio-pipeline run --pipeline-name {pipeline_name}` first", dd.path.display())).into());
+    }
+    Ok(dd.build()?)
+}
+
+/// `pipeline <name> ...`.
+pub fn pipeline(env: &Env, name: &str, action: PipelineAction) -> Result<()> {
+    let workdir = env.pipelines_dir.join(name);
+    match action {
+        PipelineAction::Info => {
+            let p = Pipeline::open(PipelineConfig::new(name, "", &env.pipelines_dir))?;
+            let state = p.local_state()?;
+            let pending = pipeline_engine::package::pending_packages(&workdir.join("load"))?;
+            let info = serde_json::json!({
+                "pipeline_name": name,
+                "working_dir": workdir,
+                "state": state.as_ref().map(|s| serde_json::Value::Object(s.doc().clone())),
+                "pending_packages": pending.iter().map(|p| p.load_id().to_string()).collect::<Vec<_>>(),
+            });
+            if env.json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!("Pipeline {name}\nWorking directory: {}", workdir.display());
+                println!("Pending packages: {}", pending.len());
+                match state {
+                    Some(s) => println!("State (version {}):\n{}", s.version(), serde_json::to_string_pretty(&serde_json::Value::Object(s.doc().clone()))?),
+                    None => println!("No local state (it is restored from the destination on the next run)."),
+                }
+            }
+        }
+        PipelineAction::Show { dataset } => {
+            let mut d = open_destination(env, name, &dataset)?;
+            let tables = d.tables()?;
+            let loads = d.recent_loads(10)?;
+            let schema = Pipeline::open(PipelineConfig::new(name, &dataset, &env.pipelines_dir))?.local_schema("personio")?;
+            if env.json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"tables": tables, "loads": loads, "schema": schema.map(|s| s.to_dlt_json())}))?);
+            } else {
+                println!("Dataset {dataset} in {}", d.config().path.display());
+                println!("{:<48} {:>12}", "table", "rows");
+                for t in &tables {
+                    println!("{:<48} {:>12}", t.name, t.rows);
+                }
+                println!("\nLast loads:");
+                for l in &loads {
+                    println!("  {}  status {}  {}", l.load_id, l.status, l.inserted_at);
+                }
+                if let Some(s) = schema {
+                    println!("\nSchema {} version {} ({} tables)", s.name, s.version, s.tables.len());
+                    for t in s.tables.values() {
+                        let cols: Vec<String> = t.columns.values().map(|c| format!("{} {}", c.name, c.data_type)).collect();
+                        println!("  {} [{}]: {}", t.name, t.write_disposition.map(|w| w.to_string()).unwrap_or_else(|| "child".into()), cols.join(", "));
+                    }
+                }
+            }
+        }
+        PipelineAction::Trace => {
+            let p = Pipeline::open(PipelineConfig::new(name, "", &env.pipelines_dir))?;
+            match p.last_trace() {
+                Some(t) => println!("{}", serde_json::to_string_pretty(&t)?),
+                None => return Err(UsageError(format!("pipeline {name} has no trace yet: run it first")).into()),
+            }
+        }
+        PipelineAction::Drop { resources, dataset } => {
+            let p = Pipeline::open(PipelineConfig::new(name, &dataset, &env.pipelines_dir))?;
+            let mut d = open_destination(env, name, &dataset)?;
+            let source = PersonioSource::new(
+                PersonioClient::new(ClientConfig::new("unused", "unused")).context("building a client")?,
+                SourceOptions::default(),
+            );
+            let names = if resources.is_empty() { source.resources().into_iter().map(|r| r.name).collect() } else { resources };
+            let dropped = drop_resources(&p, &source, &mut d, &names)?;
+            if env.json {
+                println!("{}", serde_json::json!({"dropped_tables": dropped}));
+            } else {
+                println!("Dropped tables {dropped:?} and the state of {names:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `schema export`.
+pub fn schema(env: &Env, action: SchemaAction) -> Result<()> {
+    match action {
+        SchemaAction::Export { pipeline_name, format } => {
+            let p = Pipeline::open(PipelineConfig::new(&pipeline_name, "", &env.pipelines_dir))?;
+            let schema = p
+                .local_schema("personio")?
+                .ok_or_else(|| UsageError(format!("pipeline {pipeline_name} has no schema yet: run it first")))?;
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&schema.to_dlt_json())?);
+            } else {
+                print!("{}", schema.to_yaml());
+            }
+        }
+    }
+    Ok(())
+}

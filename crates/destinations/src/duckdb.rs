@@ -1,0 +1,532 @@
+//! The DuckDB destination: `<pipeline_name>.duckdb`, one DuckDB schema per dataset.
+//!
+//! Rows arrive as Arrow batches and go in through DuckDB's appender (no row-by-row INSERTs). Each package
+//! is one transaction: replace deletes and re-inserts inside it (readers see the old rows until commit),
+//! merge goes through `<dataset>_staging` tables and delete-insert SQL.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use duckdb::{params, Connection};
+use pipeline_engine::load::{Destination, DestinationError, LoadInfo, LoadReport, StoredState, TableInfo};
+use pipeline_engine::package::LoadPackage;
+use pipeline_engine::schema::{bookkeeping_tables, DataType, Schema, Table, WriteDisposition, SCHEMA_ENGINE_VERSION};
+use pipeline_engine::state::StateRow;
+
+use crate::sql::{column_def, ident, literal, qualified};
+
+const KIND: &str = "duckdb";
+
+/// dlt's DuckDB type for a dlt data type.
+pub fn duckdb_type(dt: DataType) -> &'static str {
+    match dt {
+        DataType::Text => "VARCHAR",
+        DataType::Bigint => "BIGINT",
+        DataType::Double => "DOUBLE",
+        DataType::Bool => "BOOLEAN",
+        DataType::Timestamp => "TIMESTAMP WITH TIME ZONE",
+        DataType::Date => "DATE",
+        DataType::Time => "TIME",
+        DataType::Decimal => "DECIMAL(38,9)",
+        DataType::Json => "JSON",
+        DataType::Binary => "BLOB",
+    }
+}
+
+/// Settings of the DuckDB destination.
+#[derive(Debug, Clone)]
+pub struct DuckDbConfig {
+    /// The database file (`<pipeline_name>.duckdb` by default, in the current directory).
+    pub path: PathBuf,
+    /// Dataset name: the DuckDB schema holding the tables.
+    pub dataset_name: String,
+}
+
+impl DuckDbConfig {
+    /// dlt's default: `<pipeline_name>.duckdb` in `dir`.
+    pub fn for_pipeline(dir: &Path, pipeline_name: &str, dataset_name: &str) -> Self {
+        DuckDbConfig { path: dir.join(format!("{pipeline_name}.duckdb")), dataset_name: dataset_name.to_string() }
+    }
+
+    /// Check the settings without touching the file.
+    pub fn validate(&self) -> Result<(), DestinationError> {
+        if self.dataset_name.trim().is_empty() {
+            return Err(DestinationError::new(KIND, "the dataset name is empty; pass --dataset or set dataset_name"));
+        }
+        Ok(())
+    }
+
+    /// Open (create) the database.
+    pub fn build(&self) -> Result<DuckDbDestination, DestinationError> {
+        self.validate()?;
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| DestinationError::new(KIND, format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let conn = Connection::open(&self.path).map_err(|e| open_error(&self.path, e))?;
+        Ok(DuckDbDestination { conn, config: self.clone() })
+    }
+}
+
+fn open_error(path: &Path, e: duckdb::Error) -> DestinationError {
+    let text = e.to_string();
+    let mut err = DestinationError::new(KIND, format!("cannot open {}: {text}", path.display()));
+    if text.contains("lock") {
+        err.locked = true;
+        err.message = format!(
+            "{} is locked by another process ({text}); wait for it to finish",
+            path.display()
+        );
+    }
+    err.with_source(e)
+}
+
+fn db_err(context: &str) -> impl FnOnce(duckdb::Error) -> DestinationError + '_ {
+    move |e| DestinationError::new(KIND, format!("{context}: {e}")).with_source(e)
+}
+
+/// An open DuckDB destination.
+pub struct DuckDbDestination {
+    conn: Connection,
+    config: DuckDbConfig,
+}
+
+impl std::fmt::Debug for DuckDbDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuckDbDestination").field("config", &self.config).finish()
+    }
+}
+
+impl DuckDbDestination {
+    /// The underlying connection (for tests and `pipeline show`).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The config.
+    pub fn config(&self) -> &DuckDbConfig {
+        &self.config
+    }
+
+    fn ds(&self) -> &str {
+        &self.config.dataset_name
+    }
+
+    fn staging(&self) -> String {
+        format!("{}_staging", self.config.dataset_name)
+    }
+
+    fn table_exists(&self, schema: &str, table: &str) -> Result<bool, DestinationError> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                params![schema, table],
+                |r| r.get(0),
+            )
+            .map_err(db_err("reading information_schema"))?;
+        Ok(n > 0)
+    }
+
+    fn existing_columns(&self, schema: &str) -> Result<HashMap<String, HashSet<String>>, DestinationError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ?")
+            .map_err(db_err("reading information_schema"))?;
+        let rows = stmt
+            .query_map(params![schema], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(db_err("reading information_schema"))?;
+        let mut out: HashMap<String, HashSet<String>> = HashMap::new();
+        for row in rows {
+            let (t, c) = row.map_err(db_err("reading information_schema"))?;
+            out.entry(t).or_default().insert(c);
+        }
+        Ok(out)
+    }
+
+    fn exec(&self, sql: &str) -> Result<(), DestinationError> {
+        self.conn.execute_batch(sql).map_err(|e| DestinationError::new(KIND, format!("{e} (in: {sql})")).with_source(e))
+    }
+
+    /// Create missing bookkeeping and data tables and add missing columns.
+    fn sync_schema(&self, schema: &Schema) -> Result<(), DestinationError> {
+        let ds = self.ds().to_string();
+        self.exec(&format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&ds)))?;
+        let existing = self.existing_columns(&ds)?;
+        for (name, cols) in bookkeeping_tables() {
+            if !existing.contains_key(name) {
+                let defs: Vec<String> = cols.iter().map(|c| column_def(c, duckdb_type)).collect();
+                self.exec(&format!("CREATE TABLE {} ({})", qualified(&ds, name), defs.join(", ")))?;
+            }
+        }
+        for table in schema.tables.values() {
+            if table.columns.is_empty() {
+                continue;
+            }
+            match existing.get(&table.name) {
+                None => {
+                    let defs: Vec<String> = table.columns.values().map(|c| column_def(c, duckdb_type)).collect();
+                    self.exec(&format!("CREATE TABLE {} ({})", qualified(&ds, &table.name), defs.join(", ")))?;
+                }
+                Some(have) => {
+                    for col in table.columns.values().filter(|c| !have.contains(&c.name)) {
+                        // Added columns are nullable: existing rows have no value.
+                        self.exec(&format!(
+                            "ALTER TABLE {} ADD COLUMN {} {}",
+                            qualified(&ds, &table.name),
+                            ident(&col.name),
+                            duckdb_type(col.data_type)
+                        ))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Append a package table's batches into `schema.table` through the appender.
+    fn append_batches(&self, package: &LoadPackage, table: &str, target_schema: &str) -> Result<u64, DestinationError> {
+        let mut rows = 0u64;
+        package.for_each_batch::<DestinationError>(table, |batch| {
+            let arrow_schema = batch.schema();
+            let names: Vec<&str> = arrow_schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let mut app = self
+                .conn
+                .appender_with_columns_to_db(table, target_schema, &names)
+                .map_err(db_err(&format!("opening an appender on {target_schema}.{table}")))?;
+            rows += batch.num_rows() as u64;
+            app.append_record_batch(batch).map_err(db_err(&format!("appending to {target_schema}.{table}")))?;
+            app.flush().map_err(db_err(&format!("flushing {target_schema}.{table}")))?;
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    fn existing_chain(&self, schema: &Schema, root: &str, existing: &HashMap<String, HashSet<String>>) -> Vec<Table> {
+        schema.table_chain(root).into_iter().filter(|t| existing.contains_key(&t.name)).cloned().collect()
+    }
+
+    fn load_in_transaction(&self, package: &LoadPackage) -> Result<LoadReport, DestinationError> {
+        let m = package.manifest();
+        let schema = &m.schema;
+        let ds = self.ds().to_string();
+        self.sync_schema(schema)?;
+        let existing = self.existing_columns(&ds)?;
+        let mut report = LoadReport::default();
+        let now = chrono::Utc::now().to_rfc3339();
+
+        // _dlt_version: one row per new schema hash.
+        let known: i64 = self
+            .conn
+            .query_row(
+                &format!("SELECT count(*) FROM {} WHERE schema_name = ? AND version_hash = ?", qualified(&ds, "_dlt_version")),
+                params![schema.name, schema.version_hash],
+                |r| r.get(0),
+            )
+            .map_err(db_err("reading _dlt_version"))?;
+        if known == 0 {
+            self.conn
+                .execute(
+                    &format!(
+                        "INSERT INTO {} VALUES (?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?)",
+                        qualified(&ds, "_dlt_version")
+                    ),
+                    params![schema.version, SCHEMA_ENGINE_VERSION, now, schema.name, schema.version_hash, schema.to_dlt_json().to_string()],
+                )
+                .map_err(db_err("writing _dlt_version"))?;
+        }
+
+        let mut done: HashSet<String> = HashSet::new();
+        // Replace: empty every existing table of the chain, then insert the package's rows.
+        for root in &m.replace_roots {
+            for t in self.existing_chain(schema, root, &existing) {
+                self.exec(&format!("DELETE FROM {}", qualified(&ds, &t.name)))?;
+                let n = self.append_batches(package, &t.name, &ds)?;
+                report.rows.push((t.name.clone(), n));
+                done.insert(t.name.clone());
+            }
+        }
+
+        // Merge: per merge root with rows, delete-insert through staging.
+        let merge_roots: Vec<&str> = m
+            .tables
+            .keys()
+            .filter(|t| !done.contains(*t))
+            .map(|t| schema.root_of(t))
+            .filter(|r| schema.disposition_of(r) == WriteDisposition::Merge)
+            .collect::<indexmap::IndexSet<_>>()
+            .into_iter()
+            .collect();
+        for root in merge_roots {
+            let Some(root_table) = schema.tables.get(root) else { continue };
+            let pk: Vec<String> = root_table.primary_key().into_iter().map(str::to_string).collect();
+            let chain = self.existing_chain(schema, root, &existing);
+            if pk.is_empty() {
+                for t in &chain {
+                    let n = self.append_batches(package, &t.name, &ds)?;
+                    report.rows.push((t.name.clone(), n));
+                    done.insert(t.name.clone());
+                }
+                continue;
+            }
+            let stg = self.staging();
+            self.exec(&format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&stg)))?;
+            for t in &chain {
+                self.exec(&format!(
+                    "CREATE OR REPLACE TABLE {} AS SELECT * FROM {} LIMIT 0",
+                    qualified(&stg, &t.name),
+                    qualified(&ds, &t.name)
+                ))?;
+                self.append_batches(package, &t.name, &stg)?;
+            }
+            let d_root = qualified(&ds, root);
+            let s_root = qualified(&stg, root);
+            let key_match = pk.iter().map(|k| format!("s.{0} = d.{0}", ident(k))).collect::<Vec<_>>().join(" AND ");
+            let matched = format!("SELECT d._dlt_id FROM {d_root} d WHERE EXISTS (SELECT 1 FROM {s_root} s WHERE {key_match})");
+            for child in chain.iter().skip(1) {
+                self.exec(&format!("DELETE FROM {} WHERE _dlt_root_id IN ({matched})", qualified(&ds, &child.name)))?;
+            }
+            self.exec(&format!("DELETE FROM {d_root} d WHERE EXISTS (SELECT 1 FROM {s_root} s WHERE {key_match})"))?;
+            let pk_list = pk.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+            // The last extracted duplicate wins (highest rowid in staging).
+            self.exec(&format!(
+                "INSERT INTO {d_root} BY NAME SELECT * EXCLUDE (_dlt_rn) FROM (SELECT *, row_number() OVER (PARTITION BY {pk_list} ORDER BY rowid DESC) AS _dlt_rn FROM {s_root}) WHERE _dlt_rn = 1"
+            ))?;
+            let kept = format!("SELECT _dlt_id FROM {d_root} WHERE _dlt_load_id = {}", literal(package.load_id()));
+            report.rows.push((root.to_string(), self.count_where(&d_root, package.load_id())?));
+            for child in chain.iter().skip(1) {
+                let s_child = qualified(&stg, &child.name);
+                self.exec(&format!(
+                    "INSERT INTO {} BY NAME SELECT * EXCLUDE (_dlt_rn) FROM (SELECT *, row_number() OVER (PARTITION BY _dlt_id ORDER BY rowid DESC) AS _dlt_rn FROM {s_child} WHERE _dlt_root_id IN ({kept})) WHERE _dlt_rn = 1",
+                    qualified(&ds, &child.name)
+                ))?;
+                let n = m.tables.get(&child.name).map(|j| j.rows).unwrap_or(0);
+                report.rows.push((child.name.clone(), n));
+            }
+            for t in &chain {
+                done.insert(t.name.clone());
+            }
+        }
+
+        // Append: everything else.
+        for table in m.tables.keys() {
+            if done.contains(table) {
+                continue;
+            }
+            let n = self.append_batches(package, table, &ds)?;
+            report.rows.push((table.clone(), n));
+        }
+
+        if let Some(state) = &m.state {
+            self.insert_state(state, package.load_id())?;
+        }
+        self.conn
+            .execute(
+                &format!("INSERT INTO {} VALUES (?, ?, 0, CAST(? AS TIMESTAMPTZ), ?)", qualified(&ds, "_dlt_loads")),
+                params![package.load_id(), schema.name, now, schema.version_hash],
+            )
+            .map_err(db_err("writing _dlt_loads"))?;
+        Ok(report)
+    }
+
+    fn count_where(&self, table: &str, load_id: &str) -> Result<u64, DestinationError> {
+        let n: i64 = self
+            .conn
+            .query_row(&format!("SELECT count(*) FROM {table} WHERE _dlt_load_id = ?"), params![load_id], |r| r.get(0))
+            .map_err(db_err("counting rows"))?;
+        Ok(n as u64)
+    }
+
+    fn insert_state(&self, state: &StateRow, load_id: &str) -> Result<(), DestinationError> {
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO {} VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?)",
+                    qualified(self.ds(), "_dlt_pipeline_state")
+                ),
+                params![
+                    state.version,
+                    state.engine_version,
+                    state.pipeline_name,
+                    state.state,
+                    state.created_at.to_rfc3339(),
+                    state.version_hash,
+                    load_id,
+                    state.dlt_id
+                ],
+            )
+            .map_err(db_err("writing _dlt_pipeline_state"))?;
+        Ok(())
+    }
+}
+
+impl Destination for DuckDbDestination {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn destination_type(&self) -> &'static str {
+        "dlt.destinations.duckdb"
+    }
+
+    fn health_check(&mut self) -> Result<(), DestinationError> {
+        self.conn.execute_batch("SELECT 1").map_err(db_err("health check"))
+    }
+
+    fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>, DestinationError> {
+        let ds = self.ds().to_string();
+        if !self.table_exists(&ds, "_dlt_pipeline_state")? || !self.table_exists(&ds, "_dlt_loads")? {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT s.version, s.engine_version, s.pipeline_name, s.state, CAST(s.created_at AS VARCHAR), s.version_hash, s._dlt_load_id \
+             FROM {} s JOIN {} l ON l.load_id = s._dlt_load_id AND l.status = 0 \
+             WHERE s.pipeline_name = ? ORDER BY s._dlt_load_id DESC LIMIT 1",
+            qualified(&ds, "_dlt_pipeline_state"),
+            qualified(&ds, "_dlt_loads")
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(db_err("reading _dlt_pipeline_state"))?;
+        let mut rows = stmt
+            .query_map(params![pipeline_name], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })
+            .map_err(db_err("reading _dlt_pipeline_state"))?;
+        let Some(row) = rows.next() else { return Ok(None) };
+        let (version, engine_version, pipeline_name, state, created_at, version_hash, load_id) =
+            row.map_err(db_err("reading _dlt_pipeline_state"))?;
+        let created_at = chrono::DateTime::parse_from_str(&created_at, "%Y-%m-%d %H:%M:%S%.f%#z")
+            .map(|d| d.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now());
+        Ok(Some(StoredState {
+            row: StateRow {
+                version,
+                engine_version,
+                pipeline_name,
+                state,
+                created_at,
+                version_hash: version_hash.unwrap_or_default(),
+                dlt_id: String::new(),
+            },
+            load_id,
+        }))
+    }
+
+    fn stored_schema(&mut self, schema_name: &str) -> Result<Option<Schema>, DestinationError> {
+        let ds = self.ds().to_string();
+        if !self.table_exists(&ds, "_dlt_version")? {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT schema FROM {} WHERE schema_name = ? ORDER BY version DESC, inserted_at DESC LIMIT 1",
+            qualified(&ds, "_dlt_version")
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(db_err("reading _dlt_version"))?;
+        let mut rows = stmt.query_map(params![schema_name], |r| r.get::<_, String>(0)).map_err(db_err("reading _dlt_version"))?;
+        let Some(text) = rows.next() else { return Ok(None) };
+        let text = text.map_err(db_err("reading _dlt_version"))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| DestinationError::new(KIND, format!("the stored schema in _dlt_version is not JSON: {e}")))?;
+        Ok(Schema::from_dlt_json(&value))
+    }
+
+    fn is_loaded(&mut self, load_id: &str) -> Result<bool, DestinationError> {
+        let ds = self.ds().to_string();
+        if !self.table_exists(&ds, "_dlt_loads")? {
+            return Ok(false);
+        }
+        let n: i64 = self
+            .conn
+            .query_row(
+                &format!("SELECT count(*) FROM {} WHERE load_id = ? AND status = 0", qualified(&ds, "_dlt_loads")),
+                params![load_id],
+                |r| r.get(0),
+            )
+            .map_err(db_err("reading _dlt_loads"))?;
+        Ok(n > 0)
+    }
+
+    fn load_package(&mut self, package: &LoadPackage) -> Result<LoadReport, DestinationError> {
+        self.exec("BEGIN TRANSACTION")?;
+        match self.load_in_transaction(package) {
+            Ok(report) => {
+                self.exec("COMMIT")?;
+                Ok(report)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn tables(&mut self) -> Result<Vec<TableInfo>, DestinationError> {
+        let ds = self.ds().to_string();
+        let mut names: Vec<String> = self.existing_columns(&ds)?.into_keys().collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let n: i64 = self
+                .conn
+                .query_row(&format!("SELECT count(*) FROM {}", qualified(&ds, &name)), [], |r| r.get(0))
+                .map_err(db_err("counting rows"))?;
+            out.push(TableInfo { name, rows: n as u64 });
+        }
+        Ok(out)
+    }
+
+    fn recent_loads(&mut self, limit: usize) -> Result<Vec<LoadInfo>, DestinationError> {
+        let ds = self.ds().to_string();
+        if !self.table_exists(&ds, "_dlt_loads")? {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT load_id, status, CAST(inserted_at AS VARCHAR) FROM {} ORDER BY load_id DESC LIMIT {limit}",
+            qualified(&ds, "_dlt_loads")
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(db_err("reading _dlt_loads"))?;
+        let rows = stmt
+            .query_map([], |r| Ok(LoadInfo { load_id: r.get(0)?, status: r.get(1)?, inserted_at: r.get(2)? }))
+            .map_err(db_err("reading _dlt_loads"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err("reading _dlt_loads"))
+    }
+
+    fn drop_tables(&mut self, tables: &[String], new_schema: &Schema) -> Result<(), DestinationError> {
+        let ds = self.ds().to_string();
+        self.exec("BEGIN TRANSACTION")?;
+        let result = (|| {
+            for t in tables {
+                self.exec(&format!("DROP TABLE IF EXISTS {}", qualified(&ds, t)))?;
+            }
+            self.sync_schema(new_schema)?;
+            self.conn
+                .execute(
+                    &format!("INSERT INTO {} VALUES (?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?)", qualified(&ds, "_dlt_version")),
+                    params![
+                        new_schema.version,
+                        SCHEMA_ENGINE_VERSION,
+                        chrono::Utc::now().to_rfc3339(),
+                        new_schema.name,
+                        new_schema.version_hash,
+                        new_schema.to_dlt_json().to_string()
+                    ],
+                )
+                .map_err(db_err("writing _dlt_version"))?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => self.exec("COMMIT"),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}

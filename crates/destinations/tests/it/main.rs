@@ -1,0 +1,5 @@
+//! Engine + DuckDB integration tests on JSON fixtures (no Personio). One binary: DuckDB links once.
+
+mod dispositions;
+mod packages;
+mod support;

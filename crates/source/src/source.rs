@@ -1,0 +1,329 @@
+//! The generic extractor: runs the declarations of [`crate::resources`] through the Personio client.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{NaiveDate, Utc};
+use futures::{StreamExt, TryStreamExt};
+use personio_client::{ClientError, PagingMode, PersonioClient};
+use pipeline_engine::extract::{ExtractContext, ResourceSpec, Source, SourceError};
+use serde_json::Value;
+
+use crate::resources::{Api, CursorParam, Paging, Resource, Shape, RESOURCES};
+use crate::shape;
+
+/// Errors of the Personio source.
+#[derive(Debug, thiserror::Error)]
+pub enum PersonioSourceError {
+    /// The API call failed.
+    #[error("{resource}: {source}")]
+    Api {
+        /// Resource.
+        resource: &'static str,
+        /// Client error.
+        #[source]
+        source: ClientError,
+    },
+    /// A record could not be shaped.
+    #[error(transparent)]
+    Shape(#[from] shape::ShapeError),
+    /// A retired v1 resource was selected.
+    #[error("resource `{resource}` calls a v1 endpoint Personio retired on 2026-08-30; select `{replacement}` instead (or pass --allow-retired-v1 for a tenant or sandbox that still serves it)")]
+    Retired {
+        /// The retired resource.
+        resource: String,
+        /// Its v2 replacement.
+        replacement: String,
+    },
+    /// The incremental filter failed.
+    #[error(transparent)]
+    Incremental(#[from] pipeline_engine::incremental::IncrementalError),
+}
+
+/// Called after each page: (resource, rows in the page).
+pub type ProgressFn = Arc<dyn Fn(&str, usize) + Send + Sync>;
+
+/// Options of the Personio source (`sources.personio.*`).
+#[derive(Clone)]
+pub struct SourceOptions {
+    /// Page size (`items_per_page`, dlt default 200); capped per endpoint (employees ≤ 100).
+    pub items_per_page: u32,
+    /// First day of attendances (dlt: 2000-01-01).
+    pub start_date: NaiveDate,
+    /// Last day of attendances (default: today, UTC).
+    pub end_date: Option<NaiveDate>,
+    /// Allow the v1 endpoints Personio retired (old tenants, the sandbox).
+    pub allow_retired_v1: bool,
+    /// Fetch balances for every employee, not only new or changed ones.
+    pub refresh_all_balances: bool,
+    /// Concurrent transformer calls (balances, reports); results keep parent order.
+    pub transformer_concurrency: usize,
+    /// Progress callback.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for SourceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceOptions")
+            .field("items_per_page", &self.items_per_page)
+            .field("start_date", &self.start_date)
+            .field("end_date", &self.end_date)
+            .field("allow_retired_v1", &self.allow_retired_v1)
+            .field("refresh_all_balances", &self.refresh_all_balances)
+            .field("transformer_concurrency", &self.transformer_concurrency)
+            .finish()
+    }
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions {
+            items_per_page: 200,
+            start_date: NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(),
+            end_date: None,
+            allow_retired_v1: false,
+            refresh_all_balances: false,
+            transformer_concurrency: 4,
+            progress: None,
+        }
+    }
+}
+
+/// The Personio source.
+#[derive(Debug, Clone)]
+pub struct PersonioSource {
+    client: PersonioClient,
+    options: SourceOptions,
+}
+
+impl PersonioSource {
+    /// A source over a client.
+    pub fn new(client: PersonioClient, options: SourceOptions) -> Self {
+        PersonioSource { client, options }
+    }
+
+    /// The client (for its statistics).
+    pub fn client(&self) -> &PersonioClient {
+        &self.client
+    }
+
+    fn limit(&self, r: &Resource) -> u32 {
+        self.options.items_per_page.clamp(1, r.max_limit)
+    }
+
+    /// Query parameters in dlt's order (§2.4); the client appends `offset` and `page`.
+    fn params(&self, r: &Resource, ctx: &ExtractContext) -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = Vec::new();
+        let start = if self.options.refresh_all_balances && r.name == "employees" {
+            None
+        } else {
+            ctx.start_value(r.name).as_ref().and_then(pipeline_engine::incremental::as_datetime)
+        };
+        let naive = |d: chrono::DateTime<Utc>| d.format("%Y-%m-%dT%H:%M:%S").to_string();
+        if matches!(r.paging, Paging::RecordOffset | Paging::PageNumber | Paging::Cursor) || r.name == "absence_types" {
+            p.push(("limit".into(), self.limit(r).to_string()));
+        }
+        if r.name == "attendances" {
+            p.push(("start_date".into(), self.options.start_date.format("%Y-%m-%d").to_string()));
+            let end = self.options.end_date.unwrap_or_else(|| Utc::now().date_naive());
+            p.push(("end_date".into(), end.format("%Y-%m-%d").to_string()));
+        }
+        if let Some(start) = start {
+            match r.cursor_param {
+                CursorParam::None => {}
+                CursorParam::UpdatedSince => p.push(("updated_since".into(), naive(start))),
+                CursorParam::UpdatedFrom => p.push(("updated_from".into(), naive(start))),
+                CursorParam::UpdatedFromDayBefore => {
+                    let d = start.date_naive().pred_opt().unwrap_or(start.date_naive());
+                    p.push(("updated_from".into(), d.format("%Y-%m-%d").to_string()));
+                }
+                CursorParam::UpdatedAtGte => p.push(("updated_at.gte".into(), naive(start))),
+            }
+        }
+        if r.name == "attendances" {
+            p.push(("includePending".into(), "True".into()));
+        }
+        p
+    }
+
+    fn mode(&self, r: &Resource) -> PagingMode {
+        match r.paging {
+            Paging::RecordOffset => PagingMode::RecordOffset { limit: Some(self.limit(r)) },
+            Paging::PageNumber => PagingMode::PageNumber { limit: Some(self.limit(r)) },
+            Paging::RecordNoLimit => PagingMode::RecordOffset { limit: None },
+            Paging::Single | Paging::Cursor => PagingMode::Single,
+        }
+    }
+
+    fn pages<'a>(
+        &'a self,
+        r: &'static Resource,
+        path: String,
+        params: Vec<(String, String)>,
+    ) -> futures::stream::BoxStream<'a, Result<Vec<Value>, PersonioSourceError>> {
+        let err = move |source| PersonioSourceError::Api { resource: r.name, source };
+        match r.api {
+            Api::V1 => self.client.v1_pages(&path, params, self.mode(r)).map_ok(|p| p.data).map_err(err).boxed(),
+            Api::V2 => self.client.v2_pages(&path, params).map_ok(|p| p.data).map_err(err).boxed(),
+        }
+    }
+
+    fn shape(r: &Resource, parent_id: &Value, item: &Value) -> Result<Vec<Value>, PersonioSourceError> {
+        Ok(match r.shape {
+            Shape::Employee => vec![shape::employee(item)],
+            Shape::Attributes => vec![shape::attributes(item)],
+            Shape::Absence => vec![shape::absence(item)?],
+            Shape::Attendance => vec![shape::attendance(item)?],
+            Shape::Project => vec![shape::project(item)?],
+            Shape::DocumentCategory => vec![shape::document_category(item)],
+            Shape::Balance => vec![shape::balance(parent_id, item)],
+            Shape::ReportItems => item
+                .pointer("/attributes/items")
+                .and_then(Value::as_array)
+                .map(|items| items.iter().map(|i| shape::report_item(parent_id, i)).collect())
+                .unwrap_or_default(),
+            Shape::V2 => vec![shape::v2(item)],
+            Shape::V2Employment => {
+                let mut v = shape::v2(item);
+                if let Value::Object(m) = &mut v {
+                    m.insert("person_id".into(), parent_id.clone());
+                }
+                vec![v]
+            }
+        })
+    }
+
+    fn report(&self, resource: &str, rows: usize) {
+        if let Some(p) = &self.options.progress {
+            p(resource, rows);
+        }
+    }
+
+    /// All records of a transformer for one parent id.
+    async fn child_records(&self, child: &'static Resource, parent_id: Value) -> Result<Vec<Value>, PersonioSourceError> {
+        let id_text = match &parent_id {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let path = child.path.replace("{id}", &id_text);
+        let params = if matches!(child.paging, Paging::PageNumber | Paging::Cursor) {
+            vec![("limit".to_string(), self.limit(child).to_string())]
+        } else {
+            Vec::new()
+        };
+        let mut out = Vec::new();
+        let mut pages = self.pages(child, path, params);
+        while let Some(page) = pages.next().await {
+            for item in page? {
+                out.extend(Self::shape(child, &parent_id, &item)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run_resource(&self, r: &'static Resource, ctx: &ExtractContext, needed: &BTreeSet<&str>) -> Result<(), PersonioSourceError> {
+        let params = self.params(r, ctx);
+        let children: Vec<&'static Resource> =
+            RESOURCES.iter().filter(|c| c.parent == Some(r.name) && needed.contains(c.name)).collect();
+        let mut pages = self.pages(r, r.path.to_string(), params);
+        while let Some(page) = pages.next().await {
+            let mut shaped = Vec::new();
+            for item in page? {
+                shaped.extend(Self::shape(r, &Value::Null, &item)?);
+            }
+            let all_ids: Vec<Value> = if self.options.refresh_all_balances {
+                shaped.iter().filter_map(|rec| rec.get("id").cloned()).collect()
+            } else {
+                Vec::new()
+            };
+            let kept = ctx.filter(r.name, shaped)?;
+            self.report(r.name, kept.len());
+            for child in &children {
+                let ids: Vec<Value> = if self.options.refresh_all_balances && child.name == "employees_absences_balance" {
+                    all_ids.clone()
+                } else {
+                    kept.iter().filter_map(|rec| rec.get("id").cloned()).collect()
+                };
+                // Concurrent, bounded, and emitted in parent order.
+                let mut results = futures::stream::iter(ids.into_iter().map(|id| self.child_records(child, id)))
+                    .buffered(self.options.transformer_concurrency.max(1));
+                while let Some(records) = results.next().await {
+                    let records = records?;
+                    self.report(child.name, records.len());
+                    ctx.emit(child.name, records).await.map_err(|e| shape::ShapeError::Field {
+                        resource: "pipeline",
+                        field: child.name.to_string(),
+                        detail: e.to_string(),
+                    })?;
+                }
+            }
+            ctx.emit(r.name, kept).await.map_err(|e| shape::ShapeError::Field {
+                resource: "pipeline",
+                field: r.name.to_string(),
+                detail: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for PersonioSource {
+    fn name(&self) -> &str {
+        "personio"
+    }
+
+    fn resources(&self) -> Vec<ResourceSpec> {
+        RESOURCES
+            .iter()
+            .map(|r| ResourceSpec {
+                name: r.name.to_string(),
+                primary_key: r.primary_key.iter().map(|s| s.to_string()).collect(),
+                write_disposition: r.disposition,
+                cursor: r.cursor.map(str::to_string),
+                parent: r.parent.map(str::to_string),
+            })
+            .collect()
+    }
+
+    fn default_resources(&self) -> Vec<String> {
+        RESOURCES
+            .iter()
+            .filter(|r| r.default || (self.options.allow_retired_v1 && r.retired_for.is_some()))
+            .map(|r| r.name.to_string())
+            .collect()
+    }
+
+    fn validate_selection(&self, selected: &[String]) -> Result<(), SourceError> {
+        if self.options.allow_retired_v1 {
+            return Ok(());
+        }
+        for name in selected {
+            if let Some(replacement) = crate::resources::find(name).and_then(|r| r.retired_for) {
+                return Err(Box::new(PersonioSourceError::Retired { resource: name.clone(), replacement: replacement.to_string() }));
+            }
+        }
+        Ok(())
+    }
+
+    async fn extract(&self, ctx: ExtractContext) -> Result<(), SourceError> {
+        let mut needed: BTreeSet<&str> = BTreeSet::new();
+        for name in ctx.selected() {
+            if let Some(r) = crate::resources::find(name) {
+                needed.insert(r.name);
+                if let Some(p) = r.parent {
+                    needed.insert(p);
+                }
+            }
+        }
+        // Like dlt, authenticate before any data call so bad credentials fail the run up front.
+        if RESOURCES.iter().any(|r| needed.contains(r.name) && r.api == Api::V1) {
+            self.client.authenticate().await.map_err(|source| PersonioSourceError::Api { resource: "auth", source })?;
+        }
+        let top: Vec<&'static Resource> = RESOURCES.iter().filter(|r| r.parent.is_none() && needed.contains(r.name)).collect();
+        let needed = &needed;
+        let ctx = &ctx;
+        futures::future::try_join_all(top.into_iter().map(|r| self.run_resource(r, ctx, needed))).await?;
+        Ok(())
+    }
+}
