@@ -1,0 +1,96 @@
+//! Client-side pacing: token buckets (governor) shared by all clones of a client.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::config::PacingConfig;
+
+/// Which buckets a request must pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Token endpoint (v1 `/auth`, v2 `/auth/token`).
+    Auth,
+    /// v1 paths under `company/employees`.
+    Employees,
+    /// Anything else.
+    Other,
+}
+
+pub(crate) struct Pacer {
+    employees: Option<DefaultDirectRateLimiter>,
+    global: Option<DefaultDirectRateLimiter>,
+    auth: Option<DefaultDirectRateLimiter>,
+}
+
+/// A bucket refilling `per_min` tokens per minute, holding at most `burst`.
+fn bucket(per_min: u32, burst: u32) -> Option<DefaultDirectRateLimiter> {
+    let per_min = NonZeroU32::new(per_min)?;
+    let period = Duration::from_secs(60) / per_min.get();
+    let burst = NonZeroU32::new(burst.max(1)).expect("burst is at least 1");
+    let quota = Quota::with_period(period.max(Duration::from_nanos(1)))?.allow_burst(burst);
+    Some(RateLimiter::direct(quota))
+}
+
+impl Pacer {
+    pub(crate) fn new(cfg: &PacingConfig) -> Self {
+        if !cfg.enabled {
+            return Self { employees: None, global: None, auth: None };
+        }
+        Self {
+            // Token bucket like Personio's own gateway: refill 5/s, burst 15.
+            employees: bucket(cfg.employees_per_min, cfg.employees_burst_per_sec),
+            // About one second's worth of burst.
+            global: bucket(cfg.global_per_min, cfg.global_per_min / 60),
+            // Auth: strictly spaced, never more than `auth_per_min` in any minute.
+            auth: bucket(cfg.auth_per_min, 1),
+        }
+    }
+
+    /// Waits until the request may be sent.
+    pub(crate) async fn acquire(&self, class: Class) {
+        match class {
+            Class::Auth => {
+                if let Some(l) = &self.auth {
+                    l.until_ready().await;
+                }
+            }
+            Class::Employees => {
+                if let Some(l) = &self.employees {
+                    l.until_ready().await;
+                }
+            }
+            Class::Other => {}
+        }
+        if let Some(l) = &self.global {
+            l.until_ready().await;
+        }
+    }
+}
+
+/// Classifies a v1 path relative to the v1 root (leading `/` ignored).
+pub(crate) fn classify_v1(path: &str) -> Class {
+    let p = path.trim_start_matches('/');
+    if p == "company/employees" || p.starts_with("company/employees/") || p.starts_with("company/employees?") {
+        Class::Employees
+    } else if p == "auth" {
+        Class::Auth
+    } else {
+        Class::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify_v1("company/employees"), Class::Employees);
+        assert_eq!(classify_v1("/company/employees/12/absences/balance"), Class::Employees);
+        assert_eq!(classify_v1("company/employees/attributes"), Class::Employees);
+        assert_eq!(classify_v1("company/time-offs"), Class::Other);
+        assert_eq!(classify_v1("company/employeesX"), Class::Other);
+    }
+}

@@ -1,0 +1,313 @@
+//! Paging: v1 record-offset and page-number modes (dlt's `get_pages`), v2 cursors.
+
+use futures::stream::{self, BoxStream, StreamExt};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::client::{check_v1_envelope, redact, Api, PersonioClient};
+use crate::error::ClientError;
+use crate::pacing::{classify_v1, Class};
+
+/// A stream of pages; ends after the last page or after the first error.
+pub type PageStream = BoxStream<'static, Result<Page, ClientError>>;
+
+/// How a v1 endpoint pages (dlt-compat §2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagingMode {
+    /// `offset` is a 0-based record offset (employees, attendances; dlt `offset_by_page=False`).
+    /// Starts at `offset=0&page=0`; advances `offset += limit`, `page += 1`. Without a limit
+    /// (F5, the report list) `offset` advances by 1.
+    RecordOffset {
+        /// Page size; when `None`, taken from a `limit` query parameter if the caller passed one.
+        limit: Option<u32>,
+    },
+    /// `offset` is a 1-based page number (time-offs, custom report detail; dlt `offset_by_page=True`).
+    /// Starts at `offset=1&page=1`; both advance by 1.
+    PageNumber {
+        /// Page size; when `None`, taken from a `limit` query parameter if the caller passed one.
+        limit: Option<u32>,
+    },
+    /// One call, no `offset`/`page` parameters added.
+    Single,
+}
+
+/// Paging metadata of a v1 response (`metadata{total_elements, current_page, total_pages}`);
+/// numbers or numeric strings are accepted, anything else reads as `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageMetadata {
+    /// `metadata.total_elements`.
+    pub total_elements: Option<i64>,
+    /// `metadata.current_page` (0-based for employees/attendances, 1-based for time-offs).
+    pub current_page: Option<i64>,
+    /// `metadata.total_pages`.
+    pub total_pages: Option<i64>,
+}
+
+/// One page of results.
+#[derive(Clone, Debug)]
+pub struct Page {
+    /// The records: v1 `data`, v2 `_data`. A single object is returned as a one-element vector;
+    /// `null` as an empty one.
+    pub data: Vec<Value>,
+    /// v1 paging metadata, if the response had a non-empty `metadata` object.
+    pub metadata: Option<PageMetadata>,
+    /// The rest of the response body, with `data` / `_data` removed.
+    pub raw: Value,
+    /// The requested URL (query included, secrets redacted).
+    pub url: String,
+    /// 0-based index of this page within its stream.
+    pub index: u32,
+    /// The `offset` parameter sent (v1 paged modes).
+    pub offset: Option<u64>,
+    /// The `page` parameter sent (v1 paged modes).
+    pub page: Option<u64>,
+}
+
+impl PagingMode {
+    fn limit(&self) -> Option<u32> {
+        match self {
+            PagingMode::RecordOffset { limit } | PagingMode::PageNumber { limit } => *limit,
+            PagingMode::Single => None,
+        }
+    }
+}
+
+struct V1State {
+    client: PersonioClient,
+    path: String,
+    class: Class,
+    params: Vec<(String, String)>,
+    mode: PagingMode,
+    step: u64,
+    offset: u64,
+    page: u64,
+    zero_based: bool,
+    index: u32,
+    done: bool,
+}
+
+struct V2State {
+    client: PersonioClient,
+    next: Option<Url>,
+    index: u32,
+}
+
+impl PersonioClient {
+    /// Streams the pages of a v1 GET endpoint, exactly as dlt's `get_pages` does (dlt-compat §2.3):
+    /// query = `params` in the given order, then `offset`, then `page` (not added in
+    /// [`PagingMode::Single`]). If the mode has a limit and `params` has no `limit` key, `limit`
+    /// is put first (dlt's order). Each page is emitted before the stop test; paging stops when
+    /// `metadata` is missing or lacks `current_page`/`total_pages`, when
+    /// `current_page >= total_pages - 1` (zero-based, sticky once a `current_page == 0` is seen) or
+    /// `>= total_pages` (one-based), or when `data` is empty.
+    /// Every response passes the F8 envelope check.
+    pub fn v1_pages(&self, path: &str, params: Vec<(String, String)>, mode: PagingMode) -> PageStream {
+        let mut params = params;
+        let from_params = params
+            .iter()
+            .find(|(k, _)| k == "limit")
+            .and_then(|(_, v)| v.trim().parse::<u32>().ok());
+        let limit = mode.limit().or(from_params);
+        if let (Some(l), false) = (mode.limit(), params.iter().any(|(k, _)| k == "limit")) {
+            params.insert(0, ("limit".to_string(), l.to_string()));
+        }
+        let (start, step) = match mode {
+            PagingMode::RecordOffset { .. } => (0, u64::from(limit.unwrap_or(1).max(1))),
+            PagingMode::PageNumber { .. } => (1, 1),
+            PagingMode::Single => (0, 0),
+        };
+        let state = V1State {
+            client: self.clone(),
+            class: classify_v1(path),
+            path: path.to_string(),
+            params,
+            mode,
+            step,
+            offset: start,
+            page: start,
+            zero_based: false,
+            index: 0,
+            done: false,
+        };
+        stream::try_unfold(state, |mut st| async move {
+            if st.done {
+                return Ok(None);
+            }
+            let paged = st.mode != PagingMode::Single;
+            let mut q = st.params.clone();
+            if paged {
+                q.push(("offset".into(), st.offset.to_string()));
+                q.push(("page".into(), st.page.to_string()));
+            }
+            let url = st.client.build_url(Api::V1, &st.path, &q)?;
+            let fetched = st.client.get(Api::V1, st.class, url).await?;
+            check_v1_envelope(&fetched.body, &fetched.url)?;
+            let (data, raw) = split_body(fetched.body, "data", &fetched.url)?;
+            let metadata = raw.get("metadata").and_then(parse_metadata);
+            let page = Page {
+                data,
+                metadata: metadata.clone(),
+                raw,
+                url: redact(&fetched.url),
+                index: st.index,
+                offset: paged.then_some(st.offset),
+                page: paged.then_some(st.page),
+            };
+            st.index += 1;
+            st.done = !paged || {
+                match metadata.as_ref().and_then(|m| m.current_page.zip(m.total_pages)) {
+                    None => true,
+                    Some((current, total)) => {
+                        if current == 0 {
+                            st.zero_based = true;
+                        }
+                        let last = total - i64::from(st.zero_based);
+                        current >= last || page.data.is_empty()
+                    }
+                }
+            };
+            if !st.done {
+                st.offset += st.step;
+                st.page += 1;
+            }
+            Ok(Some((page, st)))
+        })
+        .boxed()
+    }
+
+    /// Streams the pages of a v2 GET endpoint: the first request is `{base_url}/v2/{path}?{params}`;
+    /// then `_meta.links.next.href` is followed until absent. Relative links resolve against the
+    /// base URL; a link to another scheme/host/port is refused with [`ClientError::ForeignNextLink`].
+    /// A response without `_data` is a [`ClientError::Envelope`].
+    pub fn v2_pages(&self, path: &str, params: Vec<(String, String)>) -> PageStream {
+        let first = self.build_url(Api::V2, path, &params);
+        let client = self.clone();
+        let st = V2State { client, next: None, index: 0 };
+        let first = match first {
+            Ok(u) => u,
+            Err(e) => return stream::once(async move { Err(e) }).boxed(),
+        };
+        let st = V2State { next: Some(first), ..st };
+        stream::try_unfold(st, |mut st| async move {
+            let Some(url) = st.next.take() else { return Ok(None) };
+            let fetched = st.client.get(Api::V2, Class::Other, url).await?;
+            let (data, raw) = split_body(fetched.body, "_data", &fetched.url)?;
+            let href = raw
+                .pointer("/_meta/links/next/href")
+                .and_then(Value::as_str)
+                .filter(|h| !h.trim().is_empty())
+                .map(str::to_string);
+            if let Some(href) = href {
+                let next = st.client.resolve_next(&fetched.url, &href)?;
+                if !data.is_empty() {
+                    st.next = Some(next);
+                }
+            }
+            let page = Page {
+                data,
+                metadata: None,
+                raw,
+                url: redact(&fetched.url),
+                index: st.index,
+                offset: None,
+                page: None,
+            };
+            st.index += 1;
+            Ok(Some((page, st)))
+        })
+        .boxed()
+    }
+
+    fn resolve_next(&self, current: &Url, href: &str) -> Result<Url, ClientError> {
+        let base = &self.inner.base;
+        let next = base.join(href.trim()).map_err(|e| ClientError::BadNextLink {
+            next: href.to_string(),
+            url: redact(current),
+            message: e.to_string(),
+        })?;
+        let same_origin = next.scheme() == base.scheme()
+            && next.host_str().map(str::to_ascii_lowercase) == base.host_str().map(str::to_ascii_lowercase)
+            && next.port_or_known_default() == base.port_or_known_default();
+        if !same_origin {
+            return Err(ClientError::ForeignNextLink {
+                next: redact(&next),
+                url: redact(current),
+                base: self.inner.config.base_url.clone(),
+            });
+        }
+        if &next == current {
+            return Err(ClientError::BadNextLink {
+                next: href.to_string(),
+                url: redact(current),
+                message: "it points to the page just fetched (would loop forever)".into(),
+            });
+        }
+        Ok(next)
+    }
+}
+
+/// Splits the records (`key`) out of a response body.
+fn split_body(body: Value, key: &str, url: &Url) -> Result<(Vec<Value>, Value), ClientError> {
+    let Value::Object(mut map) = body else {
+        return Err(ClientError::Envelope {
+            url: redact(url),
+            message: "the response is not a JSON object".into(),
+            body,
+        });
+    };
+    let data = match map.remove(key) {
+        Some(Value::Array(items)) => items,
+        Some(Value::Null) => Vec::new(),
+        Some(obj @ Value::Object(_)) => vec![obj],
+        Some(other) => {
+            map.insert(key.to_string(), other);
+            return Err(ClientError::Envelope {
+                url: redact(url),
+                message: format!("`{key}` is neither a list nor an object"),
+                body: Value::Object(map),
+            });
+        }
+        None => {
+            return Err(ClientError::Envelope {
+                url: redact(url),
+                message: crate::error::extract_message(&Value::Object(map.clone()))
+                    .unwrap_or_else(|| format!("the response has no `{key}` field")),
+                body: Value::Object(map),
+            })
+        }
+    };
+    Ok((data, Value::Object(map)))
+}
+
+fn parse_metadata(v: &Value) -> Option<PageMetadata> {
+    let map: &Map<String, Value> = v.as_object()?;
+    if map.is_empty() {
+        return None;
+    }
+    let num = |k: &str| match map.get(k)? {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    Some(PageMetadata {
+        total_elements: num("total_elements"),
+        current_page: num("current_page"),
+        total_pages: num("total_pages"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn metadata_lenient() {
+        let m = parse_metadata(&json!({"current_page":"1","total_pages":2.0})).unwrap();
+        assert_eq!(m.current_page, Some(1));
+        assert_eq!(m.total_pages, Some(2));
+        assert_eq!(m.total_elements, None);
+        assert!(parse_metadata(&json!({})).is_none());
+        assert!(parse_metadata(&json!(null)).is_none());
+    }
+}
