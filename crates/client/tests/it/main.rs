@@ -1,1 +1,6 @@
+//! Integration tests against a scripted in-process HTTP server.
 
+mod fake;
+mod tests_auth;
+mod tests_paging;
+mod tests_retry;
