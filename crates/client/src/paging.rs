@@ -27,7 +27,9 @@ pub enum PagingMode {
         /// Page size; when `None`, taken from a `limit` query parameter if the caller passed one.
         limit: Option<u32>,
     },
-    /// One call, no `offset`/`page` parameters added.
+    /// Exactly one call, still with `offset=0&page=0` as dlt sends to unpaginated endpoints
+    /// (document categories, projects, absence balances). For a bare call use
+    /// [`PersonioClient::get_v1_json`].
     Single,
 }
 
@@ -57,9 +59,9 @@ pub struct Page {
     pub url: String,
     /// 0-based index of this page within its stream.
     pub index: u32,
-    /// The `offset` parameter sent (v1 paged modes).
+    /// The `offset` parameter sent (v1; `None` for v2).
     pub offset: Option<u64>,
-    /// The `page` parameter sent (v1 paged modes).
+    /// The `page` parameter sent (v1; `None` for v2).
     pub page: Option<u64>,
 }
 
@@ -94,8 +96,7 @@ struct V2State {
 
 impl PersonioClient {
     /// Streams the pages of a v1 GET endpoint, exactly as dlt's `get_pages` does (dlt-compat §2.3):
-    /// query = `params` in the given order, then `offset`, then `page` (not added in
-    /// [`PagingMode::Single`]). If the mode has a limit and `params` has no `limit` key, `limit`
+    /// query = `params` in the given order, then `offset`, then `page` (in every mode, as dlt does). If the mode has a limit and `params` has no `limit` key, `limit`
     /// is put first (dlt's order). Each page is emitted before the stop test; paging stops when
     /// `metadata` is missing or lacks `current_page`/`total_pages`, when
     /// `current_page >= total_pages - 1` (zero-based, sticky once a `current_page == 0` is seen) or
@@ -135,10 +136,8 @@ impl PersonioClient {
             }
             let paged = st.mode != PagingMode::Single;
             let mut q = st.params.clone();
-            if paged {
-                q.push(("offset".into(), st.offset.to_string()));
-                q.push(("page".into(), st.page.to_string()));
-            }
+            q.push(("offset".into(), st.offset.to_string()));
+            q.push(("page".into(), st.page.to_string()));
             let url = st.client.build_url(Api::V1, &st.path, &q)?;
             let fetched = st.client.get(Api::V1, st.class, url).await?;
             check_v1_envelope(&fetched.body, &fetched.url)?;
@@ -150,8 +149,8 @@ impl PersonioClient {
                 raw,
                 url: redact(&fetched.url),
                 index: st.index,
-                offset: paged.then_some(st.offset),
-                page: paged.then_some(st.page),
+                offset: Some(st.offset),
+                page: Some(st.page),
             };
             st.index += 1;
             st.done = !paged || {

@@ -207,14 +207,25 @@ async fn report_list_without_limit_advances_offset_by_one_f5() {
 }
 
 #[tokio::test]
-async fn single_mode_sends_only_caller_params_and_wraps_object_data() {
+async fn single_mode_makes_one_call_with_offset_and_page_and_wraps_object_data() {
     let fake = Fake::start(with_auth(|_, _| ok_data(json!({"type": "Employee", "attributes": {"id": 5}})))).await;
     let pages = collect(fake.client().v1_pages("company/employees/5", params(&[("attributes[]", "first_name"), ("attributes[]", "last_name")]), PagingMode::Single)).await.unwrap();
     assert_eq!(pages.len(), 1);
     assert_eq!(pages[0].data.len(), 1);
     assert_eq!(pages[0].data[0]["attributes"]["id"], 5);
-    assert_eq!(pages[0].offset, None);
-    assert_eq!(fake.queries("/v1/company/employees/5"), ["attributes%5B%5D=first_name&attributes%5B%5D=last_name"]);
+    assert_eq!(pages[0].offset, Some(0));
+    assert_eq!(
+        fake.queries("/v1/company/employees/5"),
+        ["attributes%5B%5D=first_name&attributes%5B%5D=last_name&offset=0&page=0"]
+    );
+    // Even with paging metadata that promises more pages, Single stops after one call.
+    let fake = Fake::start(with_auth(|_, _| {
+        Reply::Json(200, json!({"success": true, "metadata": {"current_page": 0, "total_pages": 5}, "data": [{"id": 1}]}))
+    }))
+    .await;
+    let pages = collect(fake.client().v1_pages("company/document-categories", vec![], PagingMode::Single)).await.unwrap();
+    assert_eq!(pages.len(), 1);
+    assert_eq!(fake.queries("/v1/company/document-categories"), ["offset=0&page=0"]);
 }
 
 #[tokio::test]
