@@ -213,3 +213,37 @@ fn normalize_cases() {
     }
     assert!(failures.is_empty(), "mismatches (UPDATE_EXPECT=1 to accept):\n{}", failures.join("\n"));
 }
+
+/// Throughput on simple flat records; run with `cargo test --release -- --ignored throughput --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let hints = RootHints {
+        resource: "absences".into(),
+        table: "absences".into(),
+        primary_key: vec!["id".into()],
+        disposition: WriteDisposition::Merge,
+    };
+    let records: Vec<Value> = (0..200_000)
+        .map(|i| {
+            serde_json::json!({"id": i, "status": "approved", "comment": "x", "start_date": "\u{F027}2024-01-01T00:00:00+00:00",
+                "days_count": 1, "half_day_start": false, "employee": {"id": i % 100, "name": "Ada"}})
+        })
+        .collect();
+    let mut schema = Schema::new("bench");
+    let mut n = Normalizer::new(NormalizeConfig::default());
+    let start = std::time::Instant::now();
+    let mut rows = 0;
+    for r in records {
+        n.push(&mut schema, &hints, r, "1").unwrap();
+        for (_, b) in n.take_ready(&schema).unwrap() {
+            rows += b.num_rows();
+        }
+    }
+    for (_, b) in n.finish(&schema).unwrap() {
+        rows += b.num_rows();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(rows, 200_000);
+    println!("{:.0} records/s", 200_000.0 / secs);
+}
