@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Load run N of a parity fixture case into DuckDB with real dlt.
+
+The dlt half of the parity check (docs/parity.md). Same command line as the Rust example
+`load_fixtures`:
+
+    dlt_load.py --fixtures <case_dir> --run <N> --duckdb <file.duckdb>
+                --pipeline-name <name> --dataset <dataset> --workdir <dir>
+
+* `<case_dir>/resources.json` lists every resource of the case:
+  `[{"name", "primary_key": [...], "write_disposition": "merge|replace|append", "cursor": null|"field"}]`.
+* `<case_dir>/run<N>/<resource>.json` is a JSON array of records. A missing file means the resource is not
+  selected in run N; an empty array means selected, yielding nothing.
+* `--workdir` holds dlt's local pipeline state (`pipelines_dir`); reuse it for every run of one case.
+
+The resources form one source named `fixtures` (so the schema is `fixtures` and the state lives under
+`sources.fixtures`). Replace resources use the replace strategy `insert-from-staging`.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+SOURCE_NAME = "fixtures"
+REPLACE_STRATEGY = "insert-from-staging"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--fixtures", required=True, type=Path, help="case directory")
+    p.add_argument("--run", required=True, type=int, help="run number N (reads run<N>/)")
+    p.add_argument("--duckdb", required=True, type=Path, help="DuckDB file to load into")
+    p.add_argument("--pipeline-name", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--workdir", required=True, type=Path, help="dlt pipelines_dir, kept across runs")
+    return p.parse_args(argv)
+
+
+def read_case(case_dir: Path, run: int):
+    specs = json.loads((case_dir / "resources.json").read_text(encoding="utf-8"))
+    if not isinstance(specs, list):
+        raise SystemExit(f"{case_dir}/resources.json must be a JSON list")
+    run_dir = case_dir / f"run{run}"
+    if not run_dir.is_dir():
+        raise SystemExit(f"{run_dir} does not exist")
+    records = {}
+    for spec in specs:
+        f = run_dir / f"{spec['name']}.json"
+        if f.exists():
+            data = json.loads(f.read_text(encoding="utf-8"))
+            if not isinstance(data, list):
+                raise SystemExit(f"{f} must be a JSON array")
+            records[spec["name"]] = data
+    return specs, records
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.fixtures, args.duckdb, args.workdir = (
+        args.fixtures.resolve(), args.duckdb.resolve(), args.workdir.resolve())
+    # Keep dlt hermetic: no telemetry, no config from the caller's working directory.
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("DLT_DATA_DIR", str(args.workdir / "dlt_data"))
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.workdir)
+
+    import dlt
+
+    specs, records = read_case(args.fixtures, args.run)
+
+    @dlt.source(name=SOURCE_NAME)
+    def fixtures():
+        out = []
+        for spec in specs:
+            name = spec["name"]
+            rows = records.get(name, [])
+            hints = dict(
+                name=name,
+                primary_key=spec.get("primary_key") or None,
+                write_disposition=spec.get("write_disposition", "append"),
+            )
+            if spec.get("cursor"):
+                hints["incremental"] = dlt.sources.incremental(spec["cursor"], initial_value=None)
+            # A list is yielded as one page, like one fixture file.
+            out.append(dlt.resource(list(rows), **hints))
+        return out
+
+    selected = [s["name"] for s in specs if s["name"] in records]
+    source = fixtures().with_resources(*selected) if selected else None
+    if source is None:
+        print("no resource selected in this run: nothing to load")
+        return 0
+
+    pipeline = dlt.pipeline(
+        pipeline_name=args.pipeline_name,
+        destination=dlt.destinations.duckdb(
+            str(args.duckdb), replace_strategy=REPLACE_STRATEGY
+        ),
+        dataset_name=args.dataset,
+        pipelines_dir=str(args.workdir / "pipelines"),
+    )
+    info = pipeline.run(source)
+    info.raise_on_failed_jobs()
+    print(f"dlt {dlt.__version__}: {args.fixtures.name} run{args.run}: "
+          f"{len(info.loads_ids)} package(s) loaded, selected {selected}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
