@@ -128,7 +128,7 @@ fn href(base: &str, path: &str, q: &Q, cursor: Option<&str>, limit: usize) -> St
     if let Some(c) = cursor {
         pairs.push(("cursor".into(), c.to_string()));
     }
-    format!("{base}{path}?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
+    format!("{base}/v2{path}?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
 }
 
 fn page(sh: &Shared, uri: &Uri, q: &Q, items: Vec<Value>, offset: usize, limit: usize, generation: u64) -> Response {

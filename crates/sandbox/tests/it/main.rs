@@ -1,0 +1,10 @@
+//! Integration tests of the sandbox's HTTP contract.
+
+mod admin;
+mod auth;
+mod common;
+mod determinism;
+mod faults;
+mod rate_limits;
+mod v1;
+mod v2;
