@@ -29,9 +29,9 @@ numbers, extra DuckDB schemas.
 A case may relax one thing in `<case_dir>/compare.json`:
   {"arbitrary_duplicates": {"<root table>": [{"<pk column>": <value>, ...}, ...]}}
 dlt keeps an arbitrary one of several rows with the same primary key in one merge package
-(`ROW_NUMBER() OVER (PARTITION BY pk ORDER BY (SELECT NULL))`). For each listed key the check is that
-each side holds exactly one root row with it; that entity's root and descendant rows are left out of
-the row comparison.
+(`ROW_NUMBER() OVER (PARTITION BY pk ORDER BY (SELECT NULL))`). That entity's root and descendant rows are
+left out of the row comparison.
+For each listed key, each side must hold the same number of root rows with it, at most one.
 """
 
 import argparse
@@ -343,10 +343,13 @@ def compare(a, b, relaxed=None, label="", names=("dlt", "rust")):
         if sa or sb:
             rep.warn(f"{t}: {sa} {A} / {sb} {B} row(s) of arbitrary-duplicate entities left out of the row comparison")
         for key in relaxed.get(t, []) if not a.is_child(t) else []:
+            counts = {}
             for ds, side in ((a, A), (b, B)):
-                n = sum(all(canon(r.get(k)) == canon(v) for k, v in key.items()) for r in ds.rows[t])
-                if n != 1:
-                    rep.err(f"{side}: {t} holds {n} rows with primary key {key}, expected exactly 1")
+                counts[side] = sum(all(canon(r.get(k)) == canon(v) for k, v in key.items()) for r in ds.rows[t])
+                if counts[side] > 1:
+                    rep.err(f"{side}: {t} holds {counts[side]} rows with primary key {key}, expected at most 1")
+            if counts[A] != counts[B]:
+                rep.err(f"{t}: rows with primary key {key}: {A} {counts[A]}, {B} {counts[B]}")
 
     # bookkeeping
     if LOADS in a.rows and LOADS in b.rows:
