@@ -200,16 +200,18 @@ def relaxed_keys(case_dir):
     return spec.get("arbitrary_duplicates", {})
 
 
-def lineage_rows(ds, table, cols, relaxed, rep, side):
+def lineage_rows(ds, table, cols, relaxed, common):
     """Counter of row keys for a data table: own content (cols) plus the parent's key, recursively.
 
-    Rows belonging to a relaxed entity are left out. Returns (Counter, number left out).
+    Rows belonging to a relaxed entity are left out. Returns (Counter, number left out). `common` maps a
+    table to the columns both sides have, so a column missing on one side (reported on its own) does not
+    make every descendant row differ too.
     """
     cache = ds.__dict__.setdefault("_lineage", {})
 
     def table_index(t):
         if t not in cache:
-            own_cols = sorted(c for c, _, _ in ds.columns[t] if c not in RANDOM_COLS)
+            own_cols = common.get(t) or sorted(c for c, _, _ in ds.columns[t] if c not in RANDOM_COLS)
             parent = ds.parent_of(t) if ds.is_child(t) else None
             pidx = table_index(parent) if parent else None
             relaxed_spec = relaxed.get(t, []) if parent is None else []
@@ -324,12 +326,14 @@ def compare(a, b, relaxed=None, label="", names=("dlt", "rust")):
             rep.warn(f"column order of {t} differs: {A} {oa} / {B} {ob}")
 
     # data tables: row multisets with lineage
+    common_cols = {t: sorted({c for c, _, _ in a.columns[t]} & {c for c, _, _ in b.columns[t]} - set(RANDOM_COLS))
+                   for t in common}
     for t in common:
         if t.startswith("_dlt_"):
             continue
-        cols = sorted({c for c, _, _ in a.columns[t]} & {c for c, _, _ in b.columns[t]} - set(RANDOM_COLS))
-        ra, sa = lineage_rows(a, t, cols, relaxed, rep, A)
-        rb, sb = lineage_rows(b, t, cols, relaxed, rep, B)
+        cols = common_cols[t]
+        ra, sa = lineage_rows(a, t, cols, relaxed, common_cols)
+        rb, sb = lineage_rows(b, t, cols, relaxed, common_cols)
         if sa == 0 and sb == 0 and len(a.rows[t]) != len(b.rows[t]):
             rep.err(f"row count of {t}: {A} {len(a.rows[t])}, {B} {len(b.rows[t])}")
         only_a, only_b = ra - rb, rb - ra
