@@ -76,9 +76,12 @@ def main(argv=None):
         for spec in specs:
             name = spec["name"]
             rows = records.get(name, [])
+            pk = list(spec.get("primary_key") or [])
             hints = dict(
                 name=name,
-                primary_key=spec.get("primary_key") or None,
+                # One key column is passed as a string, as the personio source does: dlt's incremental
+                # dedup hashes the bare value then (`1`), a list hint hashes a list (`[1]`).
+                primary_key=(pk[0] if len(pk) == 1 else pk) or None,
                 write_disposition=spec.get("write_disposition", "append"),
             )
             if spec.get("cursor"):
