@@ -12,6 +12,7 @@
 #   PARITY_VENV       virtualenv to create/use (default ~/.cache/personio-pipeline/parity-venv)
 #   PARITY_KEEP=1     keep the work folder with both DuckDB files of every case (path is printed)
 #   CARGO_TARGET_DIR  respected by cargo as usual
+#   PARITY_LOADER     a prebuilt load_fixtures binary to use instead of `cargo run`
 # Exit status: 0 when every check passed, 1 otherwise (including a failed dlt install: never skipped).
 set -euo pipefail
 
@@ -106,8 +107,16 @@ else
 fi
 
 # --- 3. the Rust side: build once, so a build failure is reported as such ---------------------------
+# PARITY_LOADER: a prebuilt load_fixtures binary (.ci/run passes the one `cargo test --workspace` built, so
+# no second feature resolution can trigger another DuckDB compile).
+if [ -n "${PARITY_LOADER:-}" ]; then
+  [ -x "$PARITY_LOADER" ] || die "PARITY_LOADER=$PARITY_LOADER is not an executable"
+  RUST_LOADER=("$PARITY_LOADER")
+  echo "parity: using the prebuilt Rust loader $PARITY_LOADER"
+else
 RUST_LOADER=(cargo run -q -p pipeline-destinations --example load_fixtures --)
-if [ "$mode" = compare ]; then
+fi
+if [ "$mode" = compare ] && [ -z "${PARITY_LOADER:-}" ]; then
   command -v cargo >/dev/null 2>&1 || die "cargo not found"
   echo "parity: building the Rust example load_fixtures (CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<default>})"
   (cd "$REPO_DIR" && nice -n 15 cargo build -q -p pipeline-destinations --example load_fixtures) \

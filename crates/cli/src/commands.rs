@@ -192,6 +192,12 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     if let Some(n) = resolver.get(&["runtime"], "request_max_attempts", false).and_then(|v| v.parse::<u32>().ok()) {
         client_config.max_attempts = n;
     }
+    if let Some(f) = resolver.get(&["runtime"], "request_backoff_factor", false).and_then(|v| v.parse::<f64>().ok()) {
+        client_config.backoff_factor = std::time::Duration::from_secs_f64(f.max(0.0));
+    }
+    if let Some(m) = resolver.get(&["runtime"], "request_max_retry_delay", false).and_then(|v| v.parse::<f64>().ok()) {
+        client_config.max_retry_delay = std::time::Duration::from_secs_f64(m.max(0.0));
+    }
     let client = PersonioClient::new(client_config).context("building the Personio client")?;
 
     let progress = crate::progress::Progress::new(env.json);

@@ -98,8 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn exit_code(e: &anyhow::Error) -> u8 {
     use pipeline_engine::pipeline::PipelineError;
     for cause in e.chain() {
-        if let Some(c) = cause.downcast_ref::<commands::UsageError>() {
-            let _ = c;
+        if cause.downcast_ref::<commands::UsageError>().is_some() {
             return 2;
         }
         if let Some(p) = cause.downcast_ref::<PipelineError>() {
@@ -124,7 +123,7 @@ fn extract_code(e: &(dyn std::error::Error + 'static)) -> u8 {
     use personio_source::PersonioSourceError;
     match e.downcast_ref::<PersonioSourceError>() {
         Some(PersonioSourceError::Retired { .. }) => 2,
-        Some(PersonioSourceError::Api { source, .. }) if source.is_auth() => 3,
+        Some(PersonioSourceError::Api { source: personio_client::ClientError::Auth { .. }, .. }) => 3,
         _ => 4,
     }
 }

@@ -399,13 +399,12 @@ impl Pipeline {
         let normalized = normalizer.await.map_err(|e| PipelineError::LocalFiles(format!("normalizer thread failed: {e}")))?;
         let (mut schema, writer, rows) = match (extracted, normalized) {
             (Ok(()), Ok(out)) => out,
-            (Err(e), norm) => {
-                if let Ok((_, w, _)) = norm {
-                    w.discard();
-                }
+            (Err(e), Ok((_, w, _))) => {
+                w.discard();
                 return Err(PipelineError::Extract(e));
             }
-            (Ok(()), Err((e, w))) => {
+            // A normalize failure stops the extractor too; report the cause, not the extractor's echo.
+            (_, Err((e, w))) => {
                 if let Some(w) = w {
                     w.discard();
                 }
@@ -433,6 +432,9 @@ impl Pipeline {
         }
         // A cursor that never moved must not create state on a first run with no rows.
         prune_empty_incrementals(&mut state, source.name(), &specs);
+        if specs.iter().any(|s| selected.contains(&s.name) && s.write_disposition == WriteDisposition::Replace) {
+            state.ensure_source(source.name());
+        }
         let state_changed = state.bump();
         report.state_changed = state_changed;
 

@@ -59,10 +59,17 @@ impl PipelineState {
         doc.insert("schema_names".into(), json!([schema_name]));
         doc.insert("destination_type".into(), json!(destination_type));
         doc.insert("destination_name".into(), Value::Null);
-        let mut s = PipelineState { doc };
-        let h = s.compute_hash();
-        s.doc.insert("_version_hash".into(), json!(h));
-        s
+        // No hash yet: the first package of a pipeline always writes a state row, as dlt does.
+        doc.insert("_version_hash".into(), json!(""));
+        PipelineState { doc }
+    }
+
+    /// Make sure `sources.<source>` exists (dlt creates it whenever a replace resource runs).
+    pub fn ensure_source(&mut self, source: &str) {
+        let sources = self.doc.entry("sources".to_string()).or_insert_with(|| json!({}));
+        if let Value::Object(m) = sources {
+            m.entry(source.to_string()).or_insert_with(|| json!({}));
+        }
     }
 
     /// Wrap an existing document (from the local mirror or the destination).
@@ -212,10 +219,11 @@ mod tests {
     #[test]
     fn encode_decode_round_trip_and_hash_is_order_independent() {
         let mut s = PipelineState::new("p", "d", "personio", "dlt.destinations.duckdb");
+        assert!(s.bump(), "a new state always gets a first version");
         assert!(!s.bump());
         s.resource_mut("personio", "employees").insert("x".into(), json!(1));
         assert!(s.bump());
-        assert_eq!(s.version(), 1);
+        assert_eq!(s.version(), 2);
         let back = PipelineState::decode(&s.encode()).unwrap();
         assert_eq!(back.doc(), s.doc());
         assert_eq!(back.compute_hash(), s.compute_hash());

@@ -38,6 +38,14 @@ pub enum PersonioSourceError {
     /// The incremental filter failed.
     #[error(transparent)]
     Incremental(#[from] pipeline_engine::incremental::IncrementalError),
+    /// The engine stopped taking records (its own error is reported by the pipeline).
+    #[error("{resource}: the pipeline stopped taking records: {message}")]
+    Stopped {
+        /// Resource being emitted.
+        resource: &'static str,
+        /// The engine's message.
+        message: String,
+    },
 }
 
 /// Called after each page: (resource, rows in the page).
@@ -250,18 +258,12 @@ impl PersonioSource {
                 while let Some(records) = results.next().await {
                     let records = records?;
                     self.report(child.name, records.len());
-                    ctx.emit(child.name, records).await.map_err(|e| shape::ShapeError::Field {
-                        resource: "pipeline",
-                        field: child.name.to_string(),
-                        detail: e.to_string(),
-                    })?;
+                    ctx.emit(child.name, records)
+                        .await
+                        .map_err(|e| PersonioSourceError::Stopped { resource: child.name, message: e.to_string() })?;
                 }
             }
-            ctx.emit(r.name, kept).await.map_err(|e| shape::ShapeError::Field {
-                resource: "pipeline",
-                field: r.name.to_string(),
-                detail: e.to_string(),
-            })?;
+            ctx.emit(r.name, kept).await.map_err(|e| PersonioSourceError::Stopped { resource: r.name, message: e.to_string() })?;
         }
         Ok(())
     }
