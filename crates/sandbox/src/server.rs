@@ -178,6 +178,20 @@ fn insert_records(sh: &Shared, path: &str, n: usize) {
 pub(crate) struct Q(pub Vec<(String, String)>);
 
 impl Q {
+    /// A cache key of the filter parameters (paging parameters left out).
+    pub(crate) fn filter_key(&self, endpoint: &str) -> String {
+        let mut k = String::from(endpoint);
+        for (a, b) in &self.0 {
+            if a != "offset" && a != "page" && a != "limit" {
+                k.push('&');
+                k.push_str(a);
+                k.push('=');
+                k.push_str(b);
+            }
+        }
+        k
+    }
+
     pub(crate) fn parse(uri: &Uri) -> Q {
         Q(serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default())
     }
@@ -386,16 +400,20 @@ async fn employees(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
     };
     let email = q.get("email").filter(|s| !s.is_empty() && since.is_none());
     let w = sh.read();
-    let sel: Vec<&crate::company::Employee> = w
-        .employees
-        .iter()
-        .filter(|e| email.is_none_or(|m| attr_str(e, "email").eq_ignore_ascii_case(m)))
-        .filter(|e| match since {
-            None => true,
-            Some(t) if keys.is_empty() => e.last_modified >= t,
-            Some(t) => keys.iter().any(|k| e.attrs.contains_key(k) && e.attr_changed_at(k) >= t),
-        })
-        .collect();
+    let idx = sh.selection(q.filter_key("employees"), w.generation, || {
+        w.employees
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| email.is_none_or(|m| attr_str(e, "email").eq_ignore_ascii_case(m)))
+            .filter(|(_, e)| match since {
+                None => true,
+                Some(t) if keys.is_empty() => e.last_modified >= t,
+                Some(t) => keys.iter().any(|k| e.attrs.contains_key(k) && e.attr_changed_at(k) >= t),
+            })
+            .map(|(i, _)| i as u32)
+            .collect()
+    });
+    let sel: Vec<&crate::company::Employee> = idx.iter().filter_map(|i| w.employees.get(*i as usize)).collect();
     let total = sel.len();
     let start = (offset as usize).min(total);
     let end = (start + limit as usize).min(total);
@@ -490,20 +508,23 @@ async fn time_offs(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
     let emps: Vec<i64> = q.list("employees").iter().filter_map(|s| s.parse().ok()).collect();
     let w = sh.read();
     let [sd, ed, uf, ut] = dates;
-    let sel: Vec<&str> = w
-        .absences
-        .iter()
-        .filter(|a| w.is_v1_time_off(a))
-        .filter(|a| sd.is_none_or(|d| a.end >= d) && ed.is_none_or(|d| a.start <= d))
-        .filter(|a| uf.is_none_or(|d| berlin_date(a.updated_at) >= d) && ut.is_none_or(|d| berlin_date(a.updated_at) <= d))
-        .filter(|a| since.is_none_or(|t| a.updated_at >= t))
-        .filter(|a| emps.is_empty() || emps.contains(&a.employee_id))
-        .map(|a| &*a.json)
-        .collect();
-    let total = sel.len();
+    let idx = sh.selection(q.filter_key("time-offs"), w.generation, || {
+        w.absences
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| w.is_v1_time_off(a))
+            .filter(|(_, a)| sd.is_none_or(|d| a.end >= d) && ed.is_none_or(|d| a.start <= d))
+            .filter(|(_, a)| uf.is_none_or(|d| berlin_date(a.updated_at) >= d) && ut.is_none_or(|d| berlin_date(a.updated_at) <= d))
+            .filter(|(_, a)| since.is_none_or(|t| a.updated_at >= t))
+            .filter(|(_, a)| emps.is_empty() || emps.contains(&a.employee_id))
+            .map(|(i, _)| i as u32)
+            .collect()
+    });
+    let total = idx.len();
     let start = ((page - 1) as usize).saturating_mul(limit as usize).min(total);
     let end = (start + limit as usize).min(total);
-    ok(&tok, envelope(total, page as usize, ceil_div(total, limit as usize), page, limit, sel[start..end].iter().copied()))
+    let sel: Vec<&str> = idx[start..end].iter().filter_map(|i| w.absences.get(*i as usize)).map(|a| &*a.json).collect();
+    ok(&tok, envelope(total, page as usize, ceil_div(total, limit as usize), page, limit, sel.iter().copied()))
 }
 
 async fn time_off_by_id(State(sh): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
@@ -580,19 +601,22 @@ async fn attendances(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
     let emps: Vec<i64> = q.list("employees").iter().filter_map(|s| s.parse().ok()).collect();
     let w = sh.read();
     let (sd, ed) = (range[0], range[1]);
-    let sel: Vec<&str> = w
-        .attendances
-        .iter()
-        .filter(|a| sd.is_none_or(|d| a.date >= d) && ed.is_none_or(|d| a.date <= d))
-        .filter(|a| pending || a.status == "confirmed")
-        .filter(|a| upd[0].is_none_or(|t| a.updated_at >= t) && upd[1].is_none_or(|t| a.updated_at <= t))
-        .filter(|a| emps.is_empty() || emps.contains(&a.employee_id))
-        .map(|a| &*a.json)
-        .collect();
-    let total = sel.len();
+    let idx = sh.selection(q.filter_key("attendances"), w.generation, || {
+        w.attendances
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| sd.is_none_or(|d| a.date >= d) && ed.is_none_or(|d| a.date <= d))
+            .filter(|(_, a)| pending || a.status == "confirmed")
+            .filter(|(_, a)| upd[0].is_none_or(|t| a.updated_at >= t) && upd[1].is_none_or(|t| a.updated_at <= t))
+            .filter(|(_, a)| emps.is_empty() || emps.contains(&a.employee_id))
+            .map(|(i, _)| i as u32)
+            .collect()
+    });
+    let total = idx.len();
     let start = (offset as usize).min(total);
     let end = (start + limit as usize).min(total);
-    ok(&tok, envelope(total, offset as usize / limit as usize, ceil_div(total, limit as usize), offset, limit, sel[start..end].iter().copied()))
+    let sel = idx[start..end].iter().filter_map(|i| w.attendances.get(*i as usize)).map(|a| &*a.json);
+    ok(&tok, envelope(total, offset as usize / limit as usize, ceil_div(total, limit as usize), offset, limit, sel))
 }
 
 async fn projects(State(sh): St, headers: HeaderMap) -> Response {

@@ -224,6 +224,8 @@ pub struct Shared {
     pub(crate) counter: AtomicU64,
     pub(crate) base_url: RwLock<String>,
     pub(crate) seed: u64,
+    /// Selection cache: (endpoint + filter query, generation) → selected indices.
+    pub(crate) selections: Mutex<HashMap<String, (u64, Arc<Vec<u32>>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -249,6 +251,7 @@ impl Shared {
             counter: AtomicU64::new(0),
             base_url: RwLock::new(String::new()),
             seed: config.seed,
+            selections: Mutex::new(HashMap::new()),
         }
     }
 
@@ -270,6 +273,22 @@ impl Shared {
 
     pub(crate) fn limiter(&self) -> MutexGuard<'_, Limiter> {
         lock(&self.limiter)
+    }
+
+    /// Returns the cached selection for `key` at `generation`, computing it with `f` on a miss.
+    pub(crate) fn selection(&self, key: String, generation: u64, f: impl FnOnce() -> Vec<u32>) -> Arc<Vec<u32>> {
+        if let Some((g, v)) = lock(&self.selections).get(&key) {
+            if *g == generation {
+                return v.clone();
+            }
+        }
+        let v = Arc::new(f());
+        let mut c = lock(&self.selections);
+        if c.len() > 256 {
+            c.clear();
+        }
+        c.insert(key, (generation, v.clone()));
+        v
     }
 
     pub(crate) fn next_seq(&self) -> u64 {
