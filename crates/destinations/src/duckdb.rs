@@ -64,6 +64,9 @@ impl DuckDbConfig {
                 .map_err(|e| DestinationError::new(KIND, format!("cannot create {}: {e}", parent.display())))?;
         }
         let conn = Connection::open(&self.path).map_err(|e| open_error(&self.path, e))?;
+        // Never reach out to the network for extensions: everything used is built in.
+        conn.execute_batch("SET autoinstall_known_extensions = false")
+            .map_err(|e| DestinationError::new(KIND, format!("configuring DuckDB: {e}")).with_source(e))?;
         Ok(DuckDbDestination { conn, config: self.clone() })
     }
 }

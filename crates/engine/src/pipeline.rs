@@ -447,6 +447,10 @@ impl Pipeline {
 
         if writer.is_empty() && !state_changed && replace_roots.is_empty() {
             writer.discard();
+            // Nothing to load, but a state restored from the destination is mirrored locally.
+            if self.local_state()?.is_none() {
+                self.save_local(&state, &schema)?;
+            }
             report.elapsed_secs = started.elapsed().as_secs_f64();
             self.write_trace(&report);
             return Ok(report);

@@ -87,5 +87,5 @@ async fn types_follow_dlt_mapping_and_variants_appear() {
     for want in ["n:BIGINT", "at:TIMESTAMP WITH TIME ZONE", "day:DATE", "ok:BOOLEAN", "txt:VARCHAR", "_dlt_load_id:VARCHAR", "_dlt_id:VARCHAR", "n__v_double:DOUBLE"] {
         assert!(types.iter().any(|t| t == want), "missing {want} in {types:?}");
     }
-    assert_eq!(env.query_strings(&d, "SELECT CAST(at AS VARCHAR) FROM test_data.events WHERE at IS NOT NULL"), vec!["2024-05-01 08:00:00+00"]);
+    assert_eq!(env.query_strings(&d, "SELECT CAST(\"at\" AS VARCHAR) FROM test_data.events WHERE \"at\" IS NOT NULL"), vec!["2024-05-01 08:00:00+00"]);
 }
