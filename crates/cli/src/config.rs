@@ -6,7 +6,7 @@
 //! (`SOURCES__PERSONIO__CLIENT_ID`). Secrets are never read from `config.toml`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
@@ -16,8 +16,6 @@ pub struct ConfigResolver {
     env: HashMap<String, String>,
     secrets: toml::Table,
     config: toml::Table,
-    /// The `.dlt` folder used.
-    pub dlt_dir: PathBuf,
 }
 
 impl ConfigResolver {
@@ -32,16 +30,16 @@ impl ConfigResolver {
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", path.display()))
         };
-        Ok(ConfigResolver { env: std::env::vars().collect(), secrets: read("secrets.toml")?, config: read("config.toml")?, dlt_dir })
+        Ok(ConfigResolver { env: std::env::vars().collect(), secrets: read("secrets.toml")?, config: read("config.toml")? })
     }
 
     /// A resolver over explicit values (tests).
+    #[cfg(test)]
     pub fn from_parts(env: HashMap<String, String>, secrets: &str, config: &str) -> Result<Self> {
         Ok(ConfigResolver {
             env,
             secrets: secrets.parse().context("secrets")?,
             config: config.parse().context("config")?,
-            dlt_dir: PathBuf::from(".dlt"),
         })
     }
 
@@ -101,27 +99,6 @@ impl ConfigResolver {
                 if let Some(v) = Self::lookup_toml(&self.config, p) {
                     return Some(v);
                 }
-            }
-        }
-        None
-    }
-
-    /// A whole TOML table (e.g. `destination.postgres.credentials`) from secrets, then config.
-    pub fn table(&self, path: &[&str]) -> Option<toml::Table> {
-        for t in [&self.secrets, &self.config] {
-            let mut cur = t;
-            let mut ok = true;
-            for p in path {
-                match cur.get(*p).and_then(|v| v.as_table()) {
-                    Some(next) => cur = next,
-                    None => {
-                        ok = false;
-                        break;
-                    }
-                }
-            }
-            if ok {
-                return Some(cur.clone());
             }
         }
         None

@@ -10,7 +10,8 @@ use pipeline_engine::pipeline::{Pipeline, PipelineConfig, RunReport};
 
 pub struct World {
     pub sandbox: RunningSandbox,
-    pub dir: tempfile::TempDir,
+    /// Keeps the DuckDB file and working directory alive for the test.
+    pub _dir: tempfile::TempDir,
     pub dataset: String,
     pub pipeline: Pipeline,
     pub destination: DuckDbDestination,
@@ -25,7 +26,7 @@ impl World {
         let pipeline = Pipeline::open(PipelineConfig::new("test_pipeline", &dataset, dir.path().join("pipelines"))).expect("pipeline");
         let destination = DuckDbConfig::for_pipeline(dir.path(), "test_pipeline", &dataset).build().expect("duckdb");
         let options = SourceOptions { allow_retired_v1: true, ..SourceOptions::default() };
-        World { sandbox, dir, dataset, pipeline, destination, options }
+        World { sandbox, _dir: dir, dataset, pipeline, destination, options }
     }
 
     pub fn client(&self) -> PersonioClient {
