@@ -189,15 +189,9 @@ impl PipelineState {
             state: self.encode(),
             created_at,
             version_hash: self.version_hash().to_string(),
-            dlt_id: random_id(),
+            dlt_id: crate::naming::random_dlt_id(),
         }
     }
-}
-
-/// 10 random bytes, standard base64 without padding (14 characters): dlt's random `_dlt_id`.
-pub fn random_id() -> String {
-    let bytes: [u8; 10] = rand::random();
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
 }
 
 fn sorted(v: &Value) -> Value {

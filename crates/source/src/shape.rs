@@ -2,6 +2,7 @@
 //! (shared/spec/dlt-compat.md §3). Pure functions, no I/O.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use pipeline_engine::typed::{date as date_value, timestamp as ts_value};
 use serde_json::{Map, Value};
 
 /// Errors while shaping a record.
@@ -17,16 +18,6 @@ pub enum ShapeError {
         /// The value or what was wrong.
         detail: String,
     },
-}
-
-/// A typed timestamp value the engine stores as `timestamp` (U+F027 + RFC 3339 in UTC).
-pub fn ts_value(dt: DateTime<Utc>) -> Value {
-    Value::String(format!("\u{F027}{}", dt.format("%Y-%m-%dT%H:%M:%S%.f+00:00")))
-}
-
-/// A typed date value the engine stores as `date` (U+F028 + `YYYY-MM-DD`).
-pub fn date_value(d: NaiveDate) -> Value {
-    Value::String(format!("\u{F028}{}", d.format("%Y-%m-%d")))
 }
 
 /// dlt's `ensure_pendulum_datetime_utc`: ISO-8601 → UTC. Date-only is midnight UTC, naive is UTC, an
