@@ -141,13 +141,27 @@ pub fn init(env: &Env, destination: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn duckdb_config(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, dataset: &str) -> DuckDbConfig {
-    match resolver.get(&["destination", "duckdb"], "credentials", false) {
-        Some(path) if !path.is_empty() && path.ends_with(".duckdb") => {
-            DuckDbConfig { path: env.project_dir.join(path), dataset_name: dataset.to_string() }
-        }
+/// The DuckDB destination's settings: `[destination.duckdb]` `credentials` (a `.duckdb` path),
+/// `memory_limit` (`"none"` keeps DuckDB's 80% of RAM), `temp_directory` and `merge_chunk_rows`.
+fn duckdb_config(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, dataset: &str) -> Result<DuckDbConfig> {
+    let section = ["destination", "duckdb"];
+    let mut config = match resolver.get(&section, "credentials", false) {
+        Some(path) if !path.is_empty() && path.ends_with(".duckdb") => DuckDbConfig::at(env.project_dir.join(path), dataset),
         _ => DuckDbConfig::for_pipeline(&env.project_dir, pipeline_name, dataset),
+    };
+    if let Some(limit) = resolver.get(&section, "memory_limit", false) {
+        config.memory_limit = (!limit.eq_ignore_ascii_case("none")).then_some(limit);
     }
+    if let Some(dir) = resolver.get(&section, "temp_directory", false) {
+        config.temp_directory = Some(env.project_dir.join(dir));
+    }
+    if let Some(rows) = resolver.get(&section, "merge_chunk_rows", false) {
+        config.merge_chunk_rows = rows
+            .trim()
+            .parse()
+            .map_err(|_| UsageError(format!("destination.duckdb.merge_chunk_rows must be a whole number of rows, not {rows:?}")))?;
+    }
+    Ok(config)
 }
 
 /// `run`.
@@ -212,13 +226,13 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     };
     let source = PersonioSource::new(client, options);
 
-    let dd = duckdb_config(env, &resolver, &args.pipeline_name, &args.dataset);
+    let dd = duckdb_config(env, &resolver, &args.pipeline_name, &args.dataset)?;
     let mut destination = dd.build()?;
     let pipeline = Pipeline::open(PipelineConfig::new(&args.pipeline_name, &args.dataset, &env.pipelines_dir))?;
     let selected: Vec<String> = args.resources.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     if args.full_refresh {
         let names = if selected.is_empty() { source.default_resources() } else { selected.clone() };
-        drop_resources(&pipeline, &source, &mut destination, &names)?;
+        pipeline.drop_resources(source.name(), &names, &mut destination)?;
     }
     let report = pipeline.run(&source, Some(&selected), &mut destination).await;
     progress.finish();
@@ -233,34 +247,9 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Drop the tables (root and children) and the state of resources.
-fn drop_resources(pipeline: &Pipeline, source: &dyn Source, destination: &mut dyn Destination, names: &[String]) -> Result<Vec<String>> {
-    let (mut state, mut schema) = pipeline.current_state(source.name(), destination)?;
-    let mut dropped = Vec::new();
-    for name in names {
-        let roots: Vec<String> = schema.resource_root_tables(name).iter().map(|t| t.name.clone()).collect();
-        for root in roots {
-            let chain: Vec<String> = schema.table_chain(&root).iter().map(|t| t.name.clone()).collect();
-            for t in chain {
-                schema.tables.shift_remove(&t);
-                dropped.push(t);
-            }
-        }
-        state.drop_resource(source.name(), name);
-    }
-    if schema.bump_version() {
-        destination.drop_tables(&dropped, &schema)?;
-    }
-    state.bump();
-    pipeline.save_local(&state, &schema)?;
-    // The destination's newest state row still holds the old cursors: a fresh worker would restore them.
-    // The next run writes a new state row because the hash changed.
-    Ok(dropped)
-}
-
 fn open_destination(env: &Env, pipeline_name: &str, dataset: &str) -> Result<pipeline_destinations::duckdb::DuckDbDestination> {
     let resolver = ConfigResolver::load(&env.project_dir)?;
-    let dd = duckdb_config(env, &resolver, pipeline_name, dataset);
+    let dd = duckdb_config(env, &resolver, pipeline_name, dataset)?;
     if !dd.path.exists() {
         return Err(UsageError(format!("no database at {}: run `personio-pipeline run --pipeline-name {pipeline_name}` first", dd.path.display())).into());
     }
@@ -333,7 +322,7 @@ pub fn pipeline(env: &Env, name: &str, action: PipelineAction) -> Result<()> {
                 SourceOptions::default(),
             );
             let names = if resources.is_empty() { source.resources().into_iter().map(|r| r.name).collect() } else { resources };
-            let dropped = drop_resources(&p, &source, &mut d, &names)?;
+            let dropped = p.drop_resources(source.name(), &names, &mut d)?;
             if env.json {
                 println!("{}", serde_json::json!({"dropped_tables": dropped}));
             } else {

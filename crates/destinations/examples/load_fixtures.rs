@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     };
     let result: Result<(), String> = rt.block_on(async {
         let (source, selected) = FixtureSource::from_case_dir(&PathBuf::from(&fixtures), run)?;
-        let mut destination = DuckDbConfig { path: PathBuf::from(&db), dataset_name: dataset.clone() }.build().map_err(|e| e.to_string())?;
+        let mut destination = DuckDbConfig::at(PathBuf::from(&db), &dataset).build().map_err(|e| e.to_string())?;
         let pipeline = Pipeline::open(PipelineConfig::new(&name, &dataset, PathBuf::from(&workdir))).map_err(|e| e.to_string())?;
         let report = pipeline.run(&source, Some(&selected), &mut destination).await.map_err(|e| e.to_string())?;
         print!("{report}");

@@ -40,18 +40,56 @@ pub struct DuckDbConfig {
     pub path: PathBuf,
     /// Dataset name: the DuckDB schema holding the tables.
     pub dataset_name: String,
+    /// DuckDB's `memory_limit` (e.g. `"512MB"`, `"4GB"`): the cap of its buffer pool. Above it, joins,
+    /// aggregates and sorts spill to [`DuckDbConfig::temp_directory`]. `None` keeps DuckDB's default
+    /// (80% of RAM).
+    pub memory_limit: Option<String>,
+    /// Where DuckDB spills (`None`: DuckDB's default, `<database file>.tmp`).
+    pub temp_directory: Option<PathBuf>,
+    /// Rows of a merge processed per step (the staged keys are split into hash buckets of about this
+    /// size), which bounds the memory of the delete-insert independently of the package size.
+    pub merge_chunk_rows: u64,
 }
+
+/// The default [`DuckDbConfig::memory_limit`]: enough for Personio-sized merges to run in memory,
+/// small enough that a multi-million-row load does not take the machine's RAM.
+pub const DEFAULT_MEMORY_LIMIT: &str = "512MB";
+
+/// The default [`DuckDbConfig::merge_chunk_rows`].
+pub const DEFAULT_MERGE_CHUNK_ROWS: u64 = 500_000;
 
 impl DuckDbConfig {
     /// dlt's default: `<pipeline_name>.duckdb` in `dir`.
     pub fn for_pipeline(dir: &Path, pipeline_name: &str, dataset_name: &str) -> Self {
-        DuckDbConfig { path: dir.join(format!("{pipeline_name}.duckdb")), dataset_name: dataset_name.to_string() }
+        Self::at(dir.join(format!("{pipeline_name}.duckdb")), dataset_name)
+    }
+
+    /// A database file at `path` with the default settings.
+    pub fn at(path: impl Into<PathBuf>, dataset_name: &str) -> Self {
+        DuckDbConfig {
+            path: path.into(),
+            dataset_name: dataset_name.to_string(),
+            memory_limit: Some(DEFAULT_MEMORY_LIMIT.to_string()),
+            temp_directory: None,
+            merge_chunk_rows: DEFAULT_MERGE_CHUNK_ROWS,
+        }
     }
 
     /// Check the settings without touching the file.
     pub fn validate(&self) -> Result<(), DestinationError> {
         if self.dataset_name.trim().is_empty() {
             return Err(DestinationError::new(KIND, "the dataset name is empty; pass --dataset or set dataset_name"));
+        }
+        if let Some(limit) = &self.memory_limit {
+            if !is_memory_size(limit) {
+                return Err(DestinationError::new(
+                    KIND,
+                    format!("memory_limit {limit:?} is not a size such as \"512MB\" or \"4GB\""),
+                ));
+            }
+        }
+        if self.merge_chunk_rows == 0 {
+            return Err(DestinationError::new(KIND, "merge_chunk_rows must be at least 1"));
         }
         Ok(())
     }
@@ -65,10 +103,26 @@ impl DuckDbConfig {
         }
         let conn = Connection::open(&self.path).map_err(|e| open_error(&self.path, e))?;
         // Never reach out to the network for extensions: everything used is built in.
-        conn.execute_batch("SET autoinstall_known_extensions = false")
+        let mut settings = vec!["SET autoinstall_known_extensions = false".to_string()];
+        if let Some(limit) = &self.memory_limit {
+            settings.push(format!("SET memory_limit = {}", literal(limit)));
+        }
+        if let Some(dir) = &self.temp_directory {
+            settings.push(format!("SET temp_directory = {}", literal(&dir.to_string_lossy())));
+        }
+        conn.execute_batch(&settings.join(";\n"))
             .map_err(|e| DestinationError::new(KIND, format!("configuring DuckDB: {e}")).with_source(e))?;
         Ok(DuckDbDestination { conn, config: self.clone() })
     }
+}
+
+/// `"512MB"`, `"4 GiB"`, `"1.5GB"`: a number and one of DuckDB's size units.
+fn is_memory_size(text: &str) -> bool {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let units = ["b", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "tib", "bytes", "kilobytes", "megabytes", "gigabytes"];
+    number.parse::<f64>().is_ok_and(|n| n > 0.0) && units.contains(&unit.trim().to_ascii_lowercase().as_str())
 }
 
 fn open_error(path: &Path, e: duckdb::Error) -> DestinationError {
@@ -216,28 +270,7 @@ impl DuckDbDestination {
         self.sync_schema(schema)?;
         let existing = self.existing_columns(&ds)?;
         let mut report = LoadReport::default();
-        let now = chrono::Utc::now().to_rfc3339();
-
-        // _dlt_version: one row per new schema hash.
-        let known: i64 = self
-            .conn
-            .query_row(
-                &format!("SELECT count(*) FROM {} WHERE schema_name = ? AND version_hash = ?", qualified(&ds, "_dlt_version")),
-                params![schema.name, schema.version_hash],
-                |r| r.get(0),
-            )
-            .map_err(db_err("reading _dlt_version"))?;
-        if known == 0 {
-            self.conn
-                .execute(
-                    &format!(
-                        "INSERT INTO {} VALUES (?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?)",
-                        qualified(&ds, "_dlt_version")
-                    ),
-                    params![schema.version, SCHEMA_ENGINE_VERSION, now, schema.name, schema.version_hash, schema.to_dlt_json().to_string()],
-                )
-                .map_err(db_err("writing _dlt_version"))?;
-        }
+        self.insert_version_if_new(schema)?;
 
         let mut done: HashSet<String> = HashSet::new();
         // Replace: empty every existing table of the chain, then insert the package's rows.
@@ -282,29 +315,11 @@ impl DuckDbDestination {
                 ))?;
                 self.append_batches(package, &t.name, &stg)?;
             }
-            let d_root = qualified(&ds, root);
-            let s_root = qualified(&stg, root);
-            let key_match = pk.iter().map(|k| format!("s.{0} = d.{0}", ident(k))).collect::<Vec<_>>().join(" AND ");
-            let matched = format!("SELECT d._dlt_id FROM {d_root} d WHERE EXISTS (SELECT 1 FROM {s_root} s WHERE {key_match})");
+            let staged = m.tables.get(root).map(|j| j.rows).unwrap_or(0);
+            let root_rows = self.merge_chain(&ds, &stg, &chain, &pk, staged)?;
+            report.rows.push((root.to_string(), root_rows));
             for child in chain.iter().skip(1) {
-                self.exec(&format!("DELETE FROM {} WHERE _dlt_root_id IN ({matched})", qualified(&ds, &child.name)))?;
-            }
-            self.exec(&format!("DELETE FROM {d_root} d WHERE EXISTS (SELECT 1 FROM {s_root} s WHERE {key_match})"))?;
-            let pk_list = pk.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
-            // The last extracted duplicate wins (highest rowid in staging).
-            self.exec(&format!(
-                "INSERT INTO {d_root} BY NAME SELECT * EXCLUDE (_dlt_rn) FROM (SELECT *, row_number() OVER (PARTITION BY {pk_list} ORDER BY rowid DESC) AS _dlt_rn FROM {s_root}) WHERE _dlt_rn = 1"
-            ))?;
-            let kept = format!("SELECT _dlt_id FROM {d_root} WHERE _dlt_load_id = {}", literal(package.load_id()));
-            report.rows.push((root.to_string(), self.count_where(&d_root, package.load_id())?));
-            for child in chain.iter().skip(1) {
-                let s_child = qualified(&stg, &child.name);
-                self.exec(&format!(
-                    "INSERT INTO {} BY NAME SELECT * EXCLUDE (_dlt_rn) FROM (SELECT *, row_number() OVER (PARTITION BY _dlt_id ORDER BY rowid DESC) AS _dlt_rn FROM {s_child} WHERE _dlt_root_id IN ({kept})) WHERE _dlt_rn = 1",
-                    qualified(&ds, &child.name)
-                ))?;
-                let n = m.tables.get(&child.name).map(|j| j.rows).unwrap_or(0);
-                report.rows.push((child.name.clone(), n));
+                report.rows.push((child.name.clone(), m.tables.get(&child.name).map(|j| j.rows).unwrap_or(0)));
             }
             for t in &chain {
                 done.insert(t.name.clone());
@@ -323,21 +338,103 @@ impl DuckDbDestination {
         if let Some(state) = &m.state {
             self.insert_state(state, package.load_id())?;
         }
-        self.conn
-            .execute(
-                &format!("INSERT INTO {} VALUES (?, ?, 0, CAST(? AS TIMESTAMPTZ), ?)", qualified(&ds, "_dlt_loads")),
-                params![package.load_id(), schema.name, now, schema.version_hash],
-            )
-            .map_err(db_err("writing _dlt_loads"))?;
+        self.insert_load(package.load_id(), schema)?;
         Ok(report)
     }
 
-    fn count_where(&self, table: &str, load_id: &str) -> Result<u64, DestinationError> {
-        let n: i64 = self
-            .conn
-            .query_row(&format!("SELECT count(*) FROM {table} WHERE _dlt_load_id = ?"), params![load_id], |r| r.get(0))
-            .map_err(db_err("counting rows"))?;
+    /// Delete-insert a merge root and its children from staging into the dataset, in hash buckets of
+    /// about `merge_chunk_rows` staged root rows so that every join and aggregate works on a bounded
+    /// slice. Per key the last staged row wins (the highest `rowid`: the last one extracted); children
+    /// follow their root row through `_dlt_root_id`. Returns the root rows inserted.
+    fn merge_chain(&self, ds: &str, stg: &str, chain: &[Table], pk: &[String], staged: u64) -> Result<u64, DestinationError> {
+        let Some(root) = chain.first() else { return Ok(0) };
+        let d_root = qualified(ds, &root.name);
+        let s_root = qualified(stg, &root.name);
+        let winners = qualified(stg, "_dlt_merge_winners");
+        let buckets = staged.div_ceil(self.config.merge_chunk_rows).max(1);
+        let pk_list = |alias: &str| pk.iter().map(|k| format!("{alias}.{}", ident(k))).collect::<Vec<_>>().join(", ");
+        let in_bucket = |alias: &str, b: u64| {
+            if buckets == 1 {
+                "TRUE".to_string()
+            } else {
+                format!("hash({}) % {buckets} = {b}", pk_list(alias))
+            }
+        };
+        let key_match = pk.iter().map(|k| format!("s.{0} = d.{0}", ident(k))).collect::<Vec<_>>().join(" AND ");
+        let mut inserted = 0u64;
+        for b in 0..buckets {
+            let (sb, db) = (in_bucket("s", b), in_bucket("d", b));
+            let matched = format!(
+                "SELECT d._dlt_id FROM {d_root} d WHERE {db} AND EXISTS (SELECT 1 FROM {s_root} s WHERE {sb} AND {key_match})"
+            );
+            for child in chain.iter().skip(1) {
+                self.exec(&format!("DELETE FROM {} WHERE _dlt_root_id IN ({matched})", qualified(ds, &child.name)))?;
+            }
+            self.exec(&format!("DELETE FROM {d_root} d WHERE {db} AND EXISTS (SELECT 1 FROM {s_root} s WHERE {sb} AND {key_match})"))?;
+            // The winning staged row of every key in this bucket, and its _dlt_id for the children.
+            self.exec(&format!(
+                "CREATE OR REPLACE TABLE {winners} AS SELECT s.rowid AS _dlt_row, s._dlt_id FROM {s_root} s \
+                 WHERE s.rowid IN (SELECT max(s.rowid) FROM {s_root} s WHERE {sb} GROUP BY {})",
+                pk_list("s")
+            ))?;
+            inserted += self.insert_count(&format!(
+                "INSERT INTO {d_root} BY NAME SELECT * FROM {s_root} WHERE rowid IN (SELECT _dlt_row FROM {winners})"
+            ))?;
+            for child in chain.iter().skip(1) {
+                self.exec(&format!(
+                    "INSERT INTO {} BY NAME SELECT * FROM {} WHERE _dlt_root_id IN (SELECT _dlt_id FROM {winners})",
+                    qualified(ds, &child.name),
+                    qualified(stg, &child.name)
+                ))?;
+            }
+        }
+        self.exec(&format!("DROP TABLE IF EXISTS {winners}"))?;
+        Ok(inserted)
+    }
+
+    fn insert_count(&self, sql: &str) -> Result<u64, DestinationError> {
+        let n = self.conn.execute(sql, []).map_err(|e| DestinationError::new(KIND, format!("{e} (in: {sql})")).with_source(e))?;
         Ok(n as u64)
+    }
+
+    /// A `_dlt_version` row for the schema unless its hash is stored already.
+    fn insert_version_if_new(&self, schema: &Schema) -> Result<(), DestinationError> {
+        let versions = qualified(self.ds(), "_dlt_version");
+        let known: i64 = self
+            .conn
+            .query_row(
+                &format!("SELECT count(*) FROM {versions} WHERE schema_name = ? AND version_hash = ?"),
+                params![schema.name, schema.version_hash],
+                |r| r.get(0),
+            )
+            .map_err(db_err("reading _dlt_version"))?;
+        if known == 0 {
+            self.conn
+                .execute(
+                    &format!("INSERT INTO {versions} VALUES (?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?)"),
+                    params![
+                        schema.version,
+                        SCHEMA_ENGINE_VERSION,
+                        chrono::Utc::now().to_rfc3339(),
+                        schema.name,
+                        schema.version_hash,
+                        schema.to_dlt_json().to_string()
+                    ],
+                )
+                .map_err(db_err("writing _dlt_version"))?;
+        }
+        Ok(())
+    }
+
+    /// The `_dlt_loads` row of a completed load (status 0).
+    fn insert_load(&self, load_id: &str, schema: &Schema) -> Result<(), DestinationError> {
+        self.conn
+            .execute(
+                &format!("INSERT INTO {} VALUES (?, ?, 0, CAST(? AS TIMESTAMPTZ), ?)", qualified(self.ds(), "_dlt_loads")),
+                params![load_id, schema.name, chrono::Utc::now().to_rfc3339(), schema.version_hash],
+            )
+            .map_err(db_err("writing _dlt_loads"))?;
+        Ok(())
     }
 
     fn insert_state(&self, state: &StateRow, load_id: &str) -> Result<(), DestinationError> {
@@ -501,7 +598,7 @@ impl Destination for DuckDbDestination {
         rows.collect::<Result<Vec<_>, _>>().map_err(db_err("reading _dlt_loads"))
     }
 
-    fn drop_tables(&mut self, tables: &[String], new_schema: &Schema) -> Result<(), DestinationError> {
+    fn drop_tables(&mut self, tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &str) -> Result<(), DestinationError> {
         let ds = self.ds().to_string();
         self.exec("BEGIN TRANSACTION")?;
         let result = (|| {
@@ -509,19 +606,9 @@ impl Destination for DuckDbDestination {
                 self.exec(&format!("DROP TABLE IF EXISTS {}", qualified(&ds, t)))?;
             }
             self.sync_schema(new_schema)?;
-            self.conn
-                .execute(
-                    &format!("INSERT INTO {} VALUES (?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?)", qualified(&ds, "_dlt_version")),
-                    params![
-                        new_schema.version,
-                        SCHEMA_ENGINE_VERSION,
-                        chrono::Utc::now().to_rfc3339(),
-                        new_schema.name,
-                        new_schema.version_hash,
-                        new_schema.to_dlt_json().to_string()
-                    ],
-                )
-                .map_err(db_err("writing _dlt_version"))?;
+            self.insert_version_if_new(new_schema)?;
+            self.insert_state(state, load_id)?;
+            self.insert_load(load_id, new_schema)?;
             Ok(())
         })();
         match result {

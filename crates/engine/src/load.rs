@@ -122,6 +122,8 @@ pub trait Destination: Send {
     /// The most recent loads, newest first.
     fn recent_loads(&mut self, limit: usize) -> Result<Vec<LoadInfo>, DestinationError>;
 
-    /// Drop tables (for `pipeline drop`) and write a new schema version without them, in one transaction.
-    fn drop_tables(&mut self, tables: &[String], new_schema: &Schema) -> Result<(), DestinationError>;
+    /// Drop tables (for `pipeline drop`) in one transaction that also writes the schema version without
+    /// them, the state row without the dropped resources and a `_dlt_loads` row for `load_id` — so a
+    /// fresh worker restoring state from the destination does not resume the dropped cursors.
+    fn drop_tables(&mut self, tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &str) -> Result<(), DestinationError>;
 }

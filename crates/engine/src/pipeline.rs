@@ -282,6 +282,38 @@ impl Pipeline {
         Ok((state, schema))
     }
 
+    /// Drop the tables (roots and children) and the state of `resources` of source `source_name`. The
+    /// destination drops them and records the new schema and state in one transaction; the local copy
+    /// follows. Returns the dropped tables.
+    pub fn drop_resources(
+        &self,
+        source_name: &str,
+        resources: &[String],
+        destination: &mut dyn Destination,
+    ) -> Result<Vec<String>, PipelineError> {
+        let (mut state, mut schema) = self.current_state(source_name, destination)?;
+        let mut dropped = Vec::new();
+        for name in resources {
+            let roots: Vec<String> = schema.resource_root_tables(name).iter().map(|t| t.name.clone()).collect();
+            for root in roots {
+                let chain: Vec<String> = schema.table_chain(&root).iter().map(|t| t.name.clone()).collect();
+                for t in chain {
+                    schema.tables.shift_remove(&t);
+                    dropped.push(t);
+                }
+            }
+            state.drop_resource(source_name, name);
+        }
+        schema.bump_version();
+        state.bump();
+        let load_id = self.new_load_id();
+        destination
+            .drop_tables(&dropped, &schema, &state.to_row(chrono::Utc::now()), &load_id)
+            .map_err(PipelineError::Load)?;
+        self.save_local(&state, &schema)?;
+        Ok(dropped)
+    }
+
     /// Load complete packages left by an earlier run. Returns their load ids.
     pub fn resume_pending(&self, destination: &mut dyn Destination) -> Result<Vec<String>, PipelineError> {
         let mut done = Vec::new();

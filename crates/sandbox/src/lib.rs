@@ -14,6 +14,16 @@
 //! # Ok(()) }
 //! ```
 
+/// `Ok(v)` → `v`; `Err(response)` → return the response from the handler.
+macro_rules! try_r {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
 mod admin;
 mod cli;
 pub mod company;

@@ -296,13 +296,15 @@ fn data_list(items: Vec<Value>) -> String {
     json!({"success": true, "data": items}).to_string()
 }
 
-fn v1_retired(sh: &Shared, replacement: &str) -> Option<Response> {
-    sh.options().v1_retired.then(|| {
-        json_response(
-            StatusCode::GONE,
-            json!({"success": false, "error": {"code": 410, "message": format!("This endpoint was retired on 2026-08-30. Use {replacement} instead.")}}).to_string(),
-        )
-    })
+/// `Err(410 Gone)` when the sandbox plays a tenant after the 2026-08-30 retirement.
+fn v1_retired(sh: &Shared, replacement: &str) -> Result<(), Response> {
+    if !sh.options().v1_retired {
+        return Ok(());
+    }
+    Err(json_response(
+        StatusCode::GONE,
+        json!({"success": false, "error": {"code": 410, "message": format!("This endpoint was retired on 2026-08-30. Use {replacement} instead.")}}).to_string(),
+    ))
 }
 
 // ------------------------------------------------------------------ auth
@@ -377,19 +379,10 @@ fn project_employee(e: &crate::company::Employee, keys: &[String]) -> String {
 }
 
 async fn employees(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let tok = try_r!(v1_auth_check(&sh, &headers));
     let q = Q::parse(&uri);
-    let limit = match limit_param(&q, 50, 100) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let offset = match offset_param(&q) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let limit = try_r!(limit_param(&q, 50, 100));
+    let offset = try_r!(offset_param(&q));
     let keys = q.list("attributes");
     let since = match q.get("updated_since").filter(|s| !s.is_empty()) {
         None => None,
@@ -432,20 +425,14 @@ fn employee_404() -> Response {
 }
 
 async fn employee_by_id(State(sh): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let tok = try_r!(v1_auth_check(&sh, &headers));
     let w = sh.read();
     let Some(e) = id.parse::<i64>().ok().and_then(|id| w.employee(id)) else { return employee_404() };
     ok(&tok, format!(r#"{{"success":true,"data":{}}}"#, e.json))
 }
 
 async fn balance(State(sh): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let tok = try_r!(v1_auth_check(&sh, &headers));
     let w = sh.read();
     let Some(e) = id.parse::<i64>().ok().and_then(|id| w.employee(id)) else { return employee_404() };
     ok(&tok, data_list(w.balance_v1(e)))
@@ -465,10 +452,7 @@ pub(crate) fn attribute_list(w: &Company) -> Vec<Value> {
 }
 
 async fn employee_attributes(State(sh): St, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let tok = try_r!(v1_auth_check(&sh, &headers));
     let w = sh.read();
     ok(&tok, data_list(attribute_list(&w)))
 }
@@ -476,15 +460,9 @@ async fn employee_attributes(State(sh): St, headers: HeaderMap) -> Response {
 // ------------------------------------------------------------------ time-offs
 
 async fn time_offs(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let tok = try_r!(v1_auth_check(&sh, &headers));
     let q = Q::parse(&uri);
-    let limit = match limit_param(&q, 200, 200) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    let limit = try_r!(limit_param(&q, 200, 200));
     let page = match int_param(&q, "offset", 1) {
         Ok(p) if p >= 0 => p.max(1),
         _ => return v1_error(StatusCode::UNPROCESSABLE_ENTITY, 422, "The offset must be an integer greater than or equal to 0."),
@@ -528,10 +506,7 @@ async fn time_offs(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
 }
 
 async fn time_off_by_id(State(sh): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let tok = try_r!(v1_auth_check(&sh, &headers));
     let w = sh.read();
     let found = id.parse::<i64>().ok().and_then(|id| w.absences.iter().find(|a| a.id == id && w.is_v1_time_off(a)));
     match found {
@@ -541,19 +516,10 @@ async fn time_off_by_id(State(sh): St, Path(id): Path<String>, headers: HeaderMa
 }
 
 async fn time_off_types(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let tok = try_r!(v1_auth_check(&sh, &headers));
     let q = Q::parse(&uri);
-    let limit = match limit_param(&q, 200, 200) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let offset = match offset_param(&q) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let limit = try_r!(limit_param(&q, 200, 200));
+    let offset = try_r!(offset_param(&q));
     let w = sh.read();
     let items: Vec<Value> = w.time_off_types.iter().skip(offset as usize).take(limit as usize).map(Company::time_off_type_v1).collect();
     ok(&tok, data_list(items))
@@ -562,22 +528,11 @@ async fn time_off_types(State(sh): St, uri: Uri, headers: HeaderMap) -> Response
 // ------------------------------------------------------------------ attendances & projects
 
 async fn attendances(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    if let Some(r) = v1_retired(&sh, "GET /v2/attendance-periods") {
-        return r;
-    }
+    let tok = try_r!(v1_auth_check(&sh, &headers));
+    try_r!(v1_retired(&sh, "GET /v2/attendance-periods"));
     let q = Q::parse(&uri);
-    let limit = match limit_param(&q, 200, 200) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let offset = match offset_param(&q) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let limit = try_r!(limit_param(&q, 200, 200));
+    let offset = try_r!(offset_param(&q));
     let mut range = [None, None];
     for (i, name) in ["start_date", "end_date"].iter().enumerate() {
         match q.get(name).filter(|s| !s.is_empty()) {
@@ -620,22 +575,14 @@ async fn attendances(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
 }
 
 async fn projects(State(sh): St, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    if let Some(r) = v1_retired(&sh, "GET /v2/projects") {
-        return r;
-    }
+    let tok = try_r!(v1_auth_check(&sh, &headers));
+    try_r!(v1_retired(&sh, "GET /v2/projects"));
     let w = sh.read();
     ok(&tok, data_list(w.projects.iter().map(Company::project_v1).collect()))
 }
 
 async fn document_categories(State(sh): St, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let tok = try_r!(v1_auth_check(&sh, &headers));
     let w = sh.read();
     ok(&tok, data_list(w.document_categories.iter().map(Company::document_category_v1).collect()))
 }
@@ -666,15 +613,9 @@ fn page_params(q: &Q, sh: &Shared, default_limit: i64, max: i64) -> Result<(i64,
 }
 
 async fn reports(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let tok = try_r!(v1_auth_check(&sh, &headers));
     let q = Q::parse(&uri);
-    let (page, limit) = match page_params(&q, &sh, 100, 1000) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (page, limit) = try_r!(page_params(&q, &sh, 100, 1000));
     let ids = q.list("report_ids");
     let status = q.get("status").filter(|s| !s.is_empty());
     let w = sh.read();
@@ -694,15 +635,9 @@ async fn reports(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
 }
 
 async fn report(State(sh): St, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
-    let tok = match v1_auth_check(&sh, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let tok = try_r!(v1_auth_check(&sh, &headers));
     let q = Q::parse(&uri);
-    let (page, limit) = match page_params(&q, &sh, 200, 1000) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (page, limit) = try_r!(page_params(&q, &sh, 200, 1000));
     let w = sh.read();
     let Some(ri) = w.reports.iter().position(|r| r.id == id) else {
         drop(w);

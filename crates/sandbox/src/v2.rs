@@ -169,15 +169,6 @@ fn naive_dt(s: &str) -> Option<DateTime<Utc>> {
     parse_v2_instant(s, false)
 }
 
-macro_rules! try_r {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
-}
-
 async fn persons(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
     try_r!(check(&sh, &headers));
     let q = Q::parse(&uri);

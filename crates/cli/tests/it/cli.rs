@@ -74,3 +74,44 @@ fn missing_credentials_and_unknown_resources_are_usage_errors() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `pipeline drop` removes the tables and the cursors, also in the destination's state: a fresh worker
+/// (empty working directory) restoring state afterwards loads the dropped resource from scratch.
+#[test]
+fn drop_forgets_tables_and_cursors_also_for_a_fresh_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipelines = dir.path().join("pipelines");
+    let cli = |args: &[&str]| {
+        let out = bin()
+            .args(["--project-dir"])
+            .arg(dir.path())
+            .args(["--pipelines-dir"])
+            .arg(&pipelines)
+            .arg("--json")
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json output")
+    };
+    let first = cli(&["run", "--demo", "--resources", "employees,absences"]);
+    let absences = first["rows"]["absences"].as_u64().unwrap_or(0);
+    assert!(absences > 0, "{first}");
+
+    // Unchanged data: a rerun loads nothing.
+    let again = cli(&["run", "--demo", "--resources", "absences"]);
+    assert_eq!(again["loaded_packages"].as_array().map(Vec::len), Some(0), "{again}");
+
+    let dropped = cli(&["pipeline", "personio", "drop", "--resources", "absences"]);
+    let tables: Vec<&str> = dropped["dropped_tables"].as_array().expect("list").iter().filter_map(|t| t.as_str()).collect();
+    assert!(tables.contains(&"absences"), "{dropped}");
+    assert!(!tables.contains(&"employees"), "{dropped}");
+
+    std::fs::remove_dir_all(&pipelines).expect("fresh worker");
+    let reloaded = cli(&["run", "--demo", "--resources", "absences"]);
+    assert_eq!(reloaded["loaded_packages"].as_array().map(Vec::len), Some(1), "{reloaded}");
+    assert_eq!(reloaded["rows"]["absences"].as_u64(), Some(absences), "{reloaded}");
+    // The employees cursor survived the drop: an employees run on the fresh worker is a no-op.
+    let employees = cli(&["run", "--demo", "--resources", "employees"]);
+    assert_eq!(employees["loaded_packages"].as_array().map(Vec::len), Some(0), "{employees}");
+}

@@ -39,6 +39,60 @@ async fn merge_replaces_child_rows_and_dedups_last_wins() {
     assert_eq!(env.query_i64(&d, "SELECT count(*) FROM test_data.people__cost_centers"), 1);
 }
 
+/// A merge split into many hash buckets (3 staged rows each) lands exactly what the single-step merge
+/// lands, and what the records say: last duplicate wins, children follow their root.
+#[tokio::test]
+async fn bucketed_merge_matches_single_step_merge() {
+    let t1 = "2024-01-01T00:00:00+00:00";
+    let run1: Vec<_> = (1..=40).map(|i| person(i, t1, &[i * 10, i * 10 + 1])).collect();
+    let mut run2: Vec<_> = (20..=60).map(|i| person(i, "2024-02-01T00:00:00+00:00", &[i * 100])).collect();
+    for i in 25..=30 {
+        let mut later = person(i, "2024-02-02T00:00:00+00:00", &[i * 1000, i * 1000 + 1, i * 1000 + 2]);
+        later["name"] = json!(format!("p{i}-second"));
+        run2.push(later);
+    }
+    let mut expected_people: Vec<String> = Vec::new();
+    let mut expected_children: Vec<String> = Vec::new();
+    for i in 1..=60i64 {
+        let (name, centers): (String, Vec<i64>) = match i {
+            1..=19 => (format!("p{i}"), vec![i * 10, i * 10 + 1]),
+            25..=30 => (format!("p{i}-second"), vec![i * 1000, i * 1000 + 1, i * 1000 + 2]),
+            _ => (format!("p{i}"), vec![i * 100]),
+        };
+        expected_people.push(format!("{i}:{name}"));
+        expected_children.extend(centers.iter().map(|c| format!("{i}:{c}")));
+    }
+    expected_children.sort();
+
+    let people_sql = "SELECT CAST(id AS VARCHAR) || ':' || name FROM test_data.people ORDER BY id";
+    let children_sql = "SELECT CAST(p.id AS VARCHAR) || ':' || CAST(c.id AS VARCHAR) FROM test_data.people__cost_centers c \
+                        JOIN test_data.people p ON c._dlt_root_id = p._dlt_id ORDER BY 1";
+    let mut seen = Vec::new();
+    for chunk in [None, Some(3)] {
+        let env = Env::new();
+        let mut d = env.destination_with(|c| {
+            if let Some(rows) = chunk {
+                c.merge_chunk_rows = rows;
+                c.memory_limit = Some("64MB".into());
+            }
+        });
+        let p = env.pipeline();
+        let mut src = source();
+        src.set("people", run1.clone());
+        p.run(&src, Some(&sel(&["people"])), &mut d).await.expect("run 1");
+        src.set("people", run2.clone());
+        let report = p.run(&src, Some(&sel(&["people"])), &mut d).await.expect("run 2");
+        assert_eq!(report.rows.get("people").copied(), Some(47), "41 keys, 6 of them twice");
+        let people = env.query_strings(&d, people_sql);
+        let children = env.query_strings(&d, children_sql);
+        assert_eq!(people, expected_people, "merge_chunk_rows {chunk:?}");
+        assert_eq!(children, expected_children, "merge_chunk_rows {chunk:?}");
+        assert_eq!(env.query_i64(&d, "SELECT count(*) FROM test_data.people__cost_centers"), expected_children.len() as i64);
+        seen.push((people, children));
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
 #[tokio::test]
 async fn replace_swaps_contents_and_empty_selection_empties() {
     let env = Env::new();

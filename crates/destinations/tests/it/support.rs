@@ -25,7 +25,14 @@ impl Env {
     }
 
     pub fn destination(&self) -> DuckDbDestination {
-        DuckDbConfig::for_pipeline(self.dir.path(), "test_pipeline", &self.dataset).build().expect("duckdb")
+        self.destination_with(|_| {})
+    }
+
+    /// A destination with adjusted settings.
+    pub fn destination_with(&self, adjust: impl FnOnce(&mut DuckDbConfig)) -> DuckDbDestination {
+        let mut config = DuckDbConfig::for_pipeline(self.dir.path(), "test_pipeline", &self.dataset);
+        adjust(&mut config);
+        config.build().expect("duckdb")
     }
 
     pub fn query_i64(&self, d: &DuckDbDestination, sql: &str) -> i64 {
