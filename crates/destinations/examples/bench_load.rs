@@ -32,6 +32,7 @@ impl Source for Generated {
 
     async fn extract(&self, ctx: ExtractContext) -> Result<(), SourceError> {
         let mut id = 0u64;
+        let start = chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00+00:00")?;
         while id < self.records {
             let end = (id + self.page).min(self.records);
             let page: Vec<serde_json::Value> = (id..end)
@@ -42,7 +43,9 @@ impl Source for Generated {
                         "last_name": "Bergmann",
                         "email": format!("e{i}@demo.example"),
                         "weekly_working_hours": "40",
-                        "last_modified_at": format!("\u{F027}2026-01-01T00:00:{:02}+00:00", i % 60),
+                        // One record per second, as records change over time: the incremental boundary (rows at
+                        // the newest cursor value, kept as hashes in the state) stays one row.
+                        "last_modified_at": format!("\u{F027}{}", (start + chrono::Duration::seconds(i as i64)).to_rfc3339()),
                         "department": {"type": "Department", "attributes": {"id": i % 17, "name": "Customer Support"}},
                         "cost_centers": [{"type": "CostCenter", "attributes": {"id": i % 5, "name": "CC", "percentage": 100}}],
                         "fix_salary": 3000.5,

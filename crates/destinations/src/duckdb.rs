@@ -620,3 +620,38 @@ impl Destination for DuckDbDestination {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_are_checked_before_opening() {
+        for ok in ["512MB", "4GB", "1.5 GiB", "100000b"] {
+            assert!(is_memory_size(ok), "{ok}");
+        }
+        for bad in ["", "lots", "0MB", "512", "MB", "-1GB", "5 parsecs"] {
+            assert!(!is_memory_size(bad), "{bad}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = DuckDbConfig::for_pipeline(dir.path(), "p", "d");
+        config.memory_limit = Some("lots".into());
+        let err = config.build().expect_err("invalid memory_limit");
+        assert!(err.to_string().contains("memory_limit"), "{err}");
+        assert!(!dir.path().join("p.duckdb").exists(), "nothing is created for an invalid config");
+    }
+
+    #[test]
+    fn settings_reach_duckdb() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = DuckDbConfig::for_pipeline(dir.path(), "p", "d");
+        config.memory_limit = Some("300MB".into());
+        config.temp_directory = Some(dir.path().join("spill"));
+        let d = config.build().expect("open");
+        let limit: String = d.connection().query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0)).expect("setting");
+        // DuckDB reports the limit in its own units (300MB = 286.1 MiB).
+        assert!(limit.starts_with("286") && limit.contains("MiB"), "{limit}");
+        let temp: String = d.connection().query_row("SELECT current_setting('temp_directory')", [], |r| r.get(0)).expect("setting");
+        assert!(temp.ends_with("spill"), "{temp}");
+    }
+}
