@@ -138,6 +138,10 @@ fn open_error(path: &Path, e: duckdb::Error) -> DestinationError {
     err.with_source(e)
 }
 
+fn sql_err(sql: &str) -> impl FnOnce(duckdb::Error) -> DestinationError + '_ {
+    move |e| DestinationError::new(KIND, format!("{e} (in: {sql})")).with_source(e)
+}
+
 fn db_err(context: &str) -> impl FnOnce(duckdb::Error) -> DestinationError + '_ {
     move |e| DestinationError::new(KIND, format!("{context}: {e}")).with_source(e)
 }
@@ -202,7 +206,12 @@ impl DuckDbDestination {
     }
 
     fn exec(&self, sql: &str) -> Result<(), DestinationError> {
-        self.conn.execute_batch(sql).map_err(|e| DestinationError::new(KIND, format!("{e} (in: {sql})")).with_source(e))
+        self.conn.execute_batch(sql).map_err(sql_err(sql))
+    }
+
+    /// Run one statement and return the rows it changed.
+    fn insert_count(&self, sql: &str) -> Result<u64, DestinationError> {
+        Ok(self.conn.execute(sql, []).map_err(sql_err(sql))? as u64)
     }
 
     /// Create missing bookkeeping and data tables and add missing columns.
@@ -363,14 +372,16 @@ impl DuckDbDestination {
         let key_match = pk.iter().map(|k| format!("s.{0} = d.{0}", ident(k))).collect::<Vec<_>>().join(" AND ");
         let mut inserted = 0u64;
         for b in 0..buckets {
-            let (sb, db) = (in_bucket("s", b), in_bucket("d", b));
-            let matched = format!(
-                "SELECT d._dlt_id FROM {d_root} d WHERE {db} AND EXISTS (SELECT 1 FROM {s_root} s WHERE {sb} AND {key_match})"
-            );
+            let sb = in_bucket("s", b);
+            // Destination roots of this bucket whose key is staged.
+            let replaced = format!("{} AND EXISTS (SELECT 1 FROM {s_root} s WHERE {sb} AND {key_match})", in_bucket("d", b));
             for child in chain.iter().skip(1) {
-                self.exec(&format!("DELETE FROM {} WHERE _dlt_root_id IN ({matched})", qualified(ds, &child.name)))?;
+                self.exec(&format!(
+                    "DELETE FROM {} WHERE _dlt_root_id IN (SELECT d._dlt_id FROM {d_root} d WHERE {replaced})",
+                    qualified(ds, &child.name)
+                ))?;
             }
-            self.exec(&format!("DELETE FROM {d_root} d WHERE {db} AND EXISTS (SELECT 1 FROM {s_root} s WHERE {sb} AND {key_match})"))?;
+            self.exec(&format!("DELETE FROM {d_root} d WHERE {replaced}"))?;
             // The winning staged row of every key in this bucket, and its _dlt_id for the children.
             self.exec(&format!(
                 "CREATE OR REPLACE TABLE {winners} AS SELECT s.rowid AS _dlt_row, s._dlt_id FROM {s_root} s \
@@ -390,11 +401,6 @@ impl DuckDbDestination {
         }
         self.exec(&format!("DROP TABLE IF EXISTS {winners}"))?;
         Ok(inserted)
-    }
-
-    fn insert_count(&self, sql: &str) -> Result<u64, DestinationError> {
-        let n = self.conn.execute(sql, []).map_err(|e| DestinationError::new(KIND, format!("{e} (in: {sql})")).with_source(e))?;
-        Ok(n as u64)
     }
 
     /// A `_dlt_version` row for the schema unless its hash is stored already.
