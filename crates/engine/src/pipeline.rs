@@ -305,7 +305,10 @@ impl Pipeline {
             state.drop_resource(source_name, name);
         }
         schema.bump_version();
-        state.bump();
+        if !state.bump() && dropped.is_empty() {
+            // Nothing of these resources was loaded or remembered: leave the destination alone.
+            return Ok(dropped);
+        }
         let load_id = self.new_load_id();
         destination
             .drop_tables(&dropped, &schema, &state.to_row(chrono::Utc::now()), &load_id)
