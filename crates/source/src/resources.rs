@@ -1,6 +1,9 @@
 //! The Personio resources, as declarations: one row per resource, read like a table.
 //!
-//! The generic extractor in [`crate::source`] runs them; nothing here is a hand-written loop.
+//! Each row also states the endpoint's contract as Personio publishes it (`shared/spec/personio-api.md`
+//! §3.6, §13.1): the largest `limit` it accepts, the exact filter parameters it knows, whether and how it
+//! filters by update time (operator and date-time format), and the credential scope it needs. The
+//! generic extractor in [`crate::source`] only sends what a row declares; nothing here is a hand-written loop.
 
 use pipeline_engine::schema::WriteDisposition::{self, Merge, Replace};
 
@@ -53,19 +56,52 @@ pub enum Shape {
     V2Employment,
 }
 
-/// How the cursor's start value goes into the API query.
+/// Whether the update-time filter includes the value itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CursorParam {
-    /// Nothing is pushed.
-    None,
-    /// `updated_since=<naive UTC date-time>` (employees, parity).
-    UpdatedSince,
-    /// `updated_from=<UTC date minus one day>` (time-offs, fix F2).
-    UpdatedFromDayBefore,
-    /// `updated_from=<naive UTC date-time>` (attendances, parity).
-    UpdatedFrom,
-    /// `updated_at.gte=<naive UTC date-time>` (v2).
-    UpdatedAtGte,
+pub enum Bound {
+    /// `updated ≥ value` (v1 `updated_since`/`updated_from`, v2 `updated_at.gte`).
+    AtOrAfter,
+    /// `updated > value` only (v2 persons: `updated_at.gt`, there is no `.gte`). The source asks from one
+    /// second before the cursor, so rows sharing the cursor's timestamp come back and the engine's
+    /// boundary hashes drop the ones already loaded.
+    After,
+}
+
+/// How a date-time goes into a filter value (always the UTC instant, fractional seconds dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// `2024-05-01T12:00:00`: no zone (v1, dlt parity; v2 attendance-periods, where a `Z` gives 400).
+    NaiveUtc,
+    /// `2024-05-01T12:00:00Z` (v2 persons and employments, per their OpenAPI examples).
+    UtcZ,
+    /// `2024-04-30`: the UTC date minus one day (time-offs' day-granular `updated_from`, fix F2).
+    DateDayBefore,
+}
+
+/// An endpoint's filter on update time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdatedFilter {
+    /// Query parameter, exactly as the endpoint names it.
+    pub param: &'static str,
+    /// Inclusive or strict.
+    pub bound: Bound,
+    /// Value format.
+    pub format: TimeFormat,
+}
+
+const fn upd(param: &'static str, bound: Bound, format: TimeFormat) -> Option<UpdatedFilter> {
+    Some(UpdatedFilter { param, bound, format })
+}
+
+/// Where an endpoint is in Personio's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Served, no end date announced.
+    Live,
+    /// Served, with an announced end date (`YYYY-MM-DD`).
+    Deprecated(&'static str),
+    /// No longer served since the date (`YYYY-MM-DD`).
+    Retired(&'static str),
 }
 
 /// One resource.
@@ -79,18 +115,27 @@ pub struct Resource {
     pub path: &'static str,
     /// Paging style.
     pub paging: Paging,
-    /// Maximum page size the endpoint accepts (the `limit` sent is `min(items_per_page, max_limit)`).
+    /// Largest page size the endpoint accepts (the `limit` sent is `min(items_per_page, max_limit)`).
     pub max_limit: u32,
+    /// The filter parameters the endpoint accepts (exact names and operators; paging parameters aside).
+    /// Any other parameter is an error on v2 ("Provided filter encoding is invalid").
+    pub filters: &'static [&'static str],
+    /// How the endpoint filters by update time; `None`: it cannot (every run reads everything).
+    pub updated_filter: Option<UpdatedFilter>,
+    /// The credential permission the endpoint needs (v2: Personio's OAuth scope name).
+    pub scope: &'static str,
+    /// Lifecycle of the endpoint.
+    pub lifecycle: Lifecycle,
     /// Record shaping.
     pub shape: Shape,
     /// Primary key of the shaped record.
     pub primary_key: &'static [&'static str],
     /// Write disposition.
     pub disposition: WriteDisposition,
-    /// Incremental cursor field.
+    /// Incremental cursor field (pushed into the query through `updated_filter`).
     pub cursor: Option<&'static str>,
-    /// How the cursor is pushed into the query.
-    pub cursor_param: CursorParam,
+    /// What to whitelist in Personio when records come without the cursor field.
+    pub cursor_hint: Option<&'static str>,
     /// Parent resource (transformers): runs once per parent record, with the parent's `id`.
     pub parent: Option<&'static str>,
     /// Part of the default set (works against today's API).
@@ -106,34 +151,67 @@ const fn r(name: &'static str, api: Api, path: &'static str, paging: Paging, sha
         path,
         paging,
         max_limit: 200,
+        filters: &[],
+        updated_filter: None,
+        scope: "",
+        lifecycle: Lifecycle::Live,
         shape,
         primary_key: &["id"],
         disposition: Replace,
         cursor: None,
-        cursor_param: CursorParam::None,
+        cursor_hint: None,
         parent: None,
         default: true,
         retired_for: None,
     }
 }
 
+use Bound::{After, AtOrAfter};
+use TimeFormat::{DateDayBefore, NaiveUtc, UtcZ};
+
+// Filter parameters per endpoint (personio-api.md §5–§12 for v1 [SPEC], §13.1 for v2 [V2SPEC]/[HUB]).
+const F_EMPLOYEES: &[&str] = &["email", "attributes[]", "updated_since"];
+const F_TIME_OFFS: &[&str] = &["start_date", "end_date", "updated_from", "updated_to", "employees[]"];
+const F_ATTENDANCES: &[&str] = &["start_date", "end_date", "updated_from", "updated_to", "includePending", "employees[]"];
+const F_REPORTS: &[&str] = &["report_ids"];
+const F_REPORT: &[&str] = &["locale"];
+const F_PERSONS: &[&str] = &[
+    "id", "email", "first_name", "last_name", "preferred_name", "created_at", "created_at.gt", "created_at.lt",
+    "updated_at", "updated_at.gt", "updated_at.lt", "status",
+];
+const F_EMPLOYMENTS: &[&str] = &["id", "updated_at", "updated_at.gt", "updated_at.lt"];
+const F_ABSENCE_PERIODS: &[&str] = &[
+    "id", "absence_type.id", "person.id", "starts_from.date_time.gte", "starts_from.date_time.lte",
+    "ends_at.date_time.gte", "ends_at.date_time.lte", "updated_at.gte", "updated_at.lte",
+];
+const F_ATTENDANCE_PERIODS: &[&str] = &[
+    "id", "person.id", "start.date_time.gte", "start.date_time.lte", "end.date_time.gte", "end.date_time.lte",
+    "updated_at.gte", "updated_at.lte", "date.gte", "date.lte", "project.id", "status", "sort",
+];
+const F_PROJECTS: &[&str] = &["id", "name", "status", "project_code", "parent_project.id", "top_level_only"];
+
+/// What a credential needs for `persons.updated_at` (and the other person fields) to be sent.
+const PERSONS_HINT: &str = "whitelist the person attributes (at least `created_at` and `updated_at`) for this API credential in Personio (Settings > Integrations > API credentials > Readable attributes)";
+
 /// Every resource, in source order: dlt's nine, then the v2 ones.
+#[rustfmt::skip]
 pub const RESOURCES: &[Resource] = &[
-    Resource { max_limit: 100, disposition: Merge, cursor: Some("last_modified_at"), cursor_param: CursorParam::UpdatedSince, ..r("employees", Api::V1, "company/employees", Paging::RecordOffset, Shape::Employee) },
-    r("absence_types", Api::V1, "company/time-off-types", Paging::Single, Shape::Attributes),
-    Resource { disposition: Merge, cursor: Some("updated_at"), cursor_param: CursorParam::UpdatedFromDayBefore, ..r("absences", Api::V1, "company/time-offs", Paging::PageNumber, Shape::Absence) },
-    Resource { disposition: Merge, cursor: Some("updated_at"), cursor_param: CursorParam::UpdatedFrom, default: false, retired_for: Some("attendance_periods"), ..r("attendances", Api::V1, "company/attendances", Paging::RecordOffset, Shape::Attendance) },
-    Resource { default: false, retired_for: Some("projects_v2"), ..r("projects", Api::V1, "company/attendances/projects", Paging::Single, Shape::Project) },
-    r("document_categories", Api::V1, "company/document-categories", Paging::Single, Shape::DocumentCategory),
-    Resource { primary_key: &["employee_id", "id"], disposition: Merge, parent: Some("employees"), ..r("employees_absences_balance", Api::V1, "company/employees/{id}/absences/balance", Paging::Single, Shape::Balance) },
-    r("custom_reports_list", Api::V1, "company/custom-reports/reports", Paging::RecordNoLimit, Shape::Attributes),
-    Resource { primary_key: &["report_id", "item_id"], disposition: Merge, parent: Some("custom_reports_list"), ..r("custom_reports", Api::V1, "company/custom-reports/reports/{id}", Paging::PageNumber, Shape::ReportItems) },
-    // v2 (today's API). attendance_periods and projects_v2 replace the retired v1 attendances and projects.
-    Resource { max_limit: 50, disposition: Merge, default: false, cursor: Some("updated_at"), cursor_param: CursorParam::UpdatedAtGte, ..r("persons", Api::V2, "persons", Paging::Cursor, Shape::V2) },
-    Resource { max_limit: 50, disposition: Merge, default: false, parent: Some("persons"), ..r("employments", Api::V2, "persons/{id}/employments", Paging::Cursor, Shape::V2Employment) },
-    Resource { max_limit: 100, disposition: Merge, default: false, cursor: Some("updated_at"), cursor_param: CursorParam::UpdatedAtGte, ..r("absence_periods", Api::V2, "absence-periods", Paging::Cursor, Shape::V2) },
-    Resource { max_limit: 200, disposition: Merge, cursor: Some("updated_at"), cursor_param: CursorParam::UpdatedAtGte, ..r("attendance_periods", Api::V2, "attendance-periods", Paging::Cursor, Shape::V2) },
-    Resource { max_limit: 200, ..r("projects_v2", Api::V2, "projects", Paging::Cursor, Shape::V2) },
+    // v1 (dlt's nine; limits of §3.6: employees 1–100 since 2025-01-31, the others 200 as dlt sends).
+    Resource { max_limit: 100, filters: F_EMPLOYEES, updated_filter: upd("updated_since", AtOrAfter, NaiveUtc), scope: "employees:read", disposition: Merge, cursor: Some("last_modified_at"), ..r("employees", Api::V1, "company/employees", Paging::RecordOffset, Shape::Employee) },
+    Resource { scope: "absences:read", ..r("absence_types", Api::V1, "company/time-off-types", Paging::Single, Shape::Attributes) },
+    Resource { filters: F_TIME_OFFS, updated_filter: upd("updated_from", AtOrAfter, DateDayBefore), scope: "absences:read", disposition: Merge, cursor: Some("updated_at"), ..r("absences", Api::V1, "company/time-offs", Paging::PageNumber, Shape::Absence) },
+    Resource { filters: F_ATTENDANCES, updated_filter: upd("updated_from", AtOrAfter, NaiveUtc), scope: "attendances:read", lifecycle: Lifecycle::Retired("2026-08-30"), disposition: Merge, cursor: Some("updated_at"), default: false, retired_for: Some("attendance_periods"), ..r("attendances", Api::V1, "company/attendances", Paging::RecordOffset, Shape::Attendance) },
+    Resource { scope: "attendances:read", lifecycle: Lifecycle::Retired("2026-08-30"), default: false, retired_for: Some("projects_v2"), ..r("projects", Api::V1, "company/attendances/projects", Paging::Single, Shape::Project) },
+    Resource { scope: "documents:read", ..r("document_categories", Api::V1, "company/document-categories", Paging::Single, Shape::DocumentCategory) },
+    Resource { scope: "absences:read", primary_key: &["employee_id", "id"], disposition: Merge, parent: Some("employees"), ..r("employees_absences_balance", Api::V1, "company/employees/{id}/absences/balance", Paging::Single, Shape::Balance) },
+    Resource { filters: F_REPORTS, scope: "reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), ..r("custom_reports_list", Api::V1, "company/custom-reports/reports", Paging::RecordNoLimit, Shape::Attributes) },
+    Resource { filters: F_REPORT, scope: "reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), primary_key: &["report_id", "item_id"], disposition: Merge, parent: Some("custom_reports_list"), ..r("custom_reports", Api::V1, "company/custom-reports/reports/{id}", Paging::PageNumber, Shape::ReportItems) },
+    // v2 (§13.1). attendance_periods and projects_v2 replace the retired v1 attendances and projects.
+    Resource { max_limit: 50, filters: F_PERSONS, updated_filter: upd("updated_at.gt", After, UtcZ), scope: "personio:persons:read", disposition: Merge, default: false, cursor: Some("updated_at"), cursor_hint: Some(PERSONS_HINT), ..r("persons", Api::V2, "persons", Paging::Cursor, Shape::V2) },
+    Resource { max_limit: 50, filters: F_EMPLOYMENTS, updated_filter: upd("updated_at.gt", After, UtcZ), scope: "personio:persons:read", disposition: Merge, default: false, parent: Some("persons"), ..r("employments", Api::V2, "persons/{id}/employments", Paging::Cursor, Shape::V2Employment) },
+    Resource { max_limit: 100, filters: F_ABSENCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), scope: "personio:absences:read", disposition: Merge, default: false, cursor: Some("updated_at"), ..r("absence_periods", Api::V2, "absence-periods", Paging::Cursor, Shape::V2) },
+    Resource { max_limit: 100, filters: F_ATTENDANCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), scope: "personio:attendances:read", disposition: Merge, cursor: Some("updated_at"), ..r("attendance_periods", Api::V2, "attendance-periods", Paging::Cursor, Shape::V2) },
+    Resource { max_limit: 100, filters: F_PROJECTS, scope: "personio:projects:read", ..r("projects_v2", Api::V2, "projects", Paging::Cursor, Shape::V2) },
 ];
 
 /// Look a resource up by name.
@@ -168,8 +246,42 @@ mod tests {
     fn retired_resources_are_not_default_and_name_a_replacement() {
         for r in RESOURCES.iter().filter(|r| r.retired_for.is_some()) {
             assert!(!r.default);
+            assert!(matches!(r.lifecycle, Lifecycle::Retired(_)), "{}", r.name);
             assert!(find(r.retired_for.unwrap()).is_some_and(|x| x.default));
         }
-        assert_eq!(find("employees").unwrap().max_limit, 100);
+    }
+
+    /// The published limits (personio-api.md §3.6, §13.1): never above the endpoint's maximum.
+    #[test]
+    fn limits_follow_each_endpoint() {
+        let max = |n: &str| find(n).unwrap().max_limit;
+        assert_eq!(max("employees"), 100);
+        assert_eq!(max("persons"), 50);
+        assert_eq!(max("employments"), 50);
+        assert_eq!(max("absence_periods"), 100);
+        assert_eq!(max("attendance_periods"), 100);
+        assert_eq!(max("projects_v2"), 100);
+        for r in RESOURCES.iter().filter(|r| r.api == Api::V2) {
+            assert!(r.max_limit <= 100, "{}", r.name);
+        }
+    }
+
+    #[test]
+    fn update_filters_are_declared_filters_with_the_endpoint_operator() {
+        for r in RESOURCES {
+            if let Some(f) = r.updated_filter {
+                assert!(r.filters.contains(&f.param), "{}: {} is not a declared filter", r.name, f.param);
+            }
+            if r.cursor.is_some() {
+                assert!(r.updated_filter.is_some(), "{}: a cursor without a way to push it", r.name);
+            }
+            assert!(!r.scope.is_empty(), "{}: no scope", r.name);
+        }
+        // persons has no `.gte`: strict `.gt`, with `Z`; attendance-periods takes no `Z`.
+        let p = find("persons").unwrap();
+        assert!(!p.filters.contains(&"updated_at.gte"));
+        assert_eq!(p.updated_filter, upd("updated_at.gt", After, UtcZ));
+        assert_eq!(find("attendance_periods").unwrap().updated_filter.map(|f| f.format), Some(NaiveUtc));
+        assert!(find("projects_v2").unwrap().updated_filter.is_none());
     }
 }

@@ -1,15 +1,15 @@
 //! The generic extractor: runs the declarations of [`crate::resources`] through the Personio client.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use futures::{StreamExt, TryStreamExt};
 use personio_client::{ClientError, PagingMode, PersonioClient};
 use pipeline_engine::extract::{ExtractContext, ResourceSpec, Source, SourceError};
 use serde_json::Value;
 
-use crate::resources::{Api, CursorParam, Paging, Resource, Shape, RESOURCES};
+use crate::resources::{Api, Bound, Paging, Resource, Shape, TimeFormat, UpdatedFilter, RESOURCES};
 use crate::shape;
 
 /// Errors of the Personio source.
@@ -27,6 +27,21 @@ pub enum PersonioSourceError {
     /// A record could not be shaped.
     #[error(transparent)]
     Shape(#[from] shape::ShapeError),
+    /// Personio answered 403 on a data endpoint: the credential lacks the endpoint's scope.
+    #[error("{resource}: Personio refused GET {url} (HTTP 403{}): the API credential lacks the scope `{scope}`. \
+             Grant it to this credential in Personio (Settings > Integrations > API credentials), or leave \
+             `{resource}` out of --resources; nothing was loaded",
+        message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    MissingScope {
+        /// Resource.
+        resource: &'static str,
+        /// The scope the endpoint needs (Personio's name).
+        scope: &'static str,
+        /// The refused URL (secrets redacted).
+        url: String,
+        /// Personio's message, if any.
+        message: Option<String>,
+    },
     /// A retired v1 resource was selected.
     #[error("resource `{resource}` calls a v1 endpoint Personio retired on 2026-08-30; select `{replacement}` instead (or pass --allow-retired-v1 for a tenant or sandbox that still serves it)")]
     Retired {
@@ -102,12 +117,23 @@ impl Default for SourceOptions {
 pub struct PersonioSource {
     client: PersonioClient,
     options: SourceOptions,
+    warnings: Arc<Mutex<Vec<String>>>,
 }
 
 impl PersonioSource {
     /// A source over a client.
     pub fn new(client: PersonioClient, options: SourceOptions) -> Self {
-        PersonioSource { client, options }
+        PersonioSource { client, options, warnings: Arc::default() }
+    }
+
+    /// The warnings of the runs so far (each also logged once with `tracing::warn!`).
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn warn(&self, message: String) {
+        tracing::warn!("{message}");
+        self.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(message);
     }
 
     /// The client (for its statistics).
@@ -119,15 +145,19 @@ impl PersonioSource {
         self.options.items_per_page.clamp(1, r.max_limit)
     }
 
-    /// Query parameters in dlt's order (§2.4); the client appends `offset` and `page`.
-    fn params(&self, r: &Resource, ctx: &ExtractContext) -> Vec<(String, String)> {
+    /// The cursor's start value to push into the query, if the resource pushes one.
+    fn since(&self, r: &Resource, ctx: &ExtractContext) -> Option<DateTime<Utc>> {
+        if self.options.refresh_all_balances && r.name == "employees" {
+            return None;
+        }
+        r.cursor?;
+        ctx.start_value(r.name).as_ref().and_then(pipeline_engine::incremental::as_datetime)
+    }
+
+    /// Query parameters in dlt's order (§2.4); the client appends `offset` and `page`. Only `limit` and
+    /// the endpoint's declared filters are ever sent.
+    fn params(&self, r: &Resource, since: Option<DateTime<Utc>>) -> Vec<(String, String)> {
         let mut p: Vec<(String, String)> = Vec::new();
-        let start = if self.options.refresh_all_balances && r.name == "employees" {
-            None
-        } else {
-            ctx.start_value(r.name).as_ref().and_then(pipeline_engine::incremental::as_datetime)
-        };
-        let naive = |d: chrono::DateTime<Utc>| d.format("%Y-%m-%dT%H:%M:%S").to_string();
         if matches!(r.paging, Paging::RecordOffset | Paging::PageNumber | Paging::Cursor) || r.name == "absence_types" {
             p.push(("limit".into(), self.limit(r).to_string()));
         }
@@ -136,17 +166,8 @@ impl PersonioSource {
             let end = self.options.end_date.unwrap_or_else(|| Utc::now().date_naive());
             p.push(("end_date".into(), end.format("%Y-%m-%d").to_string()));
         }
-        if let Some(start) = start {
-            match r.cursor_param {
-                CursorParam::None => {}
-                CursorParam::UpdatedSince => p.push(("updated_since".into(), naive(start))),
-                CursorParam::UpdatedFrom => p.push(("updated_from".into(), naive(start))),
-                CursorParam::UpdatedFromDayBefore => {
-                    let d = start.date_naive().pred_opt().unwrap_or(start.date_naive());
-                    p.push(("updated_from".into(), d.format("%Y-%m-%d").to_string()));
-                }
-                CursorParam::UpdatedAtGte => p.push(("updated_at.gte".into(), naive(start))),
-            }
+        if let (Some(since), Some(f)) = (since, r.updated_filter) {
+            p.push((f.param.into(), filter_value(since, f)));
         }
         if r.name == "attendances" {
             p.push(("includePending".into(), "True".into()));
@@ -169,7 +190,7 @@ impl PersonioSource {
         path: String,
         params: Vec<(String, String)>,
     ) -> futures::stream::BoxStream<'a, Result<Vec<Value>, PersonioSourceError>> {
-        let err = move |source| PersonioSourceError::Api { resource: r.name, source };
+        let err = move |source| api_error(r, source);
         match r.api {
             Api::V1 => self.client.v1_pages(&path, params, self.mode(r)).map_ok(|p| p.data).map_err(err).boxed(),
             Api::V2 => self.client.v2_pages(&path, params).map_ok(|p| p.data).map_err(err).boxed(),
@@ -230,21 +251,36 @@ impl PersonioSource {
     }
 
     async fn run_resource(&self, r: &'static Resource, ctx: &ExtractContext, needed: &BTreeSet<&str>) -> Result<(), PersonioSourceError> {
-        let params = self.params(r, ctx);
+        let since = self.since(r, ctx);
         let children: Vec<&'static Resource> =
             RESOURCES.iter().filter(|c| c.parent == Some(r.name) && needed.contains(c.name)).collect();
-        let mut pages = self.pages(r, r.path.to_string(), params);
+        let mut pages = self.pages(r, r.path.to_string(), self.params(r, since));
+        // Set when the records lack the cursor field: no filter, no cursor move, every record kept.
+        let mut without_cursor = false;
+        let mut first = true;
         while let Some(page) = pages.next().await {
             let mut shaped = Vec::new();
             for item in page? {
                 shaped.extend(Self::shape(r, &Value::Null, &item)?);
             }
+            if let (Some(cursor), false) = (r.cursor, without_cursor) {
+                if shaped.iter().any(|rec| rec.get(cursor).is_none_or(Value::is_null)) {
+                    without_cursor = true;
+                    self.warn(missing_cursor_warning(r, cursor));
+                    if first && since.is_some() {
+                        // The pushed filter would hide unchanged records: start over without it.
+                        pages = self.pages(r, r.path.to_string(), self.params(r, None));
+                        continue;
+                    }
+                }
+            }
+            first = false;
             let all_ids: Vec<Value> = if self.options.refresh_all_balances {
                 shaped.iter().filter_map(|rec| rec.get("id").cloned()).collect()
             } else {
                 Vec::new()
             };
-            let kept = ctx.filter(r.name, shaped)?;
+            let kept = if without_cursor { shaped } else { ctx.filter(r.name, shaped)? };
             self.report(r.name, kept.len());
             for child in &children {
                 let ids: Vec<Value> = if self.options.refresh_all_balances && child.name == "employees_absences_balance" {
@@ -266,6 +302,45 @@ impl PersonioSource {
             ctx.emit(r.name, kept).await.map_err(|e| PersonioSourceError::Stopped { resource: r.name, message: e.to_string() })?;
         }
         Ok(())
+    }
+}
+
+/// The one warning line of a resource whose records come without the cursor field.
+fn missing_cursor_warning(r: &Resource, cursor: &str) -> String {
+    let what = r.cursor_hint.unwrap_or("make the endpoint return it (check the API credential's readable attributes in Personio)");
+    format!(
+        "{}: Personio sent records without `{cursor}`, so this run loads all of them (merged by {}) and the \
+         incremental cursor stays unchanged; to load only changes, {what}",
+        r.name,
+        r.primary_key.join(", ")
+    )
+}
+
+/// The value of an update-time filter: the UTC instant without fractional seconds, in the endpoint's
+/// format; for a strict `>` filter one second earlier, so rows at the cursor's own timestamp come back
+/// (the engine drops the ones it already loaded by their boundary hashes).
+pub(crate) fn filter_value(since: DateTime<Utc>, f: UpdatedFilter) -> String {
+    let mut at = since.trunc_subsecs(0);
+    if f.bound == Bound::After {
+        at -= chrono::Duration::seconds(1);
+    }
+    match f.format {
+        TimeFormat::NaiveUtc => at.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        TimeFormat::UtcZ => at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        TimeFormat::DateDayBefore => {
+            let d = at.date_naive();
+            d.pred_opt().unwrap_or(d).format("%Y-%m-%d").to_string()
+        }
+    }
+}
+
+/// A client error of a resource; a 403 on a data endpoint names the scope the resource needs.
+fn api_error(r: &'static Resource, source: ClientError) -> PersonioSourceError {
+    match source {
+        ClientError::Http { status: 403, url, message, .. } => {
+            PersonioSourceError::MissingScope { resource: r.name, scope: r.scope, url, message }
+        }
+        source => PersonioSourceError::Api { resource: r.name, source },
     }
 }
 
@@ -327,5 +402,84 @@ impl Source for PersonioSource {
         let ctx = &ctx;
         futures::future::try_join_all(top.into_iter().map(|r| self.run_resource(r, ctx, needed))).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::find;
+    use personio_client::ClientConfig;
+
+    fn source(items_per_page: u32) -> PersonioSource {
+        let client = PersonioClient::new(ClientConfig::new("id", "secret")).expect("client");
+        PersonioSource::new(client, SourceOptions { items_per_page, ..SourceOptions::default() })
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("rfc3339").with_timezone(&Utc)
+    }
+
+    /// Every parameter sent is `limit` (within the endpoint's maximum) or a filter the endpoint declares.
+    #[test]
+    fn only_declared_filters_and_limits_within_range_are_sent() {
+        for ipp in [1, 200, 10_000] {
+            let s = source(ipp);
+            for r in RESOURCES {
+                for since in [None, Some(at("2024-05-01T12:00:00.5Z"))] {
+                    for (k, v) in s.params(r, since) {
+                        if k == "limit" {
+                            let n: u32 = v.parse().expect("number");
+                            assert!((1..=r.max_limit).contains(&n), "{}: limit={n}", r.name);
+                        } else {
+                            assert!(r.filters.contains(&k.as_str()), "{}: `{k}` is not a filter of its endpoint", r.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn update_filters_use_each_endpoints_operator_and_format() {
+        let s = source(200);
+        let since = Some(at("2024-05-01T12:00:00.5Z"));
+        let get = |name: &str| s.params(find(name).expect("resource"), since);
+        let has = |name: &str, kv: (&str, &str)| {
+            assert!(get(name).contains(&(kv.0.to_string(), kv.1.to_string())), "{name}: {:?}", get(name));
+        };
+        // persons: strict `.gt` with `Z`, one second before the cursor (boundary rows come back).
+        has("persons", ("updated_at.gt", "2024-05-01T11:59:59Z"));
+        has("persons", ("limit", "50"));
+        has("attendance_periods", ("updated_at.gte", "2024-05-01T12:00:00"));
+        has("attendance_periods", ("limit", "100"));
+        has("absence_periods", ("updated_at.gte", "2024-05-01T12:00:00"));
+        has("projects_v2", ("limit", "100"));
+        // v1 as dlt (parity), time-offs with the day before (F2).
+        has("employees", ("updated_since", "2024-05-01T12:00:00"));
+        has("employees", ("limit", "100"));
+        has("absences", ("updated_from", "2024-04-30"));
+        // No cursor pushed on a first run; none on endpoints that cannot filter by update time.
+        assert!(s.params(find("persons").expect("persons"), None).iter().all(|(k, _)| k == "limit"));
+        assert!(get("projects_v2").iter().all(|(k, _)| k == "limit"));
+    }
+
+    #[test]
+    fn a_403_names_the_scope_and_the_resource() {
+        let err = api_error(
+            find("attendance_periods").expect("resource"),
+            ClientError::Http { status: 403, url: "http://x/v2/attendance-periods".into(), message: Some("Forbidden".into()), attempts: 1 },
+        );
+        let text = err.to_string();
+        assert!(text.contains("personio:attendances:read") && text.starts_with("attendance_periods:"), "{text}");
+        let other = api_error(find("persons").expect("resource"), ClientError::Http { status: 400, url: String::new(), message: None, attempts: 1 });
+        assert!(matches!(other, PersonioSourceError::Api { resource: "persons", .. }));
+    }
+
+    #[test]
+    fn the_missing_cursor_warning_says_what_to_whitelist() {
+        let w = missing_cursor_warning(find("persons").expect("persons"), "updated_at");
+        assert!(w.starts_with("persons: ") && w.contains("updated_at") && w.contains("whitelist"), "{w}");
+        assert!(!w.contains('\n'));
     }
 }
