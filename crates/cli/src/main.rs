@@ -124,6 +124,7 @@ fn extract_code(e: &(dyn std::error::Error + 'static)) -> u8 {
     match e.downcast_ref::<PersonioSourceError>() {
         Some(PersonioSourceError::Retired { .. }) => 2,
         Some(PersonioSourceError::Api { source: personio_client::ClientError::Auth { .. }, .. }) => 3,
+        Some(PersonioSourceError::MissingScope { .. }) => 3,
         _ => 4,
     }
 }
