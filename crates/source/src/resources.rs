@@ -122,7 +122,8 @@ pub struct Resource {
     pub filters: &'static [&'static str],
     /// How the endpoint filters by update time; `None`: it cannot (every run reads everything).
     pub updated_filter: Option<UpdatedFilter>,
-    /// The credential permission the endpoint needs (v2: Personio's OAuth scope name).
+    /// The scope the credential needs, in Personio's v2 naming (`personio:persons:read` and
+    /// `personio:absences:read` are published; the others follow the pattern, UNVERIFIED). A 403 names it.
     pub scope: &'static str,
     /// Lifecycle of the endpoint.
     pub lifecycle: Lifecycle,
@@ -197,18 +198,18 @@ const PERSONS_HINT: &str = "whitelist the person attributes (at least `created_a
 #[rustfmt::skip]
 pub const RESOURCES: &[Resource] = &[
     // v1 (dlt's nine; limits of §3.6: employees 1–100 since 2025-01-31, the others 200 as dlt sends).
-    Resource { max_limit: 100, filters: F_EMPLOYEES, updated_filter: upd("updated_since", AtOrAfter, NaiveUtc), scope: "employees:read", disposition: Merge, cursor: Some("last_modified_at"), ..r("employees", Api::V1, "company/employees", Paging::RecordOffset, Shape::Employee) },
-    Resource { scope: "absences:read", ..r("absence_types", Api::V1, "company/time-off-types", Paging::Single, Shape::Attributes) },
-    Resource { filters: F_TIME_OFFS, updated_filter: upd("updated_from", AtOrAfter, DateDayBefore), scope: "absences:read", disposition: Merge, cursor: Some("updated_at"), ..r("absences", Api::V1, "company/time-offs", Paging::PageNumber, Shape::Absence) },
-    Resource { filters: F_ATTENDANCES, updated_filter: upd("updated_from", AtOrAfter, NaiveUtc), scope: "attendances:read", lifecycle: Lifecycle::Retired("2026-08-30"), disposition: Merge, cursor: Some("updated_at"), default: false, retired_for: Some("attendance_periods"), ..r("attendances", Api::V1, "company/attendances", Paging::RecordOffset, Shape::Attendance) },
-    Resource { scope: "attendances:read", lifecycle: Lifecycle::Retired("2026-08-30"), default: false, retired_for: Some("projects_v2"), ..r("projects", Api::V1, "company/attendances/projects", Paging::Single, Shape::Project) },
-    Resource { scope: "documents:read", ..r("document_categories", Api::V1, "company/document-categories", Paging::Single, Shape::DocumentCategory) },
-    Resource { scope: "absences:read", primary_key: &["employee_id", "id"], disposition: Merge, parent: Some("employees"), ..r("employees_absences_balance", Api::V1, "company/employees/{id}/absences/balance", Paging::Single, Shape::Balance) },
-    Resource { filters: F_REPORTS, scope: "reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), ..r("custom_reports_list", Api::V1, "company/custom-reports/reports", Paging::RecordNoLimit, Shape::Attributes) },
-    Resource { filters: F_REPORT, scope: "reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), primary_key: &["report_id", "item_id"], disposition: Merge, parent: Some("custom_reports_list"), ..r("custom_reports", Api::V1, "company/custom-reports/reports/{id}", Paging::PageNumber, Shape::ReportItems) },
+    Resource { max_limit: 100, filters: F_EMPLOYEES, updated_filter: upd("updated_since", AtOrAfter, NaiveUtc), scope: "personio:persons:read", disposition: Merge, cursor: Some("last_modified_at"), ..r("employees", Api::V1, "company/employees", Paging::RecordOffset, Shape::Employee) },
+    Resource { scope: "personio:absences:read", ..r("absence_types", Api::V1, "company/time-off-types", Paging::Single, Shape::Attributes) },
+    Resource { filters: F_TIME_OFFS, updated_filter: upd("updated_from", AtOrAfter, DateDayBefore), scope: "personio:absences:read", disposition: Merge, cursor: Some("updated_at"), ..r("absences", Api::V1, "company/time-offs", Paging::PageNumber, Shape::Absence) },
+    Resource { filters: F_ATTENDANCES, updated_filter: upd("updated_from", AtOrAfter, NaiveUtc), scope: "personio:attendances:read", lifecycle: Lifecycle::Retired("2026-08-30"), disposition: Merge, cursor: Some("updated_at"), default: false, retired_for: Some("attendance_periods"), ..r("attendances", Api::V1, "company/attendances", Paging::RecordOffset, Shape::Attendance) },
+    Resource { scope: "personio:projects:read", lifecycle: Lifecycle::Retired("2026-08-30"), default: false, retired_for: Some("projects_v2"), ..r("projects", Api::V1, "company/attendances/projects", Paging::Single, Shape::Project) },
+    Resource { scope: "personio:document_categories:read", ..r("document_categories", Api::V1, "company/document-categories", Paging::Single, Shape::DocumentCategory) },
+    Resource { scope: "personio:absences:read", primary_key: &["employee_id", "id"], disposition: Merge, parent: Some("employees"), ..r("employees_absences_balance", Api::V1, "company/employees/{id}/absences/balance", Paging::Single, Shape::Balance) },
+    Resource { filters: F_REPORTS, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), ..r("custom_reports_list", Api::V1, "company/custom-reports/reports", Paging::RecordNoLimit, Shape::Attributes) },
+    Resource { filters: F_REPORT, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), primary_key: &["report_id", "item_id"], disposition: Merge, parent: Some("custom_reports_list"), ..r("custom_reports", Api::V1, "company/custom-reports/reports/{id}", Paging::PageNumber, Shape::ReportItems) },
     // v2 (§13.1). attendance_periods and projects_v2 replace the retired v1 attendances and projects.
     Resource { max_limit: 50, filters: F_PERSONS, updated_filter: upd("updated_at.gt", After, UtcZ), scope: "personio:persons:read", disposition: Merge, default: false, cursor: Some("updated_at"), cursor_hint: Some(PERSONS_HINT), ..r("persons", Api::V2, "persons", Paging::Cursor, Shape::V2) },
-    Resource { max_limit: 50, filters: F_EMPLOYMENTS, updated_filter: upd("updated_at.gt", After, UtcZ), scope: "personio:persons:read", disposition: Merge, default: false, parent: Some("persons"), ..r("employments", Api::V2, "persons/{id}/employments", Paging::Cursor, Shape::V2Employment) },
+    Resource { max_limit: 50, filters: F_EMPLOYMENTS, updated_filter: upd("updated_at.gt", After, UtcZ), scope: "personio:employments:read", disposition: Merge, default: false, parent: Some("persons"), ..r("employments", Api::V2, "persons/{id}/employments", Paging::Cursor, Shape::V2Employment) },
     Resource { max_limit: 100, filters: F_ABSENCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), scope: "personio:absences:read", disposition: Merge, default: false, cursor: Some("updated_at"), ..r("absence_periods", Api::V2, "absence-periods", Paging::Cursor, Shape::V2) },
     Resource { max_limit: 100, filters: F_ATTENDANCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), scope: "personio:attendances:read", disposition: Merge, cursor: Some("updated_at"), ..r("attendance_periods", Api::V2, "attendance-periods", Paging::Cursor, Shape::V2) },
     Resource { max_limit: 100, filters: F_PROJECTS, scope: "personio:projects:read", ..r("projects_v2", Api::V2, "projects", Paging::Cursor, Shape::V2) },
