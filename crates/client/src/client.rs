@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use rand::Rng;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use url::Url;
@@ -19,6 +19,9 @@ use crate::pacing::{classify_v1, Class, Pacer};
 const DEFAULT_EXPIRES_IN: u64 = 86_400;
 /// Refresh this long before expiry (or at half the lifetime, if shorter).
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// Longest token lifetime believed (a week): a larger or absurd `expires_in` (`1e300`) is clamped,
+/// so `Instant + lifetime` cannot overflow. Personio's tokens live 24 h.
+const MAX_EXPIRES_IN: u64 = 7 * 86_400;
 /// Personio's cool-down after too many `/auth` calls.
 const AUTH_COOLDOWN: Duration = Duration::from_secs(60);
 
@@ -82,7 +85,10 @@ impl TokenCache {
     fn set(&self, value: String, expires_in: u64) {
         let lifetime = Duration::from_secs(expires_in);
         let margin = REFRESH_MARGIN.min(lifetime / 2);
-        let token = Token { value, refresh_at: Instant::now() + (lifetime - margin) };
+        let now = Instant::now();
+        // `expires_in` is clamped when parsed; `checked_add` keeps this panic-free regardless.
+        let refresh_at = now.checked_add(lifetime - margin).unwrap_or(now);
+        let token = Token { value, refresh_at };
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(token);
     }
 
@@ -155,9 +161,7 @@ impl PersonioClient {
                 config.base_url
             )));
         }
-        if config.max_attempts == 0 {
-            return Err(ClientError::Config("max_attempts must be at least 1".into()));
-        }
+        config.validate()?;
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let http = reqwest::Client::builder()
@@ -165,6 +169,9 @@ impl PersonioClient {
             .user_agent(config.user_agent.clone())
             .default_headers(headers)
             .gzip(true)
+            // Never follow redirects: a 307/308 would re-send the token request's body (the client
+            // secret) to wherever `Location` points. A 3xx is `ClientError::Redirect`.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build HTTP client: {e}")))?;
         let pacer = Pacer::new(&config.pacing);
@@ -348,7 +355,8 @@ impl PersonioClient {
                 extract_message(body).unwrap_or_else(|| "the token response has no token".into()),
             ))?
             .to_string();
-        let expires_in = expires.and_then(as_u64).filter(|&s| s > 0).unwrap_or(DEFAULT_EXPIRES_IN);
+        let expires_in =
+            expires.and_then(as_u64).filter(|&s| s > 0).unwrap_or(DEFAULT_EXPIRES_IN).min(MAX_EXPIRES_IN);
         tracing::debug!(?api, expires_in, "obtained Personio token");
         Ok((token, expires_in))
     }
@@ -496,7 +504,19 @@ impl PersonioClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(|t| t.trim().to_string());
-        let bytes = match resp.bytes().await {
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .map(|v| match v.to_str().ok().and_then(|l| url.join(l.trim()).ok()) {
+                    Some(target) => redact(&target),
+                    None => format!("{:?}", String::from_utf8_lossy(v.as_bytes())),
+                })
+                .unwrap_or_else(|| "an unspecified location (no Location header)".into());
+            return Attempt::Fail(ClientError::Redirect { status: status.as_u16(), url: redact(url), location });
+        }
+        let limit = self.inner.config.max_body_bytes;
+        let (bytes, truncated) = match read_capped(resp, limit).await {
             Ok(b) => b,
             Err(e) => {
                 // Broken or truncated body: retry whatever the status.
@@ -504,6 +524,9 @@ impl PersonioClient {
             }
         };
         self.inner.counters.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if truncated && status.is_success() {
+            return Attempt::Fail(ClientError::BodyTooLarge { url: redact(url), limit });
+        }
 
         if !status.is_success() {
             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -543,6 +566,25 @@ impl PersonioClient {
         }
         Attempt::Done(Fetched { body, url: url.clone() })
     }
+}
+
+/// Reads a body, decoded, up to `limit` bytes. Returns what was read and whether the body was longer
+/// (the rest is never read nor buffered).
+async fn read_capped(mut resp: reqwest::Response, limit: u64) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Ok((Vec::new(), true));
+    }
+    let mut buf = Vec::with_capacity(resp.content_length().map_or(0, |n| n as usize).min(cap));
+    while let Some(chunk) = resp.chunk().await? {
+        let room = cap - buf.len();
+        if chunk.len() > room {
+            buf.extend_from_slice(&chunk[..room]);
+            return Ok((buf, true));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf, false))
 }
 
 /// Turns a failure of the token endpoint into [`ClientError::Auth`].

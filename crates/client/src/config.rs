@@ -3,8 +3,13 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::error::ClientError;
+
 /// Default Personio API host. The v1 root is `{base_url}/v1`, the v2 root `{base_url}/v2`.
 pub const DEFAULT_BASE_URL: &str = "https://api.personio.de";
+
+/// Default cap on one response body after decompression: 64 MiB (a 100-employee page is ~1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Configuration of a [`PersonioClient`](crate::PersonioClient).
 ///
@@ -33,6 +38,10 @@ pub struct ClientConfig {
     /// Smallest wait after a `Retry-After` that asks for less (e.g. `0`); doubles with every retry of
     /// the same request so a misbehaving server is never hammered. Default 250 ms.
     pub retry_after_floor: Duration,
+    /// Largest response body read, in bytes, counted after gzip decoding (default 64 MiB). A larger
+    /// 2xx body is [`ClientError::BodyTooLarge`](crate::ClientError::BodyTooLarge); a larger error body
+    /// is truncated.
+    pub max_body_bytes: u64,
     /// Client-side rate limits.
     pub pacing: PacingConfig,
     /// `User-Agent` header.
@@ -90,9 +99,75 @@ impl ClientConfig {
             backoff_factor: Duration::from_secs(1),
             max_retry_delay: Duration::from_secs(300),
             retry_after_floor: Duration::from_millis(250),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             pacing: PacingConfig::default(),
             user_agent: format!("personio-pipeline/{}", env!("CARGO_PKG_VERSION")),
         }
+    }
+
+    /// Accepted `request_timeout`, inclusive: 1 ms to 1 hour.
+    pub const REQUEST_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(3600));
+    /// Accepted `backoff_factor`, inclusive: 0 to 10 minutes.
+    pub const BACKOFF_RANGE: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(600));
+    /// Accepted `max_retry_delay` and `retry_after_floor`, inclusive: 0 to 1 hour.
+    pub const RETRY_DELAY_RANGE: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(3600));
+    /// Accepted `max_attempts`, inclusive.
+    pub const MAX_ATTEMPTS_RANGE: (u32, u32) = (1, 100);
+    /// Accepted `max_body_bytes`, inclusive: 1 KiB to 4 GiB.
+    pub const MAX_BODY_BYTES_RANGE: (u64, u64) = (1024, 4 * 1024 * 1024 * 1024);
+
+    /// Converts a number of seconds read from configuration (`setting`, e.g. `runtime.request_timeout`)
+    /// into a [`Duration`] within `range` (e.g. [`Self::REQUEST_TIMEOUT_RANGE`]). Negative, NaN,
+    /// infinite and out-of-range values are a [`ClientError::Config`] naming the setting, its
+    /// environment variable and the accepted range; this never panics.
+    pub fn seconds(setting: &str, value: f64, range: (Duration, Duration)) -> Result<Duration, ClientError> {
+        let (min, max) = range;
+        let in_range = value.is_finite() && value >= min.as_secs_f64() && value <= max.as_secs_f64();
+        match Duration::try_from_secs_f64(value) {
+            Ok(d) if in_range && d >= min && d <= max => Ok(d),
+            _ => Err(ClientError::Config(format!(
+                "{setting} ({}) is {value} s: use a number of seconds from {} to {}",
+                env_name(setting),
+                min.as_secs_f64(),
+                max.as_secs_f64()
+            ))),
+        }
+    }
+
+    /// Checks every number against its accepted range (the `*_RANGE` constants); [`PersonioClient::new`](crate::PersonioClient::new) calls it. Errors name the dlt
+    /// setting (`runtime.request_timeout`, …) and never contain the secret.
+    pub fn validate(&self) -> Result<(), ClientError> {
+        let duration = |setting: &str, d: Duration, (min, max): (Duration, Duration)| {
+            if d < min || d > max {
+                return Err(ClientError::Config(format!(
+                    "{setting} ({}) is {} s: use a number of seconds from {} to {}",
+                    env_name(setting),
+                    d.as_secs_f64(),
+                    min.as_secs_f64(),
+                    max.as_secs_f64()
+                )));
+            }
+            Ok(())
+        };
+        duration("runtime.request_timeout", self.request_timeout, Self::REQUEST_TIMEOUT_RANGE)?;
+        duration("runtime.request_backoff_factor", self.backoff_factor, Self::BACKOFF_RANGE)?;
+        duration("runtime.request_max_retry_delay", self.max_retry_delay, Self::RETRY_DELAY_RANGE)?;
+        duration("retry_after_floor", self.retry_after_floor, Self::RETRY_DELAY_RANGE)?;
+        let (lo, hi) = Self::MAX_ATTEMPTS_RANGE;
+        if !(lo..=hi).contains(&self.max_attempts) {
+            return Err(ClientError::Config(format!(
+                "runtime.request_max_attempts (RUNTIME__REQUEST_MAX_ATTEMPTS) is {}: use a whole number from {lo} to {hi}",
+                self.max_attempts
+            )));
+        }
+        let (lo, hi) = Self::MAX_BODY_BYTES_RANGE;
+        if !(lo..=hi).contains(&self.max_body_bytes) {
+            return Err(ClientError::Config(format!(
+                "runtime.max_body_bytes (RUNTIME__MAX_BODY_BYTES) is {}: use a number of bytes from {lo} to {hi}",
+                self.max_body_bytes
+            )));
+        }
+        Ok(())
     }
 
     /// Replaces the base URL (builder style).
@@ -115,8 +190,14 @@ impl fmt::Debug for ClientConfig {
             .field("backoff_factor", &self.backoff_factor)
             .field("max_retry_delay", &self.max_retry_delay)
             .field("retry_after_floor", &self.retry_after_floor)
+            .field("max_body_bytes", &self.max_body_bytes)
             .field("pacing", &self.pacing)
             .field("user_agent", &self.user_agent)
             .finish()
     }
+}
+
+/// `runtime.request_timeout` → `RUNTIME__REQUEST_TIMEOUT` (dlt's environment spelling).
+fn env_name(setting: &str) -> String {
+    setting.replace('.', "__").to_ascii_uppercase()
 }

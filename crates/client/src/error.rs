@@ -100,6 +100,42 @@ pub enum ClientError {
         message: String,
     },
 
+    /// A 3xx answer. Redirects are never followed: token requests carry the client secret in their
+    /// body and data calls a bearer token, so neither is re-sent anywhere, same origin included.
+    #[error("Personio answered HTTP {status} for {url}, a redirect to {location}; redirects are never \
+             followed because the request carries credentials. If the API really moved, set base_url \
+             (sources.personio.base_url) to the new address")]
+    Redirect {
+        /// HTTP status (301, 302, 303, 307, 308, …).
+        status: u16,
+        /// Request URL (secrets redacted).
+        url: String,
+        /// The `Location` header, resolved against the request URL (secrets redacted).
+        location: String,
+    },
+
+    /// A 2xx body larger than `max_body_bytes` after decompression; not retried.
+    #[error("the response from {url} is larger than {limit} bytes after decompression (max_body_bytes); \
+             it was not read. If the data is legitimately this large, raise runtime.max_body_bytes \
+             (RUNTIME__MAX_BODY_BYTES) or lower items_per_page")]
+    BodyTooLarge {
+        /// Request URL (secrets redacted).
+        url: String,
+        /// The configured cap, in bytes.
+        limit: u64,
+    },
+
+    /// v1 paging that makes no progress: a page identical to one already received in this stream.
+    #[error("Personio sent the same page again for {url} (page {index} of this listing repeats an \
+             earlier one): paging makes no progress, so it was stopped instead of looping. The server \
+             may be ignoring offset/page; retry later, and report it if it persists")]
+    PagingStalled {
+        /// Request URL of the repeated page (secrets redacted).
+        url: String,
+        /// 0-based index of the repeated page within its stream.
+        index: u32,
+    },
+
     /// Invalid configuration or arguments (bad base URL, HTTP client construction failure, ...).
     #[error("invalid Personio client configuration: {0}")]
     Config(String),

@@ -14,6 +14,9 @@
 //!   15; every call 2000/min; auth 60/min.
 //! * **Paging** exactly as dlt's personio source pages ([`PagingMode`]), and v2 cursors.
 //! * **Envelope check** (dlt-compat F8): a 2xx with `success: false` or without `data` is an error.
+//! * **Hostile servers are bounded**: redirects are never followed (the token request's body holds the
+//!   secret); bodies are capped after gzip decoding (`max_body_bytes`, 64 MiB); a repeated v1 page or a
+//!   cycle of v2 next links is an error; `expires_in` and every configured number are range-checked.
 //!
 //! ```no_run
 //! use futures::TryStreamExt;
@@ -39,6 +42,6 @@ mod pacing;
 mod paging;
 
 pub use client::{ClientStats, PersonioClient};
-pub use config::{ClientConfig, PacingConfig, DEFAULT_BASE_URL};
+pub use config::{ClientConfig, PacingConfig, DEFAULT_BASE_URL, DEFAULT_MAX_BODY_BYTES};
 pub use error::ClientError;
 pub use paging::{Page, PageMetadata, PageStream, PagingMode};

@@ -1,5 +1,8 @@
 //! Paging: v1 record-offset and page-number modes (dlt's `get_pages`), v2 cursors.
 
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
 use futures::stream::{self, BoxStream, StreamExt};
 use serde_json::{Map, Value};
 use url::Url;
@@ -86,12 +89,16 @@ struct V1State {
     zero_based: bool,
     index: u32,
     done: bool,
+    /// Fingerprints of the non-empty pages received: a repeat is [`ClientError::PagingStalled`].
+    seen: HashSet<u64>,
 }
 
 struct V2State {
     client: PersonioClient,
     next: Option<Url>,
     index: u32,
+    /// Every URL requested so far: a next link back to one of them is a cycle.
+    seen: HashSet<Url>,
 }
 
 impl PersonioClient {
@@ -129,6 +136,7 @@ impl PersonioClient {
             zero_based: false,
             index: 0,
             done: false,
+            seen: HashSet::new(),
         };
         stream::try_unfold(state, |mut st| async move {
             if st.done {
@@ -143,6 +151,9 @@ impl PersonioClient {
             check_v1_envelope(&fetched.body, &fetched.url)?;
             let (data, raw) = split_body(fetched.body, "data", &fetched.url)?;
             let metadata = raw.get("metadata").and_then(parse_metadata);
+            if paged && !data.is_empty() && !st.seen.insert(fingerprint(&data)) {
+                return Err(ClientError::PagingStalled { url: redact(&fetched.url), index: st.index });
+            }
             let page = Page {
                 data,
                 metadata: metadata.clone(),
@@ -181,7 +192,7 @@ impl PersonioClient {
     pub fn v2_pages(&self, path: &str, params: Vec<(String, String)>) -> PageStream {
         let first = self.build_url(Api::V2, path, &params);
         let client = self.clone();
-        let st = V2State { client, next: None, index: 0 };
+        let st = V2State { client, next: None, index: 0, seen: HashSet::new() };
         let first = match first {
             Ok(u) => u,
             Err(e) => return stream::once(async move { Err(e) }).boxed(),
@@ -189,6 +200,7 @@ impl PersonioClient {
         let st = V2State { next: Some(first), ..st };
         stream::try_unfold(st, |mut st| async move {
             let Some(url) = st.next.take() else { return Ok(None) };
+            st.seen.insert(url.clone());
             let fetched = st.client.get(Api::V2, Class::Other, url).await?;
             let (data, raw) = split_body(fetched.body, "_data", &fetched.url)?;
             let href = raw
@@ -198,6 +210,15 @@ impl PersonioClient {
                 .map(str::to_string);
             if let Some(href) = href {
                 let next = st.client.resolve_next(&fetched.url, &href)?;
+                if st.seen.contains(&next) {
+                    return Err(ClientError::BadNextLink {
+                        next: href,
+                        url: redact(&fetched.url),
+                        message: "it points to a page already fetched in this listing (a cycle of next \
+                                  links would loop forever)"
+                            .into(),
+                    });
+                }
                 if !data.is_empty() {
                     st.next = Some(next);
                 }
@@ -276,6 +297,44 @@ fn split_body(body: Value, key: &str, url: &Url) -> Result<(Vec<Value>, Value), 
         }
     };
     Ok((data, Value::Object(map)))
+}
+
+/// A hash of a page's records, to recognise a page received before.
+fn fingerprint(data: &[Value]) -> u64 {
+    fn feed(v: &Value, h: &mut DefaultHasher) {
+        match v {
+            Value::Null => h.write_u8(0),
+            Value::Bool(b) => {
+                h.write_u8(1);
+                b.hash(h);
+            }
+            Value::Number(n) => {
+                h.write_u8(2);
+                n.to_string().hash(h);
+            }
+            Value::String(s) => {
+                h.write_u8(3);
+                s.hash(h);
+            }
+            Value::Array(a) => {
+                h.write_u8(4);
+                h.write_usize(a.len());
+                a.iter().for_each(|x| feed(x, h));
+            }
+            Value::Object(m) => {
+                h.write_u8(5);
+                h.write_usize(m.len());
+                for (k, x) in m {
+                    k.hash(h);
+                    feed(x, h);
+                }
+            }
+        }
+    }
+    let mut h = DefaultHasher::new();
+    h.write_usize(data.len());
+    data.iter().for_each(|v| feed(v, &mut h));
+    h.finish()
 }
 
 fn parse_metadata(v: &Value) -> Option<PageMetadata> {

@@ -3,4 +3,5 @@
 mod fake;
 mod tests_auth;
 mod tests_paging;
+mod tests_hostile;
 mod tests_retry;
