@@ -13,6 +13,9 @@
 //! * `merge`: rows are deduplicated by primary key (the last extracted row wins); destination roots with a
 //!   matching key and their child rows (by `_dlt_root_id`) are deleted; the deduplicated roots and their
 //!   children are inserted.
+//!
+//! A package of a full refresh lists `drop_tables`: they are dropped first, in the same transaction, and
+//! created again from the package's schema, so readers see the old tables until the new ones commit.
 
 use crate::package::LoadPackage;
 use crate::schema::Schema;
@@ -101,8 +104,23 @@ pub trait Destination: Send {
         None
     }
 
+    /// Where the data goes (e.g. `duckdb:/abs/path/file.duckdb`), recorded in every load package: a
+    /// package is only loaded into the destination (and dataset) it was made for.
+    fn identity(&self) -> String {
+        self.kind().to_string()
+    }
+
+    /// Release connections and file locks. The next call reconnects. The engine disconnects while it
+    /// extracts, so other processes can read the dataset meanwhile.
+    fn disconnect(&mut self) {}
+
     /// Check the destination is reachable and writable.
     fn health_check(&mut self) -> Result<(), DestinationError>;
+
+    /// Names of the tables (data and bookkeeping) the dataset has now.
+    fn existing_tables(&mut self) -> Result<Vec<String>, DestinationError> {
+        Ok(self.tables()?.into_iter().map(|t| t.name).collect())
+    }
 
     /// The newest completed state row of a pipeline in the dataset, if any.
     fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>, DestinationError>;

@@ -82,6 +82,16 @@ pub struct PackageManifest {
     pub state_doc: Option<serde_json::Map<String, serde_json::Value>>,
     /// Resources extracted, for the trace.
     pub resources: Vec<String>,
+    /// [`crate::load::Destination::identity`] of the destination the package was made for.
+    #[serde(default)]
+    pub destination: String,
+    /// `_version_hash` of the destination's state the package was derived from (`""`: none). A package
+    /// whose base is no longer the destination's newest state is stale and never loaded.
+    #[serde(default)]
+    pub base_state_hash: Option<String>,
+    /// Tables dropped and created again in the load transaction (full refresh of their resources).
+    #[serde(default)]
+    pub drop_tables: Vec<String>,
 }
 
 /// A complete package on disk.
@@ -264,5 +274,17 @@ pub fn mark_loaded(load_root: &Path, package: &LoadPackage) -> Result<(), Packag
     fs::rename(package.dir(), &target).map_err(io(&target))?;
     let tables = target.join("tables");
     let _ = fs::remove_dir_all(tables);
+    Ok(())
+}
+
+/// Discard a package that must never be loaded (stale, or superseded by a refresh): its folder moves to
+/// `<load_root>/discarded/<load_id>/` with the manifest only, for the record.
+pub fn discard_package(load_root: &Path, package: &LoadPackage) -> Result<(), PackageError> {
+    let target_root = load_root.join("discarded");
+    fs::create_dir_all(&target_root).map_err(io(&target_root))?;
+    let target = target_root.join(package.load_id());
+    let _ = fs::remove_dir_all(&target);
+    fs::rename(package.dir(), &target).map_err(io(&target))?;
+    let _ = fs::remove_dir_all(target.join("tables"));
     Ok(())
 }

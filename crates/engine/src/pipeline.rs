@@ -18,7 +18,7 @@ use crate::extract::{ExtractContext, ExtractShared, Items, ResourceSpec, Source,
 use crate::incremental::{Incremental, IncrementalError};
 use crate::load::{Destination, DestinationError};
 use crate::normalize::{NormalizeConfig, NormalizeError, Normalizer, RootHints};
-use crate::package::{mark_loaded, pending_packages, LoadPackage, PackageError, PackageManifest, PackageWriter};
+use crate::package::{discard_package, mark_loaded, pending_packages, LoadPackage, PackageError, PackageManifest, PackageWriter};
 use crate::schema::{Schema, WriteDisposition};
 use crate::state::{PipelineState, StateError};
 
@@ -72,6 +72,52 @@ pub enum PipelineError {
     /// Stored state could not be decoded.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A pipeline or dataset name that is not safe as a file or schema name.
+    #[error("invalid {what} name {name:?}: {reason}; use 1 to {MAX_NAME_LEN} characters from A-Z, a-z, 0-9, `_` and `-`, not starting with `-`")]
+    InvalidName {
+        /// `pipeline` or `dataset`.
+        what: &'static str,
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The destination's state moved while this run was extracting (another worker loaded the same
+    /// dataset): the new package was made from an older state and is discarded, not loaded.
+    #[error("the destination's pipeline state changed while this run was extracting (another worker loaded dataset `{dataset}`); package {load_id} was discarded and nothing was loaded; run again to continue from the destination's state")]
+    DestinationChanged {
+        /// The discarded package.
+        load_id: String,
+        /// Dataset name.
+        dataset: String,
+    },
+}
+
+/// Longest accepted pipeline or dataset name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Check a pipeline or dataset name (`what` is `"pipeline"` or `"dataset"`): 1 to [`MAX_NAME_LEN`]
+/// characters from `A-Z a-z 0-9 _ -`, not starting with `-`. Names become folder and file names
+/// (`<pipelines_dir>/<pipeline>/`, `<pipeline>.duckdb`) and schema names, so path separators, `..` and
+/// anything else outside that set are refused.
+pub fn validate_name(what: &'static str, name: &str) -> Result<(), PipelineError> {
+    let fail = |reason| Err(PipelineError::InvalidName { what, name: name.to_string(), reason });
+    if name.is_empty() {
+        return fail("it is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return fail("it is too long");
+    }
+    if name.contains('/') || name.contains('\\') || name.contains("..") {
+        return fail("it contains a path separator or `..`");
+    }
+    if name.starts_with('-') {
+        return fail("it starts with `-`");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return fail("it contains a character outside the allowed set");
+    }
+    Ok(())
 }
 
 impl PipelineError {
@@ -129,10 +175,22 @@ pub struct RunReport {
     pub state_changed: bool,
     /// Seconds for the whole run.
     pub elapsed_secs: f64,
+    /// Resources reloaded from scratch (full refresh, or their tables were missing in the destination).
+    pub refreshed: Vec<String>,
+    /// Pending packages discarded because the destination's state moved past them.
+    pub discarded_packages: Vec<String>,
+    /// Things the user must know (state reset, packages left for another dataset).
+    pub warnings: Vec<String>,
 }
 
 impl std::fmt::Display for RunReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for w in &self.warnings {
+            writeln!(f, "WARNING: {w}")?;
+        }
+        if !self.refreshed.is_empty() {
+            writeln!(f, "Reloaded from scratch: {}", self.refreshed.join(", "))?;
+        }
         writeln!(f, "Pipeline {} load step completed in {:.2} seconds", self.pipeline_name, self.elapsed_secs)?;
         if self.loaded_packages.is_empty() {
             return writeln!(f, "No changes: no load package was created (dataset {} is up to date)", self.dataset_name);
@@ -166,6 +224,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Open (create) the working directory and take the pipeline lock.
     pub fn open(config: PipelineConfig) -> Result<Self, PipelineError> {
+        validate_name("pipeline", &config.pipeline_name)?;
         let workdir = config.pipelines_dir.join(&config.pipeline_name);
         fs::create_dir_all(&workdir).map_err(PipelineError::io(&workdir))?;
         let lock_path = workdir.join("pipeline.lock");
@@ -258,51 +317,133 @@ impl Pipeline {
         Ok(())
     }
 
-    /// State and schema: local if present, else restored from the destination, else fresh.
+    /// State and schema to start from, reconciled with the destination (see [`Pipeline::sync_state`]).
     pub fn current_state(
         &self,
         schema_name: &str,
         destination: &mut dyn Destination,
     ) -> Result<(PipelineState, Schema), PipelineError> {
+        let synced = self.sync_state(schema_name, destination)?;
+        Ok((synced.state, synced.schema))
+    }
+
+    /// Compare the local mirror with the destination's newest `_dlt_pipeline_state` row and pick the state
+    /// to start from. The destination holds the truth, since its state is committed with its data:
+    /// * it has the local mirror's state (same `_version_hash`): the local mirror;
+    /// * it has another one (newer, written from another working directory, or older after a restore):
+    ///   the destination's state and schema;
+    /// * it has none (a deleted database file, another dataset or destination) while the local mirror
+    ///   has one: an empty state, with a warning, so every selected resource is loaded in full.
+    ///
+    /// Resources whose tables the chosen schema lists but the destination no longer has are returned in
+    /// [`SyncedState::missing`]; a run reloads them from scratch.
+    pub fn sync_state(&self, schema_name: &str, destination: &mut dyn Destination) -> Result<SyncedState, PipelineError> {
         let local_state = self.local_state()?;
         let local_schema = self.local_schema(schema_name)?;
-        if let (Some(state), Some(schema)) = (local_state, local_schema) {
-            return Ok((state, schema));
-        }
-        let restored_state = destination.stored_state(&self.config.pipeline_name).map_err(PipelineError::Load)?;
-        let restored_schema = destination.stored_schema(schema_name).map_err(PipelineError::Load)?;
-        let state = match restored_state {
-            Some(stored) => {
-                tracing::info!(load_id = %stored.load_id, "restored pipeline state from the destination");
-                PipelineState::decode(&stored.row.state)?
+        let stored = destination.stored_state(&self.config.pipeline_name).map_err(PipelineError::Load)?;
+        let pipeline = &self.config.pipeline_name;
+        let dataset = &self.config.dataset_name;
+        let fresh = PipelineState::new(pipeline, dataset, schema_name, destination.destination_type());
+        let mut warnings = Vec::new();
+        let (state, schema, base_hash) = match stored {
+            None => {
+                if local_state.as_ref().is_some_and(|s| s.version() > 0) {
+                    warnings.push(format!(
+                        "dataset `{dataset}` in {} has no state of pipeline `{pipeline}` (a deleted database file, another dataset or another destination) but the working directory has one: starting from an empty state, every selected resource is loaded in full",
+                        destination.identity()
+                    ));
+                    (fresh, Schema::new(schema_name), String::new())
+                } else {
+                    (local_state.unwrap_or(fresh), local_schema.unwrap_or_else(|| Schema::new(schema_name)), String::new())
+                }
             }
-            None => PipelineState::new(&self.config.pipeline_name, &self.config.dataset_name, schema_name, destination.destination_type()),
+            Some(stored) => {
+                let hash = stored.row.version_hash.clone();
+                match (local_state, local_schema) {
+                    (Some(ls), Some(lsc)) if ls.version_hash() == hash => (ls, lsc, hash),
+                    (local, _) => {
+                        let remote = PipelineState::decode(&stored.row.state)?;
+                        match local {
+                            None => tracing::info!(load_id = %stored.load_id, "restored pipeline state from the destination"),
+                            Some(l) if l.version() > remote.version() => warnings.push(format!(
+                                "the working directory's state of pipeline `{pipeline}` (version {}) is ahead of dataset `{dataset}`'s newest state (version {}, load {}); the destination is older than the local mirror (restored from a backup?): continuing from the destination's state",
+                                l.version(),
+                                remote.version(),
+                                stored.load_id
+                            )),
+                            Some(l) => tracing::info!(
+                                local_version = l.version(),
+                                destination_version = remote.version(),
+                                load_id = %stored.load_id,
+                                "the destination has a newer state than the working directory; continuing from it"
+                            ),
+                        }
+                        let schema = destination
+                            .stored_schema(schema_name)
+                            .map_err(PipelineError::Load)?
+                            .unwrap_or_else(|| Schema::new(schema_name));
+                        (remote, schema, hash)
+                    }
+                }
+            }
         };
-        let schema = restored_schema.unwrap_or_else(|| Schema::new(schema_name));
-        Ok((state, schema))
+        let existing: Vec<String> = destination.existing_tables().map_err(PipelineError::Load)?;
+        let mut missing: Vec<String> = Vec::new();
+        for t in schema.tables.values() {
+            if t.columns.is_empty() || existing.contains(&t.name) {
+                continue;
+            }
+            let resource = t.resource.clone().or_else(|| schema.tables.get(schema.root_of(&t.name)).and_then(|r| r.resource.clone()));
+            if let Some(r) = resource {
+                if !missing.contains(&r) {
+                    missing.push(r);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "dataset `{dataset}` no longer has tables of {missing:?}: their state is reset and they are reloaded from scratch"
+            ));
+        }
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(SyncedState { state, schema, base_hash, missing, existing_tables: existing, warnings })
     }
 
     /// Drop the tables (roots and children) and the state of `resources` of source `source_name`. The
     /// destination drops them and records the new schema and state in one transaction; the local copy
-    /// follows. Returns the dropped tables.
+    /// follows. Pending packages of these resources are removed first (they would bring the dropped
+    /// cursors back); other pending packages are loaded first. Returns the dropped tables.
     pub fn drop_resources(
         &self,
         source_name: &str,
         resources: &[String],
         destination: &mut dyn Destination,
     ) -> Result<Vec<String>, PipelineError> {
-        let (mut state, mut schema) = self.current_state(source_name, destination)?;
+        let result = self.drop_inner(source_name, resources, destination);
+        destination.disconnect();
+        result
+    }
+
+    fn drop_inner(&self, source_name: &str, resources: &[String], destination: &mut dyn Destination) -> Result<Vec<String>, PipelineError> {
+        validate_name("dataset", &self.config.dataset_name)?;
+        self.remove_pending_of(resources, destination)?;
+        let mut resumed = RunReport::default();
+        self.resume_into(destination, &mut resumed)?;
+        let SyncedState { mut state, mut schema, .. } = self.sync_state(source_name, destination)?;
         let mut dropped = Vec::new();
         for name in resources {
-            let roots: Vec<String> = schema.resource_root_tables(name).iter().map(|t| t.name.clone()).collect();
-            for root in roots {
-                let chain: Vec<String> = schema.table_chain(&root).iter().map(|t| t.name.clone()).collect();
-                for t in chain {
-                    schema.tables.shift_remove(&t);
-                    dropped.push(t);
-                }
+            let tables = resource_tables(&schema, name);
+            let had_state = state.drop_resource(source_name, name);
+            if had_state || !tables.is_empty() {
+                // The next run that selects it fetches all its parents' keys, not only changed parents.
+                state.resource_mut(source_name, name).insert(RESET_MARKER.to_string(), json!(true));
             }
-            state.drop_resource(source_name, name);
+            for t in tables {
+                schema.tables.shift_remove(&t);
+                dropped.push(t);
+            }
         }
         schema.bump_version();
         if !state.bump() && dropped.is_empty() {
@@ -317,24 +458,93 @@ impl Pipeline {
         Ok(dropped)
     }
 
-    /// Load complete packages left by an earlier run. Returns their load ids.
-    pub fn resume_pending(&self, destination: &mut dyn Destination) -> Result<Vec<String>, PipelineError> {
-        let mut done = Vec::new();
+    /// Delete pending packages (for this dataset and destination) that touch any of `resources`.
+    /// Returns their load ids.
+    fn remove_pending_of(&self, resources: &[String], destination: &dyn Destination) -> Result<Vec<String>, PipelineError> {
+        let mut removed = Vec::new();
         for package in pending_packages(&self.load_root())? {
-            self.load_one(destination, &package)?;
-            done.push(package.load_id().to_string());
+            let m = package.manifest();
+            if !self.made_for(m, destination) {
+                continue;
+            }
+            let touches = m.resources.iter().any(|r| resources.contains(r))
+                || m.tables.keys().any(|t| m.schema.tables.get(t).and_then(|t| t.resource.as_ref()).is_some_and(|r| resources.contains(r)));
+            if touches {
+                tracing::warn!(load_id = package.load_id(), "removing a pending package of the resources being reset");
+                discard_package(&self.load_root(), &package)?;
+                removed.push(package.load_id().to_string());
+            }
         }
-        Ok(done)
+        Ok(removed)
     }
 
-    fn load_one(&self, destination: &mut dyn Destination, package: &LoadPackage) -> Result<(), PipelineError> {
+    fn made_for(&self, m: &PackageManifest, destination: &dyn Destination) -> bool {
+        m.dataset_name == self.config.dataset_name && (m.destination.is_empty() || m.destination == destination.identity())
+    }
+
+    /// Load complete packages left by an earlier run. Returns their load ids. Packages made for another
+    /// dataset or destination stay pending; packages made from a state the destination no longer has
+    /// are discarded (their data is fetched again).
+    pub fn resume_pending(&self, destination: &mut dyn Destination) -> Result<Vec<String>, PipelineError> {
+        let mut report = RunReport::default();
+        let result = self.resume_into(destination, &mut report);
+        destination.disconnect();
+        result.map(|()| report.loaded_packages)
+    }
+
+    fn resume_into(&self, destination: &mut dyn Destination, report: &mut RunReport) -> Result<(), PipelineError> {
+        for package in pending_packages(&self.load_root())? {
+            let id = package.load_id().to_string();
+            match self.load_one(destination, &package)? {
+                LoadOutcome::Loaded => {
+                    report.loaded_packages.push(id.clone());
+                    report.resumed_packages.push(id);
+                }
+                LoadOutcome::Skipped(why) => {
+                    tracing::warn!("{why}");
+                    report.warnings.push(why);
+                }
+                LoadOutcome::Discarded(why) => {
+                    tracing::warn!("{why}");
+                    report.warnings.push(why);
+                    report.discarded_packages.push(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load_one(&self, destination: &mut dyn Destination, package: &LoadPackage) -> Result<LoadOutcome, PipelineError> {
+        let m = package.manifest();
+        if !self.made_for(m, destination) {
+            return Ok(LoadOutcome::Skipped(format!(
+                "load package {} was made for dataset `{}` in {}; it stays pending until a run loads that dataset there",
+                package.load_id(),
+                m.dataset_name,
+                if m.destination.is_empty() { "another destination" } else { &m.destination }
+            )));
+        }
         let already = destination.is_loaded(package.load_id()).map_err(PipelineError::Load)?;
         if already {
             tracing::info!(load_id = package.load_id(), "package already loaded; not loading it twice");
         } else {
+            if let Some(base) = &m.base_state_hash {
+                let current = destination
+                    .stored_state(&self.config.pipeline_name)
+                    .map_err(PipelineError::Load)?
+                    .map(|s| s.row.version_hash)
+                    .unwrap_or_default();
+                if &current != base {
+                    discard_package(&self.load_root(), package)?;
+                    return Ok(LoadOutcome::Discarded(format!(
+                        "load package {} was made from a state dataset `{}` no longer has (it was loaded further from elsewhere, dropped, or the database was replaced); it was discarded and its data is fetched again",
+                        package.load_id(),
+                        m.dataset_name
+                    )));
+                }
+            }
             destination.load_package(package).map_err(PipelineError::Load)?;
         }
-        let m = package.manifest();
         if let Some(doc) = &m.state_doc {
             self.save_local(&PipelineState::from_doc(doc.clone()), &m.schema)?;
         } else {
@@ -344,7 +554,7 @@ impl Pipeline {
             self.save_local(&state, &m.schema)?;
         }
         mark_loaded(&self.load_root(), package)?;
-        Ok(())
+        Ok(LoadOutcome::Loaded)
     }
 
     /// Run `source` for the selected resources (`None`: the source's defaults) into `destination`.
@@ -357,7 +567,9 @@ impl Pipeline {
         self.run_with(source, selected, destination, RunOptions::default()).await
     }
 
-    /// [`Pipeline::run`] with options (test hooks and failure injection).
+    /// [`Pipeline::run`] with options (full refresh, test hooks). The destination is connected while
+    /// pending packages are loaded and the state is read, disconnected while extracting, and connected
+    /// again only to load the new package.
     pub async fn run_with(
         &self,
         source: &dyn Source,
@@ -365,7 +577,20 @@ impl Pipeline {
         destination: &mut dyn Destination,
         options: RunOptions,
     ) -> Result<RunReport, PipelineError> {
+        let result = self.run_inner(source, selected, destination, options).await;
+        destination.disconnect();
+        result
+    }
+
+    async fn run_inner(
+        &self,
+        source: &dyn Source,
+        selected: Option<&[String]>,
+        destination: &mut dyn Destination,
+        options: RunOptions,
+    ) -> Result<RunReport, PipelineError> {
         let started = Instant::now();
+        validate_name("dataset", &self.config.dataset_name)?;
         let specs = source.resources();
         let selected: Vec<String> = match selected {
             Some(s) if !s.is_empty() => s.to_vec(),
@@ -386,32 +611,79 @@ impl Pipeline {
             ..Default::default()
         };
 
-        // 1. Finish what an earlier run left.
-        let resumed = self.resume_pending(destination)?;
-        report.loaded_packages.extend(resumed.iter().cloned());
-        report.resumed_packages = resumed;
+        // 1. Finish what an earlier run left; a full refresh first removes the packages it supersedes.
+        let mut refresh: Vec<String> = if options.full_refresh { selected.clone() } else { Vec::new() };
+        if !refresh.is_empty() {
+            self.remove_pending_of(&refresh, destination)?;
+        }
+        self.resume_into(destination, &mut report)?;
 
-        // 2. State and schema.
-        let (mut state, schema) = self.current_state(source.name(), destination)?;
+        // 2. State and schema, reconciled with the destination.
+        let SyncedState { mut state, mut schema, base_hash, missing, existing_tables, warnings } =
+            self.sync_state(source.name(), destination)?;
+        report.warnings.extend(warnings);
+        for spec in &specs {
+            let marked = selected.contains(&spec.name)
+                && state.resource(source.name(), &spec.name).is_some_and(|r| r.contains_key(RESET_MARKER));
+            if (marked || missing.contains(&spec.name)) && !refresh.contains(&spec.name) {
+                refresh.push(spec.name.clone());
+            }
+        }
+
+        // 3. Reset refreshed resources: state and schema now; their tables are dropped in the load
+        //    transaction, so a failed run leaves the dataset as it was.
+        let mut drop_tables = Vec::new();
+        for name in &refresh {
+            for t in resource_tables(&schema, name) {
+                schema.tables.shift_remove(&t);
+                if existing_tables.contains(&t) {
+                    drop_tables.push(t);
+                }
+            }
+            state.drop_resource(source.name(), name);
+            if !selected.contains(name) {
+                state.resource_mut(source.name(), name).insert(RESET_MARKER.to_string(), json!(true));
+            }
+        }
+        report.refreshed = refresh.iter().filter(|r| selected.contains(r)).cloned().collect();
+        // A reloaded child needs every parent key: its parents run without their cursor filter.
+        let mut all_parents: Vec<String> = Vec::new();
+        for name in &report.refreshed {
+            let mut parent = specs.iter().find(|s| &s.name == name).and_then(|s| s.parent.clone());
+            while let Some(p) = parent {
+                if !refresh.contains(&p) && !all_parents.contains(&p) {
+                    all_parents.push(p.clone());
+                }
+                parent = specs.iter().find(|s| s.name == p).and_then(|s| s.parent.clone());
+            }
+        }
+
         state.set("destination_type", json!(destination.destination_type()));
         state.set("dataset_name", json!(self.config.dataset_name));
         let mut shared = ExtractShared::default();
         for spec in &specs {
             let res_state = state.resource(source.name(), &spec.name).cloned();
             if let Some(cursor) = &spec.cursor {
-                let stored = res_state.as_ref().and_then(|s| s.get("incremental")).and_then(|i| i.get(cursor));
+                let stored = if all_parents.contains(&spec.name) {
+                    None
+                } else {
+                    res_state.as_ref().and_then(|s| s.get("incremental")).and_then(|i| i.get(cursor))
+                };
                 shared.incrementals.insert(spec.name.clone(), Incremental::from_state(cursor, &spec.primary_key, stored));
             }
             if let Some(mut rs) = res_state {
                 rs.remove("incremental");
+                rs.remove(RESET_MARKER);
                 if !rs.is_empty() {
                     shared.resource_state.insert(spec.name.clone(), rs);
                 }
             }
         }
         let shared = Arc::new(Mutex::new(shared));
+        // Nobody is locked out of the dataset while extracting.
+        destination.disconnect();
 
-        // 3. Extract and normalize concurrently into a new package.
+        // 4. Extract and normalize concurrently into a new package.
         let load_id = self.new_load_id();
         let writer = PackageWriter::create(&self.load_root(), &load_id)?;
         let (tx, rx) = mpsc::channel::<Items>(self.config.channel_pages.max(1));
@@ -448,10 +720,14 @@ impl Pipeline {
         };
         report.rows = rows;
 
-        // 4. State: cursors and resource state of every resource that ran.
+        // 5. State: cursors and resource state of every resource that ran. A parent run unfiltered for a
+        //    reloaded child keeps its cursor unless its own rows were loaded.
         {
             let shared = shared.lock().unwrap_or_else(|e| e.into_inner());
             for (name, inc) in &shared.incrementals {
+                if all_parents.contains(name) && !selected.contains(name) {
+                    continue;
+                }
                 let res = state.resource_mut(source.name(), name);
                 let entry = res.entry("incremental".to_string()).or_insert_with(|| json!({}));
                 if let Value::Object(m) = entry {
@@ -473,19 +749,17 @@ impl Pipeline {
         let state_changed = state.bump();
         report.state_changed = state_changed;
 
-        // 5. Replace roots: selected replace resources' root tables that have held data.
+        // 6. Replace roots: selected replace resources' root tables that have held data.
         let replace_roots: Vec<String> = specs
             .iter()
             .filter(|s| selected.contains(&s.name) && s.write_disposition == WriteDisposition::Replace)
             .flat_map(|s| schema.resource_root_tables(&s.name).into_iter().filter(|t| t.seen_data).map(|t| t.name.clone()).collect::<Vec<_>>())
             .collect();
 
-        if writer.is_empty() && !state_changed && replace_roots.is_empty() {
+        if writer.is_empty() && !state_changed && replace_roots.is_empty() && drop_tables.is_empty() {
             writer.discard();
-            // Nothing to load, but a state restored from the destination is mirrored locally.
-            if self.local_state()?.is_none() {
-                self.save_local(&state, &schema)?;
-            }
+            // Nothing to load; the state the run started from is mirrored locally.
+            self.save_local(&state, &schema)?;
             report.elapsed_secs = started.elapsed().as_secs_f64();
             self.write_trace(&report);
             return Ok(report);
@@ -502,15 +776,22 @@ impl Pipeline {
             state: state_changed.then(|| state.to_row(now)),
             state_doc: Some(state.doc().clone()),
             resources: selected.clone(),
+            destination: destination.identity(),
+            base_state_hash: Some(base_hash),
+            drop_tables,
         };
         let package = writer.finish(&self.load_root(), manifest)?;
         if options.fail_before_load {
             return Err(PipelineError::Load(DestinationError::new("test", "failure injected between normalize and load")));
         }
 
-        // 6. Load.
-        self.load_one(destination, &package)?;
-        report.loaded_packages.push(load_id);
+        // 7. Load.
+        match self.load_one(destination, &package)? {
+            LoadOutcome::Loaded => report.loaded_packages.push(load_id),
+            LoadOutcome::Skipped(_) | LoadOutcome::Discarded(_) => {
+                return Err(PipelineError::DestinationChanged { load_id, dataset: self.config.dataset_name.clone() })
+            }
+        }
         report.elapsed_secs = started.elapsed().as_secs_f64();
         self.write_trace(&report);
         Ok(report)
@@ -559,8 +840,57 @@ impl Pipeline {
 /// Options of one run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// Reload the selected resources from scratch: their pending packages are removed, their state is
+    /// reset, children refetch every parent key, and their tables are dropped and loaded again in the
+    /// load transaction — only once the new extract has succeeded.
+    pub full_refresh: bool,
     /// Test hook: stop with an error after the package is complete, before loading it.
     pub fail_before_load: bool,
+}
+
+/// The state a run starts from, as [`Pipeline::sync_state`] reconciled it with the destination.
+#[derive(Debug, Clone)]
+pub struct SyncedState {
+    /// The pipeline state.
+    pub state: PipelineState,
+    /// The schema.
+    pub schema: Schema,
+    /// `_version_hash` of the destination's newest state (`""`: none), the base of the next package.
+    pub base_hash: String,
+    /// Resources whose tables the schema lists but the destination no longer has.
+    pub missing: Vec<String>,
+    /// Tables the destination has.
+    pub existing_tables: Vec<String>,
+    /// What the user must know (also logged).
+    pub warnings: Vec<String>,
+}
+
+/// Resource state key marking a resource reset (dropped) but not reloaded yet: the next run that
+/// selects it reloads it from scratch, fetching every parent key for a child resource.
+pub const RESET_MARKER: &str = "_reset";
+
+enum LoadOutcome {
+    Loaded,
+    Skipped(String),
+    Discarded(String),
+}
+
+/// Every table of a resource in the schema: its roots and their descendants, and tables tagged with it.
+fn resource_tables(schema: &Schema, resource: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for root in schema.resource_root_tables(resource) {
+        for t in schema.table_chain(&root.name) {
+            if !out.contains(&t.name) {
+                out.push(t.name.clone());
+            }
+        }
+    }
+    for t in schema.tables.values().filter(|t| t.resource.as_deref() == Some(resource)) {
+        if !out.contains(&t.name) {
+            out.push(t.name.clone());
+        }
+    }
+    out
 }
 
 type NormalizeOut = (Schema, PackageWriter, IndexMap<String, u64>);

@@ -1,3 +1,5 @@
 //! Integration tests of the engine.
 
+mod memdest;
 mod normalize;
+mod state_trust;
