@@ -44,4 +44,4 @@ mod paging;
 pub use client::{ClientStats, PersonioClient};
 pub use config::{ClientConfig, PacingConfig, DEFAULT_BASE_URL, DEFAULT_MAX_BODY_BYTES};
 pub use error::ClientError;
-pub use paging::{Page, PageMetadata, PageStream, PagingMode};
+pub use paging::{Page, PageMetadata, PageStream, PagingMode, V1Pager, V2Pager};

@@ -82,6 +82,15 @@ struct V1State {
     path: String,
     class: Class,
     params: Vec<(String, String)>,
+    pager: V1Pager,
+}
+
+/// The v1 paging state machine without I/O: which `offset`/`page` to request next, and what a
+/// response body means (envelope check, records, metadata, stop test, progress check).
+/// [`PersonioClient::v1_pages`] runs exactly this; it is public so the logic can be fuzzed and tested
+/// without a server.
+#[derive(Clone, Debug)]
+pub struct V1Pager {
     mode: PagingMode,
     step: u64,
     offset: u64,
@@ -93,153 +102,137 @@ struct V1State {
     seen: HashSet<u64>,
 }
 
-struct V2State {
-    client: PersonioClient,
+impl V1Pager {
+    /// A pager for `mode`; `limit` is the page size actually sent (the mode's, or the caller's
+    /// `limit` parameter), which sets the record-offset step.
+    pub fn new(mode: PagingMode, limit: Option<u32>) -> Self {
+        let (start, step) = match mode {
+            PagingMode::RecordOffset { .. } => (0, u64::from(limit.unwrap_or(1).max(1))),
+            PagingMode::PageNumber { .. } => (1, 1),
+            PagingMode::Single => (0, 0),
+        };
+        Self { mode, step, offset: start, page: start, zero_based: false, index: 0, done: false, seen: HashSet::new() }
+    }
+
+    /// The `(offset, page)` to request next, or `None` once paging has ended (last page or error).
+    pub fn next_request(&self) -> Option<(u64, u64)> {
+        (!self.done).then_some((self.offset, self.page))
+    }
+
+    /// Interprets the parsed body of the response to the request [`next_request`](Self::next_request)
+    /// named, fetched from `url`, and advances. An error ends paging.
+    pub fn on_response(&mut self, body: Value, url: &Url) -> Result<Page, ClientError> {
+        let result = self.step(body, url);
+        if result.is_err() {
+            self.done = true;
+        }
+        result
+    }
+
+    fn step(&mut self, body: Value, url: &Url) -> Result<Page, ClientError> {
+        check_v1_envelope(&body, url)?;
+        let paged = self.mode != PagingMode::Single;
+        let (data, raw) = split_body(body, "data", url)?;
+        let metadata = raw.get("metadata").and_then(parse_metadata);
+        if paged && !data.is_empty() && !self.seen.insert(fingerprint(&data)) {
+            return Err(ClientError::PagingStalled { url: redact(url), index: self.index });
+        }
+        let page = Page {
+            data,
+            metadata: metadata.clone(),
+            raw,
+            url: redact(url),
+            index: self.index,
+            offset: Some(self.offset),
+            page: Some(self.page),
+        };
+        self.index = self.index.saturating_add(1);
+        self.done = !paged || {
+            match metadata.as_ref().and_then(|m| m.current_page.zip(m.total_pages)) {
+                None => true,
+                Some((current, total)) => {
+                    if current == 0 {
+                        self.zero_based = true;
+                    }
+                    let last = total.saturating_sub(i64::from(self.zero_based));
+                    current >= last || page.data.is_empty()
+                }
+            }
+        };
+        if !self.done {
+            self.offset = self.offset.saturating_add(self.step);
+            self.page = self.page.saturating_add(1);
+        }
+        Ok(page)
+    }
+}
+
+/// The v2 cursor paging state machine without I/O: the next URL to request, and what a response
+/// body means (`_data`, `_meta.links.next.href` resolved, same-origin and cycle checks).
+/// [`PersonioClient::v2_pages`] runs exactly this; public so it can be fuzzed and tested.
+#[derive(Clone, Debug)]
+pub struct V2Pager {
+    base: Url,
+    base_text: String,
     next: Option<Url>,
     index: u32,
     /// Every URL requested so far: a next link back to one of them is a cycle.
     seen: HashSet<Url>,
 }
 
-impl PersonioClient {
-    /// Streams the pages of a v1 GET endpoint, exactly as dlt's `get_pages` does (dlt-compat §2.3):
-    /// query = `params` in the given order, then `offset`, then `page` (in every mode, as dlt does). If the mode has a limit and `params` has no `limit` key, `limit`
-    /// is put first (dlt's order). Each page is emitted before the stop test; paging stops when
-    /// `metadata` is missing or lacks `current_page`/`total_pages`, when
-    /// `current_page >= total_pages - 1` (zero-based, sticky once a `current_page == 0` is seen) or
-    /// `>= total_pages` (one-based), or when `data` is empty.
-    /// Every response passes the F8 envelope check.
-    pub fn v1_pages(&self, path: &str, params: Vec<(String, String)>, mode: PagingMode) -> PageStream {
-        let mut params = params;
-        let from_params = params
-            .iter()
-            .find(|(k, _)| k == "limit")
-            .and_then(|(_, v)| v.trim().parse::<u32>().ok());
-        let limit = mode.limit().or(from_params);
-        if let (Some(l), false) = (mode.limit(), params.iter().any(|(k, _)| k == "limit")) {
-            params.insert(0, ("limit".to_string(), l.to_string()));
-        }
-        let (start, step) = match mode {
-            PagingMode::RecordOffset { .. } => (0, u64::from(limit.unwrap_or(1).max(1))),
-            PagingMode::PageNumber { .. } => (1, 1),
-            PagingMode::Single => (0, 0),
-        };
-        let state = V1State {
-            client: self.clone(),
-            class: classify_v1(path),
-            path: path.to_string(),
-            params,
-            mode,
-            step,
-            offset: start,
-            page: start,
-            zero_based: false,
-            index: 0,
-            done: false,
-            seen: HashSet::new(),
-        };
-        stream::try_unfold(state, |mut st| async move {
-            if st.done {
-                return Ok(None);
-            }
-            let paged = st.mode != PagingMode::Single;
-            let mut q = st.params.clone();
-            q.push(("offset".into(), st.offset.to_string()));
-            q.push(("page".into(), st.page.to_string()));
-            let url = st.client.build_url(Api::V1, &st.path, &q)?;
-            let fetched = st.client.get(Api::V1, st.class, url).await?;
-            check_v1_envelope(&fetched.body, &fetched.url)?;
-            let (data, raw) = split_body(fetched.body, "data", &fetched.url)?;
-            let metadata = raw.get("metadata").and_then(parse_metadata);
-            if paged && !data.is_empty() && !st.seen.insert(fingerprint(&data)) {
-                return Err(ClientError::PagingStalled { url: redact(&fetched.url), index: st.index });
-            }
-            let page = Page {
-                data,
-                metadata: metadata.clone(),
-                raw,
-                url: redact(&fetched.url),
-                index: st.index,
-                offset: Some(st.offset),
-                page: Some(st.page),
-            };
-            st.index += 1;
-            st.done = !paged || {
-                match metadata.as_ref().and_then(|m| m.current_page.zip(m.total_pages)) {
-                    None => true,
-                    Some((current, total)) => {
-                        if current == 0 {
-                            st.zero_based = true;
-                        }
-                        let last = total - i64::from(st.zero_based);
-                        current >= last || page.data.is_empty()
-                    }
-                }
-            };
-            if !st.done {
-                st.offset += st.step;
-                st.page += 1;
-            }
-            Ok(Some((page, st)))
-        })
-        .boxed()
+impl V2Pager {
+    /// A pager starting at `first`; next links must stay on the origin of `base_url` (the client's
+    /// configured base URL, e.g. `https://api.personio.de`).
+    pub fn new(base_url: &str, first: Url) -> Result<Self, ClientError> {
+        let trimmed = base_url.trim_end_matches('/');
+        let base = Url::parse(&format!("{trimmed}/"))
+            .map_err(|e| ClientError::Config(format!("base_url {base_url:?}: {e}")))?;
+        Ok(Self::with_base(base, base_url.to_string(), first))
     }
 
-    /// Streams the pages of a v2 GET endpoint: the first request is `{base_url}/v2/{path}?{params}`;
-    /// then `_meta.links.next.href` is followed until absent. Relative links resolve against the
-    /// base URL; a link to another scheme/host/port is refused with [`ClientError::ForeignNextLink`].
-    /// A response without `_data` is a [`ClientError::Envelope`].
-    pub fn v2_pages(&self, path: &str, params: Vec<(String, String)>) -> PageStream {
-        let first = self.build_url(Api::V2, path, &params);
-        let client = self.clone();
-        let st = V2State { client, next: None, index: 0, seen: HashSet::new() };
-        let first = match first {
-            Ok(u) => u,
-            Err(e) => return stream::once(async move { Err(e) }).boxed(),
-        };
-        let st = V2State { next: Some(first), ..st };
-        stream::try_unfold(st, |mut st| async move {
-            let Some(url) = st.next.take() else { return Ok(None) };
-            st.seen.insert(url.clone());
-            let fetched = st.client.get(Api::V2, Class::Other, url).await?;
-            let (data, raw) = split_body(fetched.body, "_data", &fetched.url)?;
-            let href = raw
-                .pointer("/_meta/links/next/href")
-                .and_then(Value::as_str)
-                .filter(|h| !h.trim().is_empty())
-                .map(str::to_string);
-            if let Some(href) = href {
-                let next = st.client.resolve_next(&fetched.url, &href)?;
-                if st.seen.contains(&next) {
-                    return Err(ClientError::BadNextLink {
-                        next: href,
-                        url: redact(&fetched.url),
-                        message: "it points to a page already fetched in this listing (a cycle of next \
-                                  links would loop forever)"
-                            .into(),
-                    });
-                }
-                if !data.is_empty() {
-                    st.next = Some(next);
-                }
+    fn with_base(base: Url, base_text: String, first: Url) -> Self {
+        Self { base, base_text, next: Some(first), index: 0, seen: HashSet::new() }
+    }
+
+    /// The URL to request next (marked as requested), or `None` once paging has ended.
+    pub fn next_request(&mut self) -> Option<Url> {
+        let url = self.next.take()?;
+        self.seen.insert(url.clone());
+        Some(url)
+    }
+
+    /// Interprets the parsed body of the response to the last [`next_request`](Self::next_request),
+    /// fetched from `url`. An error ends paging.
+    pub fn on_response(&mut self, body: Value, url: &Url) -> Result<Page, ClientError> {
+        self.next = None;
+        let (data, raw) = split_body(body, "_data", url)?;
+        let href = raw
+            .pointer("/_meta/links/next/href")
+            .and_then(Value::as_str)
+            .filter(|h| !h.trim().is_empty())
+            .map(str::to_string);
+        if let Some(href) = href {
+            let next = self.resolve_next(url, &href)?;
+            if self.seen.contains(&next) {
+                return Err(ClientError::BadNextLink {
+                    next: href,
+                    url: redact(url),
+                    message: "it points to a page already fetched in this listing (a cycle of next \
+                              links would loop forever)"
+                        .into(),
+                });
             }
-            let page = Page {
-                data,
-                metadata: None,
-                raw,
-                url: redact(&fetched.url),
-                index: st.index,
-                offset: None,
-                page: None,
-            };
-            st.index += 1;
-            Ok(Some((page, st)))
-        })
-        .boxed()
+            if !data.is_empty() {
+                self.next = Some(next);
+            }
+        }
+        let page = Page { data, metadata: None, raw, url: redact(url), index: self.index, offset: None, page: None };
+        self.index = self.index.saturating_add(1);
+        Ok(page)
     }
 
     fn resolve_next(&self, current: &Url, href: &str) -> Result<Url, ClientError> {
-        let base = &self.inner.base;
+        let base = &self.base;
         let next = base.join(href.trim()).map_err(|e| ClientError::BadNextLink {
             next: href.to_string(),
             url: redact(current),
@@ -252,7 +245,7 @@ impl PersonioClient {
             return Err(ClientError::ForeignNextLink {
                 next: redact(&next),
                 url: redact(current),
-                base: self.inner.config.base_url.clone(),
+                base: self.base_text.clone(),
             });
         }
         if &next == current {
@@ -263,6 +256,66 @@ impl PersonioClient {
             });
         }
         Ok(next)
+    }
+}
+
+impl PersonioClient {
+    /// Streams the pages of a v1 GET endpoint, exactly as dlt's `get_pages` does (dlt-compat §2.3):
+    /// query = `params` in the given order, then `offset`, then `page` (in every mode, as dlt does). If the mode has a limit and `params` has no `limit` key, `limit`
+    /// is put first (dlt's order). Each page is emitted before the stop test; paging stops when
+    /// `metadata` is missing or lacks `current_page`/`total_pages`, when
+    /// `current_page >= total_pages - 1` (zero-based, sticky once a `current_page == 0` is seen) or
+    /// `>= total_pages` (one-based), or when `data` is empty.
+    /// Every response passes the F8 envelope check; a non-empty page identical to an earlier one is
+    /// [`ClientError::PagingStalled`] (the logic is [`V1Pager`]).
+    pub fn v1_pages(&self, path: &str, params: Vec<(String, String)>, mode: PagingMode) -> PageStream {
+        let mut params = params;
+        let from_params = params
+            .iter()
+            .find(|(k, _)| k == "limit")
+            .and_then(|(_, v)| v.trim().parse::<u32>().ok());
+        let limit = mode.limit().or(from_params);
+        if let (Some(l), false) = (mode.limit(), params.iter().any(|(k, _)| k == "limit")) {
+            params.insert(0, ("limit".to_string(), l.to_string()));
+        }
+        let state = V1State {
+            client: self.clone(),
+            class: classify_v1(path),
+            path: path.to_string(),
+            params,
+            pager: V1Pager::new(mode, limit),
+        };
+        stream::try_unfold(state, |mut st| async move {
+            let Some((offset, page)) = st.pager.next_request() else { return Ok(None) };
+            let mut q = st.params.clone();
+            q.push(("offset".into(), offset.to_string()));
+            q.push(("page".into(), page.to_string()));
+            let url = st.client.build_url(Api::V1, &st.path, &q)?;
+            let fetched = st.client.get(Api::V1, st.class, url).await?;
+            let page = st.pager.on_response(fetched.body, &fetched.url)?;
+            Ok(Some((page, st)))
+        })
+        .boxed()
+    }
+
+    /// Streams the pages of a v2 GET endpoint: the first request is `{base_url}/v2/{path}?{params}`;
+    /// then `_meta.links.next.href` is followed until absent. Relative links resolve against the
+    /// base URL; a link to another scheme/host/port is refused with [`ClientError::ForeignNextLink`],
+    /// a link to a page already fetched (a cycle) with [`ClientError::BadNextLink`].
+    /// A response without `_data` is a [`ClientError::Envelope`]. The logic is [`V2Pager`].
+    pub fn v2_pages(&self, path: &str, params: Vec<(String, String)>) -> PageStream {
+        let first = match self.build_url(Api::V2, path, &params) {
+            Ok(u) => u,
+            Err(e) => return stream::once(async move { Err(e) }).boxed(),
+        };
+        let pager = V2Pager::with_base(self.inner.base.clone(), self.inner.config.base_url.clone(), first);
+        stream::try_unfold((self.clone(), pager), |(client, mut pager)| async move {
+            let Some(url) = pager.next_request() else { return Ok(None) };
+            let fetched = client.get(Api::V2, Class::Other, url).await?;
+            let page = pager.on_response(fetched.body, &fetched.url)?;
+            Ok(Some((page, (client, pager))))
+        })
+        .boxed()
     }
 }
 

@@ -290,3 +290,33 @@ async fn huge_backoff_settings_do_not_panic_when_retrying() {
     assert!(tokio::time::timeout(Duration::from_millis(300), call).await.is_err());
     assert_eq!(fake.requests_to("/v1/company/employees").len(), 1);
 }
+
+#[test]
+fn v1_pager_survives_extreme_metadata_numbers() {
+    let url = url::Url::parse("http://127.0.0.1:1/v1/company/employees?offset=0&page=0").unwrap();
+    for (current, total) in [(json!(0), json!(i64::MIN)), (json!(i64::MIN), json!(i64::MAX)), (json!(-1e300), json!(1e300)), (json!("0"), json!(u64::MAX))] {
+        let mut pager = personio_client::V1Pager::new(PagingMode::RecordOffset { limit: Some(u32::MAX) }, Some(u32::MAX));
+        let mut n = 0;
+        while pager.next_request().is_some() && n < 5 {
+            let body = json!({"success": true, "metadata": {"current_page": current, "total_pages": total}, "data": [{"id": n}]});
+            if pager.on_response(body, &url).is_err() {
+                break;
+            }
+            n += 1;
+        }
+    }
+}
+
+#[test]
+fn v2_pager_is_usable_without_a_server() {
+    let first = url::Url::parse("https://api.personio.de/v2/persons").unwrap();
+    let mut pager = personio_client::V2Pager::new("https://api.personio.de", first).unwrap();
+    let url = pager.next_request().unwrap();
+    let body = json!({"_data": [{"id": "1"}], "_meta": {"links": {"next": {"href": "/v2/persons?cursor=x"}}}});
+    pager.on_response(body, &url).unwrap();
+    let url = pager.next_request().unwrap();
+    assert_eq!(url.as_str(), "https://api.personio.de/v2/persons?cursor=x");
+    let body = json!({"_data": [{"id": "2"}], "_meta": {"links": {"next": {"href": "https://api.personio.de/v2/persons"}}}});
+    assert!(matches!(pager.on_response(body, &url), Err(ClientError::BadNextLink { .. })));
+    assert!(pager.next_request().is_none());
+}
