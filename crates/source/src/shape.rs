@@ -1,9 +1,92 @@
 //! Record shaping: Personio's JSON items → the records dlt's personio source yields
 //! (shared/spec/dlt-compat.md §3). Pure functions, no I/O.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use pipeline_engine::naming::normalize_key;
 use pipeline_engine::typed::{date as date_value, timestamp as ts_value};
 use serde_json::{Map, Value};
+
+/// Suffix of a field renamed because its column was taken (see [`Columns`]).
+pub const RENAMED_SUFFIX: &str = "_attribute";
+/// Prefix of the engine's own columns (`_dlt_id`, `_dlt_load_id`, `_dlt_parent_id`, …).
+const ENGINE_PREFIX: &str = "_dlt_";
+
+/// Entries kept in the per-thread cache of normalized keys before it is cleared (bounds memory when
+/// a server sends a new label with every record).
+const NAMING_CACHE_MAX: usize = 50_000;
+
+thread_local! {
+    /// Normalized keys: the same labels repeat for every record.
+    static NAMING: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+}
+
+/// The column dlt's naming convention gives a record key (`Titel` → `titel`, `_DLT_ID` → `_dlt_id`).
+fn column_of(key: &str) -> String {
+    NAMING.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(c) = cache.get(key) {
+            return c.clone();
+        }
+        if cache.len() >= NAMING_CACHE_MAX {
+            cache.clear();
+        }
+        let column = normalize_key(key, None);
+        cache.insert(key.to_string(), column.clone());
+        column
+    })
+}
+
+/// The columns of one record, as dlt will name them, so that a field from the data (a custom
+/// attribute's label, a report's `attribute_id`, an object key) never replaces the record's key, its
+/// cursor, an engine column (`_dlt_*`) or another field.
+///
+/// Rule (deterministic, in the order fields arrive): a field keeps its name unless its column is
+/// reserved (the key/cursor of the resource), starts with `_dlt_`, or is already used in this record;
+/// then it is renamed to `<column>_attribute` (leading `_` dropped, so never `_dlt_*`), or
+/// `<column>_attribute_2`, `_3`, … if that is taken too. Nothing is dropped or overwritten.
+struct Columns {
+    reserved: &'static [&'static str],
+    used: HashSet<String>,
+}
+
+impl Columns {
+    fn new(reserved: &'static [&'static str]) -> Self {
+        Self { reserved, used: HashSet::new() }
+    }
+
+    /// Marks a trusted field's column (a Personio `universal_id`, a key the shaping sets) as used.
+    fn claim(&mut self, key: &str) {
+        self.used.insert(column_of(key));
+    }
+
+    fn free(&self, column: &str) -> bool {
+        !column.starts_with(ENGINE_PREFIX) && !self.reserved.contains(&column) && !self.used.contains(column)
+    }
+
+    /// The key under which an untrusted field named `key` goes in the record.
+    fn place(&mut self, key: &str) -> String {
+        let column = column_of(key);
+        if self.free(&column) {
+            self.used.insert(column);
+            return key.to_string();
+        }
+        let stem = column.trim_start_matches('_');
+        let stem = if stem.is_empty() { "field" } else { stem };
+        let mut n = 1u32;
+        loop {
+            let candidate = if n == 1 { format!("{stem}{RENAMED_SUFFIX}") } else { format!("{stem}{RENAMED_SUFFIX}_{n}") };
+            let renamed = column_of(&candidate);
+            if self.free(&renamed) {
+                self.used.insert(renamed.clone());
+                return renamed;
+            }
+            n = n.saturating_add(1);
+        }
+    }
+}
 
 /// Errors while shaping a record.
 #[derive(Debug, thiserror::Error)]
@@ -63,29 +146,54 @@ fn require_ts(resource: &'static str, obj: &mut Map<String, Value>, field: &str)
     }
 }
 
+/// Columns of `employees` a custom attribute may never take: the primary key and the cursor.
+const EMPLOYEE_RESERVED: &[&str] = &["id", "last_modified_at"];
+
 /// employees (§3.1): walk `attributes` in order; name = `universal_id` if non-empty, else the label with
-/// spaces → `_`, lower-cased; `date` values converted to UTC timestamps; later duplicates overwrite.
+/// spaces → `_`, lower-cased; `date` values converted to UTC timestamps.
+///
+/// Personio's own attributes (`universal_id`) keep their names, and a later duplicate overwrites as in
+/// dlt. A custom attribute (named from its label) whose column would be `id`, `last_modified_at`, a
+/// `_dlt_*` column, a `universal_id` column or an earlier attribute's column is renamed instead
+/// (`<column>_attribute`, then `_2`, …; see [`Columns`]); so is a `universal_id` naming a `_dlt_*` column.
 pub fn employee(item: &Value) -> Value {
     let mut out = Map::new();
-    if let Some(attrs) = item.get("attributes").and_then(Value::as_object) {
-        for attr in attrs.values() {
-            let name = match attr.get("universal_id").and_then(Value::as_str) {
-                Some(u) if !u.is_empty() => u.to_string(),
-                _ => attr.get("label").and_then(Value::as_str).unwrap_or_default().replace(' ', "_").to_lowercase(),
-            };
-            let value = attr.get("value").cloned().unwrap_or(Value::Null);
-            let is_date = attr.get("type").and_then(Value::as_str) == Some("date");
-            let truthy = !matches!(&value, Value::Null | Value::Bool(false)) && value.as_str() != Some("");
-            let value = if is_date && truthy { to_utc_ts(&value) } else { value };
-            out.insert(name, value);
+    let Some(attrs) = item.get("attributes").and_then(Value::as_object) else { return Value::Object(out) };
+    let universal = |attr: &Value| attr.get("universal_id").and_then(Value::as_str).filter(|u| !u.is_empty()).map(str::to_string);
+    let mut columns = Columns::new(EMPLOYEE_RESERVED);
+    for u in attrs.values().filter_map(universal) {
+        if !column_of(&u).starts_with(ENGINE_PREFIX) {
+            columns.claim(&u);
         }
+    }
+    for attr in attrs.values() {
+        let name = match universal(attr) {
+            Some(u) if !column_of(&u).starts_with(ENGINE_PREFIX) => u,
+            Some(u) => columns.place(&u),
+            None => columns.place(&attr.get("label").and_then(Value::as_str).unwrap_or_default().replace(' ', "_").to_lowercase()),
+        };
+        let value = attr.get("value").cloned().unwrap_or(Value::Null);
+        let is_date = attr.get("type").and_then(Value::as_str) == Some("date");
+        let truthy = !matches!(&value, Value::Null | Value::Bool(false)) && value.as_str() != Some("");
+        let value = if is_date && truthy { to_utc_ts(&value) } else { value };
+        out.insert(name, value);
     }
     Value::Object(out)
 }
 
-/// `item.attributes` as is (absence_types, custom_reports_list).
+/// `map` with every key placed by `columns` (see [`Columns`]); order kept.
+fn guarded(map: &Map<String, Value>, columns: &mut Columns) -> Map<String, Value> {
+    map.iter().map(|(k, v)| (columns.place(k), v.clone())).collect()
+}
+
+/// `item.attributes` as is (absence_types, custom_reports_list), except that a key naming a `_dlt_*`
+/// column, or the column of an earlier key, is renamed (see [`Columns`]).
 pub fn attributes(item: &Value) -> Value {
-    item.get("attributes").cloned().unwrap_or_else(|| Value::Object(Map::new()))
+    match item.get("attributes") {
+        Some(Value::Object(m)) => Value::Object(guarded(m, &mut Columns::new(&[]))),
+        Some(other) => other.clone(),
+        None => Value::Object(Map::new()),
+    }
 }
 
 /// absences: `item.attributes` with `created_at`/`updated_at` as UTC timestamps (required).
@@ -96,14 +204,17 @@ pub fn absence(item: &Value) -> Result<Value, ShapeError> {
     Ok(Value::Object(obj))
 }
 
-/// `{id: item.id} ∪ item.attributes`, the outer id winning (F6).
+/// `{id: item.id} ∪ item.attributes`, the outer id winning (F6); another attribute whose column would
+/// be `id` or `_dlt_*` is renamed (see [`Columns`]).
 pub fn id_and_attributes(item: &Value) -> Map<String, Value> {
     let mut obj = Map::new();
     obj.insert("id".into(), item.get("id").cloned().unwrap_or(Value::Null));
+    let mut columns = Columns::new(&[]);
+    columns.claim("id");
     if let Some(attrs) = item.get("attributes").and_then(Value::as_object) {
         for (k, v) in attrs {
             if k != "id" {
-                obj.insert(k.clone(), v.clone());
+                obj.insert(columns.place(k), v.clone());
             }
         }
     }
@@ -137,18 +248,23 @@ pub fn document_category(item: &Value) -> Value {
 pub fn balance(employee_id: &Value, row: &Value) -> Value {
     let mut obj = Map::new();
     obj.insert("employee_id".into(), employee_id.clone());
+    let mut columns = Columns::new(&[]);
+    columns.claim("employee_id");
     if let Some(m) = row.as_object() {
         for (k, v) in m {
             if k != "employee_id" {
-                obj.insert(k.clone(), v.clone());
+                obj.insert(columns.place(k), v.clone());
             }
         }
     }
     Value::Object(obj)
 }
 
-/// custom_reports (§3.2 with fix F4): one record per report item.
+/// custom_reports (§3.2 with fix F4): one record per report item. An `attribute_id` whose column would
+/// be `report_id`, `item_id`, `historical_attributes`, `_dlt_*` or an earlier attribute's is renamed
+/// (see [`Columns`]).
 pub fn report_item(report_id: &Value, item: &Value) -> Value {
+    let mut columns = Columns::new(&["report_id", "item_id", "historical_attributes"]);
     let mut out = Map::new();
     out.insert("report_id".into(), report_id.clone());
     let item_id = item.get("employee_id").cloned().or_else(|| {
@@ -171,7 +287,7 @@ pub fn report_item(report_id: &Value, item: &Value) -> Value {
                     Value::Object(rest)
                 }
             };
-            out.insert(name.to_string(), value);
+            out.insert(columns.place(name), value);
         }
     }
     if let Some(hist) = item.get("historical_attributes") {
@@ -182,7 +298,7 @@ pub fn report_item(report_id: &Value, item: &Value) -> Value {
 
 /// v2 objects: passed through; `created_at`/`updated_at` (plain or `{date_time}`) become UTC timestamps.
 pub fn v2(item: &Value) -> Value {
-    let mut obj = item.as_object().cloned().unwrap_or_default();
+    let mut obj = item.as_object().map(|m| guarded(m, &mut Columns::new(&[]))).unwrap_or_default();
     obj.remove("_meta");
     for field in ["created_at", "updated_at"] {
         let inner = obj.get(field).and_then(|v| v.get("date_time").or(Some(v))).and_then(Value::as_str).and_then(parse_utc);
@@ -216,6 +332,110 @@ mod tests {
         assert_eq!(e["iban"], "DE98");
         assert_eq!(e["empty_date"], "");
         assert!(e.get("type").is_none());
+    }
+
+    /// Issue 9, defect 9: hostile labels never replace the key, the cursor or a `_dlt_*` column, and
+    /// every attribute lands in its own valid column.
+    #[test]
+    fn hostile_labels_never_replace_engine_columns() {
+        use pipeline_engine::naming::normalize_key;
+        let long = "L".repeat(300);
+        let labels: Vec<&str> = vec![
+            "ID", "Last Modified At", "last-modified_at", "_dlt_id", "_DLT_LOAD_ID", " _dlt_parent_id", "_dlt_root_id",
+            "'; DROP TABLE employees; --", "\"quoted\" name", "it's", &long, "", "", "Titel", "titel", "ID Attribute",
+            "id_attribute", "1. Hilfe", "a__b", "_dlt_", "*",
+        ];
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("id".into(), json!({"label": "ID", "value": 1, "type": "integer", "universal_id": "id"}));
+        for (i, label) in labels.iter().enumerate() {
+            attrs.insert(format!("dynamic_{i}"), json!({"label": label, "value": format!("v{i}"), "type": "standard", "universal_id": null}));
+        }
+        attrs.insert("last_modified_at".into(), json!({"label": "Last modified", "value": "2024-01-02T03:04:05+00:00", "type": "date", "universal_id": "last_modified_at"}));
+        attrs.insert("evil".into(), json!({"label": "x", "value": "u", "type": "standard", "universal_id": "_dlt_id"}));
+        let e = employee(&json!({"type": "Employee", "attributes": attrs}));
+        let out = e.as_object().unwrap();
+        assert_eq!(out["id"], 1);
+        assert_eq!(out["last_modified_at"], json!("\u{F027}2024-01-02T03:04:05+00:00"));
+        // Nothing lost: one column per attribute, all distinct once normalized, none a `_dlt_*` column.
+        assert_eq!(out.len(), labels.len() + 3, "{out:#?}");
+        let columns: std::collections::HashSet<String> = out.keys().map(|k| normalize_key(k, None)).collect();
+        assert_eq!(columns.len(), out.len(), "{columns:?}");
+        for c in &columns {
+            assert!(!c.starts_with("_dlt_"), "{c}");
+            assert!(c.chars().all(|ch| ch == '_' || ch.is_ascii_lowercase() || ch.is_ascii_digit()), "{c}");
+        }
+        // Every value is still there, under a deterministic name.
+        for i in 0..labels.len() {
+            assert!(out.values().any(|v| v == &json!(format!("v{i}"))), "v{i} lost");
+        }
+        assert_eq!(out["id_attribute"], "v0");
+        assert_eq!(out["last_modified_at_attribute"], "v1");
+        assert_eq!(out["last_modified_at_attribute_2"], "v2");
+        assert_eq!(out["dlt_id_attribute"], "v3");
+        assert_eq!(out["titel"], "v13");
+        assert_eq!(out["titel_attribute"], "v14");
+        assert_eq!(out["dlt_id_attribute_2"], "u");
+        // The same input gives the same names.
+        assert_eq!(employee(&json!({"type": "Employee", "attributes": attrs})), e);
+    }
+
+    /// The shaped record through the engine's normalizer: the key, the cursor and the engine's row id
+    /// come from Personio and the engine, not from a label.
+    #[test]
+    fn hostile_labels_through_the_normalizer() {
+        use pipeline_engine::normalize::{NormalizeConfig, Normalizer, RootHints};
+        use pipeline_engine::schema::{Schema, WriteDisposition};
+        let item = json!({"type": "Employee", "attributes": {
+            "id": {"label": "ID", "value": 7, "type": "integer", "universal_id": "id"},
+            "d1": {"label": "_dlt_id", "value": "same-for-everyone", "type": "standard", "universal_id": null},
+            "d2": {"label": "ID", "value": 99, "type": "integer", "universal_id": null},
+            "d3": {"label": "Last Modified At", "value": "1999-01-01", "type": "date", "universal_id": null},
+            "d4": {"label": "_dlt_load_id", "value": "forged", "type": "standard", "universal_id": null},
+            "last_modified_at": {"label": "Last modified", "value": "2024-01-02T03:04:05+00:00", "type": "date", "universal_id": "last_modified_at"}
+        }});
+        let mut schema = Schema::new("personio");
+        let hints = RootHints { resource: "employees".into(), table: "employees".into(), primary_key: vec!["id".into()], disposition: WriteDisposition::Merge };
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        n.push(&mut schema, &hints, employee(&item), "load-1").unwrap();
+        n.push(&mut schema, &hints, employee(&item), "load-1").unwrap();
+        let batches = n.finish(&schema).unwrap();
+        let (_, batch) = batches.iter().find(|(t, _)| t == "employees").unwrap();
+        // The Debug form of a column lists its values, one per line (no arrow import needed here).
+        let values = |col: &str| -> Vec<String> {
+            let a = batch.column_by_name(col).unwrap_or_else(|| panic!("no column {col}"));
+            let text = format!("{a:?}");
+            text.lines().filter(|l| l.starts_with("  ")).map(|l| l.trim().trim_end_matches(',').trim_matches('"').to_string()).collect()
+        };
+        assert_eq!(values("id"), ["7", "7"]);
+        assert!(values("last_modified_at")[0].starts_with("2024-01-02"), "{:?}", values("last_modified_at"));
+        assert_eq!(values("_dlt_load_id"), ["load-1", "load-1"]);
+        let ids = values("_dlt_id");
+        assert!(!ids.iter().any(|i| i == "same-for-everyone"), "{ids:?}");
+        assert_ne!(ids[0], ids[1], "two rows share a _dlt_id");
+        assert_eq!(values("dlt_id_attribute"), ["same-for-everyone", "same-for-everyone"]);
+        assert_eq!(values("id_attribute"), ["99", "99"]);
+        assert_eq!(values("dlt_load_id_attribute"), ["forged", "forged"]);
+        assert!(values("last_modified_at_attribute")[0].starts_with("1999-01-01"));
+    }
+
+    #[test]
+    fn reserved_keys_of_other_resources_are_renamed_not_replaced() {
+        let r = report_item(&json!("rep"), &json!({"employee_id": 3, "attributes": [
+            {"attribute_id": "report_id", "data_type": "TEXT", "value": "forged"},
+            {"attribute_id": "item_id", "data_type": "TEXT", "value": "forged2"},
+            {"attribute_id": "_dlt_id", "data_type": "TEXT", "value": "x"},
+            {"attribute_id": "first_name", "data_type": "TEXT", "value": "A"}
+        ]}));
+        assert_eq!((r["report_id"].clone(), r["item_id"].clone()), (json!("rep"), json!(3)));
+        assert_eq!((r["report_id_attribute"].clone(), r["item_id_attribute"].clone()), (json!("forged"), json!("forged2")));
+        assert_eq!(r["dlt_id_attribute"], "x");
+        assert_eq!(r["first_name"], "A");
+        let a = document_category(&json!({"id": 1, "attributes": {"id": 2, "ID": 3, "_dlt_id": "x", "name": "n"}}));
+        assert_eq!(a, json!({"id": 1, "id_attribute": 3, "dlt_id_attribute": "x", "name": "n"}));
+        let b = balance(&json!(5), &json!({"employee_id": 9, "Employee ID": 8, "id": 1}));
+        assert_eq!(b, json!({"employee_id": 5, "employee_id_attribute": 8, "id": 1}));
+        let v = v2(&json!({"id": "p1", "_dlt_load_id": "x", "_meta": {}}));
+        assert_eq!(v, json!({"id": "p1", "dlt_load_id_attribute": "x"}));
     }
 
     #[test]
