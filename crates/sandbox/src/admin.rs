@@ -11,9 +11,9 @@ use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::FaultConfig;
-use crate::server::{json_response, St};
-use crate::state::{SandboxHandle, Shared};
+use crate::config::{FaultConfig, ALL_SCOPES};
+use crate::http::json_response;
+use crate::state::{SandboxHandle, Shared, St};
 use crate::time::{berlin_date, fmt_v1};
 
 pub(crate) fn router() -> Router<Arc<Shared>> {
@@ -63,15 +63,6 @@ fn body<T: for<'de> Deserialize<'de> + Default>(b: &axum::body::Bytes) -> Result
         return Ok(T::default());
     }
     serde_json::from_slice(b).map_err(|e| bad(&format!("invalid JSON body: {e}")))
-}
-
-macro_rules! try_r {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
 }
 
 async fn clock(State(sh): St) -> Response {
@@ -230,6 +221,8 @@ struct Opts {
     v1_retired: Option<bool>,
     reject_query_auth: Option<bool>,
     rate_limits: Option<bool>,
+    scopes: Option<Vec<String>>,
+    persons_without_attributes: Option<bool>,
 }
 
 async fn options(State(sh): St, b: axum::body::Bytes) -> Response {
@@ -243,6 +236,15 @@ async fn options(State(sh): St, b: axum::body::Bytes) -> Response {
     }
     if let Some(v) = o.rate_limits {
         hd.set_rate_limits(v);
+    }
+    if let Some(v) = o.scopes {
+        if let Some(unknown) = v.iter().find(|s| !ALL_SCOPES.contains(&s.as_str())) {
+            return bad(&format!("unknown scope {unknown:?}"));
+        }
+        hd.set_scopes(v);
+    }
+    if let Some(v) = o.persons_without_attributes {
+        hd.set_persons_without_attributes(v);
     }
     ok(serde_json::to_value(sh.options()).unwrap_or(Value::Null))
 }

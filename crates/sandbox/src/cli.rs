@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use crate::config::{FaultConfig, FaultKind, Preset, SandboxConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
+use crate::config::{FaultConfig, FaultKind, Preset, SandboxConfig, ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use crate::{Sandbox, SandboxError};
 
 /// Flags of `personio-pipeline sandbox`.
@@ -59,6 +59,13 @@ pub struct SandboxArgs {
     /// Delay of the `slow` fault in milliseconds.
     #[arg(long, default_value_t = 1500)]
     pub fault_slow_ms: u64,
+    /// Scopes of the credential (repeatable or space/comma separated; default: all). A data endpoint
+    /// outside them answers 403, e.g. `--scope personio:persons:read`.
+    #[arg(long = "scope", value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// The credential has no whitelisted attributes: v2 persons are only `{id, employments, _meta}`.
+    #[arg(long)]
+    pub persons_without_attributes: bool,
 }
 
 fn parse_fault_at(s: &str) -> Result<(u64, FaultKind), String> {
@@ -97,6 +104,12 @@ impl SandboxArgs {
                 slow_ms: Some(self.fault_slow_ms),
                 insert_count: None,
             },
+            scopes: if self.scopes.is_empty() {
+                None
+            } else {
+                Some(self.scopes.iter().flat_map(|s| s.split_whitespace()).map(String::from).collect())
+            },
+            persons_without_attributes: self.persons_without_attributes,
             ..Default::default()
         }
     }
@@ -105,6 +118,9 @@ impl SandboxArgs {
 /// Starts the sandbox, prints its base URL and demo credentials, and serves until Ctrl-C.
 pub async fn run_cli(args: SandboxArgs) -> Result<(), SandboxError> {
     let config = args.config();
+    if let Some(unknown) = config.scopes.iter().flatten().find(|s| !ALL_SCOPES.contains(&s.as_str())) {
+        return Err(SandboxError::Config(format!("unknown scope {unknown:?}; known scopes: {}", ALL_SCOPES.join(", "))));
+    }
     let addr = format!("{}:{}", args.host, args.port);
     let running = Sandbox::start(config.clone(), &addr).await?;
     let base = running.base_url();

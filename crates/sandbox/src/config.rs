@@ -7,6 +7,20 @@ pub const DEFAULT_CLIENT_ID: &str = "papi-sandbox-client";
 /// Default demo client secret.
 pub const DEFAULT_CLIENT_SECRET: &str = "papi-sandbox-secret";
 
+/// Every scope a sandbox credential can hold (the default credential holds all of them).
+///
+/// `personio:persons:read` and `personio:absences:read` are named by Personio's v2 specs; the others
+/// follow the same pattern (UNVERIFIED, see docs/sandbox.md).
+pub const ALL_SCOPES: &[&str] = &[
+    "personio:persons:read",
+    "personio:employments:read",
+    "personio:absences:read",
+    "personio:attendances:read",
+    "personio:projects:read",
+    "personio:document_categories:read",
+    "personio:reports:read",
+];
+
 /// Company size presets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -112,6 +126,10 @@ pub struct SandboxConfig {
     pub faults: FaultConfig,
     /// Fake clock start, RFC 3339 (default 2026-11-23T08:00:00Z).
     pub now: Option<String>,
+    /// Scopes of the credential (`None`: all of [`ALL_SCOPES`]). A data endpoint outside them answers 403.
+    pub scopes: Option<Vec<String>>,
+    /// The credential has no whitelisted attributes: v2 persons are only `{id, employments, _meta}`.
+    pub persons_without_attributes: bool,
 }
 
 impl Default for SandboxConfig {
@@ -127,6 +145,8 @@ impl Default for SandboxConfig {
             invalid_token_401: false,
             faults: FaultConfig::default(),
             now: None,
+            scopes: None,
+            persons_without_attributes: false,
         }
     }
 }
@@ -135,5 +155,13 @@ impl SandboxConfig {
     /// A default configuration with this preset and seed.
     pub fn preset(preset: Preset, seed: u64) -> Self {
         SandboxConfig { seed, sizes: preset.sizes(), ..Default::default() }
+    }
+
+    /// The credential's scopes (all when not configured).
+    pub fn effective_scopes(&self) -> Vec<String> {
+        match &self.scopes {
+            Some(s) => s.clone(),
+            None => ALL_SCOPES.iter().map(|s| s.to_string()).collect(),
+        }
     }
 }

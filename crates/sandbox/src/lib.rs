@@ -28,10 +28,13 @@ mod admin;
 mod cli;
 pub mod company;
 mod config;
+mod http;
+mod limits;
 mod net;
-mod server;
+mod router;
 mod state;
 pub mod time;
+mod v1;
 mod v2;
 
 use std::net::SocketAddr;
@@ -42,9 +45,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use cli::{run_cli, SandboxArgs};
-pub use company::Company;
-pub use config::{FaultConfig, FaultKind, Preset, SandboxConfig, Sizes, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
-pub use state::{Limited, Options, RequestRecord, SandboxHandle, Truth, TOKEN_TTL};
+pub use company::{Company, Truth};
+pub use config::{FaultConfig, FaultKind, Preset, SandboxConfig, Sizes, ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
+pub use limits::Limited;
+pub use state::{Options, RequestRecord, SandboxHandle, TOKEN_TTL};
 
 /// Errors of starting or running the sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +86,7 @@ impl Sandbox {
         if let Ok(mut b) = shared.base_url.write() {
             *b = base_url.clone();
         }
-        let app = server::router(shared.clone());
+        let app = router::router(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let listener = net::KillableListener(listener);
         let task = tokio::spawn(async move {

@@ -3,17 +3,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use uuid::Uuid;
 
-use crate::company::Company;
+use axum::extract::State;
+
+use crate::company::{Company, Truth};
 use crate::config::{FaultConfig, FaultKind, SandboxConfig};
+use crate::limits::Limiter;
 
 /// Token lifetime in seconds.
 pub const TOKEN_TTL: i64 = 86_400;
@@ -51,11 +52,16 @@ pub struct Options {
     pub reject_query_auth: bool,
     /// 401 instead of 403 for bad tokens.
     pub invalid_token_401: bool,
+    /// Scopes of the credential.
+    pub scopes: Vec<String>,
+    /// v2 persons without whitelisted attributes (`{id, employments, _meta}` only).
+    pub persons_without_attributes: bool,
 }
 
 #[derive(Debug)]
 struct TokenInfo {
     issued_at: DateTime<Utc>,
+    scopes: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -65,152 +71,8 @@ pub(crate) struct Tokens {
     epoch: u64,
 }
 
-#[derive(Debug)]
-struct Bucket {
-    cap: f64,
-    per_sec: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(cap: f64, per_sec: f64) -> Self {
-        Bucket { cap, per_sec, tokens: cap, last: Instant::now() }
-    }
-    fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + dt * self.per_sec).min(self.cap);
-        self.last = now;
-    }
-    fn wait(&self) -> f64 {
-        if self.tokens >= 1.0 { 0.0 } else { (1.0 - self.tokens) / self.per_sec }
-    }
-}
-
-/// A rate-limit rejection.
-#[derive(Debug, Clone, Copy)]
-pub struct Limited {
-    /// Seconds to wait (`Retry-After`).
-    pub retry_after: u64,
-    /// Replenish rate per second of the bucket that refused.
-    pub replenish: f64,
-    /// Capacity of that bucket.
-    pub burst: f64,
-    /// Tokens left.
-    pub remaining: u64,
-}
-
-#[derive(Debug)]
-pub(crate) struct Limiter {
-    global: Bucket,
-    employees_min: Bucket,
-    employees_sec: Bucket,
-    auth: Bucket,
-    auth_locked_until: Option<Instant>,
-}
-
-impl Limiter {
-    fn new() -> Self {
-        Limiter {
-            global: Bucket::new(2000.0, 2000.0 / 60.0),
-            employees_min: Bucket::new(300.0, 5.0),
-            employees_sec: Bucket::new(15.0, 15.0),
-            auth: Bucket::new(60.0, 1.0),
-            auth_locked_until: None,
-        }
-    }
-
-    /// Takes a token for a v1 path or reports how long to wait.
-    pub(crate) fn check(&mut self, path: &str) -> Result<u64, Limited> {
-        let now = Instant::now();
-        if path == "/v1/auth" {
-            if let Some(until) = self.auth_locked_until {
-                if now < until {
-                    let s = until.duration_since(now).as_secs_f64().ceil() as u64;
-                    return Err(Limited { retry_after: s.max(1), replenish: 1.0, burst: 60.0, remaining: 0 });
-                }
-                self.auth_locked_until = None;
-                self.auth = Bucket::new(60.0, 1.0);
-            }
-            self.auth.refill(now);
-            if self.auth.tokens < 1.0 {
-                self.auth_locked_until = Some(now + std::time::Duration::from_secs(60));
-                return Err(Limited { retry_after: 60, replenish: 1.0, burst: 60.0, remaining: 0 });
-            }
-            self.auth.tokens -= 1.0;
-            return Ok(self.auth.tokens as u64);
-        }
-        if !path.starts_with("/v1/") {
-            return Ok(u64::MAX);
-        }
-        self.global.refill(now);
-        let emp = path.starts_with("/v1/company/employees");
-        if emp {
-            self.employees_min.refill(now);
-            self.employees_sec.refill(now);
-        }
-        let mut worst: Option<(f64, f64, f64)> = None;
-        let mut buckets: Vec<&Bucket> = vec![&self.global];
-        if emp {
-            buckets.push(&self.employees_min);
-            buckets.push(&self.employees_sec);
-        }
-        for bucket in buckets {
-            let w = bucket.wait();
-            if w > 0.0 && worst.is_none_or(|(x, _, _)| w > x) {
-                worst = Some((w, bucket.per_sec, bucket.cap));
-            }
-        }
-        if let Some((w, per_sec, cap)) = worst {
-            return Err(Limited { retry_after: (w.ceil() as u64).max(1), replenish: per_sec, burst: cap, remaining: 0 });
-        }
-        self.global.tokens -= 1.0;
-        let mut remaining = self.global.tokens;
-        if emp {
-            self.employees_min.tokens -= 1.0;
-            self.employees_sec.tokens -= 1.0;
-            remaining = remaining.min(self.employees_min.tokens).min(self.employees_sec.tokens);
-        }
-        Ok(remaining.max(0.0) as u64)
-    }
-}
-
-/// Ground truth: every entity as the API serves it, without paging.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Truth {
-    /// v1 employee records (`{"type":"Employee","attributes":{…}}`), by id.
-    pub employees: Vec<Value>,
-    /// v1 `company/employees/attributes` entries.
-    pub employee_attributes: Vec<Value>,
-    /// v1 time-off records (`/company/time-offs`), by id.
-    pub absences: Vec<Value>,
-    /// v1 attendance records of every status (as with `includePending=true`), by id.
-    pub attendances: Vec<Value>,
-    /// v1 time-off types.
-    pub time_off_types: Vec<Value>,
-    /// v1 projects.
-    pub projects: Vec<Value>,
-    /// v1 document categories.
-    pub document_categories: Vec<Value>,
-    /// v1 balance rows per employee id.
-    pub balances: BTreeMap<i64, Vec<Value>>,
-    /// v1 custom report list records.
-    pub custom_reports: Vec<Value>,
-    /// v1 custom report items per report id.
-    pub custom_report_items: BTreeMap<String, Vec<Value>>,
-    /// v2 persons.
-    pub persons: Vec<Value>,
-    /// v2 employments per person id.
-    pub employments: BTreeMap<String, Vec<Value>>,
-    /// v2 absence periods.
-    pub absence_periods: Vec<Value>,
-    /// v2 absence types.
-    pub absence_types: Vec<Value>,
-    /// v2 attendance periods.
-    pub attendance_periods: Vec<Value>,
-    /// v2 projects.
-    pub projects_v2: Vec<Value>,
-}
+/// The axum state extractor of every handler.
+pub(crate) type St = State<Arc<Shared>>;
 
 /// State shared by the server and the handle.
 #[derive(Debug)]
@@ -243,6 +105,8 @@ impl Shared {
                 v1_retired: config.v1_retired,
                 reject_query_auth: config.reject_query_auth,
                 invalid_token_401: config.invalid_token_401,
+                scopes: config.effective_scopes(),
+                persons_without_attributes: config.persons_without_attributes,
             }),
             faults: Mutex::new((config.faults.clone(), ChaCha8Rng::seed_from_u64(config.faults.seed))),
             tokens: Mutex::new(Tokens::default()),
@@ -322,11 +186,15 @@ impl Shared {
         (g.0.slow_ms.unwrap_or(1500), g.0.insert_count.unwrap_or(3))
     }
 
-    /// Issues (or re-issues) the stable token of a credential; returns it and its remaining lifetime.
-    pub(crate) fn issue_token(&self, client_id: &str) -> (String, i64) {
+    /// Issues (or re-issues) the stable token of a credential for a set of scopes; returns it and its remaining lifetime.
+    pub(crate) fn issue_token(&self, client_id: &str, scopes: &[String]) -> (String, i64) {
         let now = self.read().now;
+        let mut sorted: Vec<String> = scopes.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        let key = format!("{client_id} {}", sorted.join(" "));
         let mut t = lock(&self.tokens);
-        if let Some(tok) = t.by_client.get(client_id).cloned() {
+        if let Some(tok) = t.by_client.get(&key).cloned() {
             if let Some(info) = t.valid.get(&tok) {
                 let left = TOKEN_TTL - (now - info.issued_at).num_seconds();
                 if left > 0 {
@@ -336,19 +204,27 @@ impl Shared {
         }
         t.epoch += 1;
         let ns = Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("personio-sandbox:{}", self.seed).as_bytes());
-        let a = Uuid::new_v5(&ns, format!("{client_id}:{}", t.epoch).as_bytes());
+        let a = Uuid::new_v5(&ns, format!("{key}:{}", t.epoch).as_bytes());
         let b = Uuid::new_v5(&a, b"token");
         let tok = format!("papi-{}{}", a.simple(), b.simple());
-        t.valid.insert(tok.clone(), TokenInfo { issued_at: now });
-        t.by_client.insert(client_id.to_string(), tok.clone());
+        t.valid.insert(tok.clone(), TokenInfo { issued_at: now, scopes: sorted });
+        t.by_client.insert(key, tok.clone());
         (tok, TOKEN_TTL)
     }
 
-    /// Is this token valid at the fake clock?
-    pub(crate) fn token_valid(&self, tok: &str) -> bool {
+    /// The scopes of a token valid at the fake clock (`None`: unknown, revoked or expired).
+    pub(crate) fn token_scopes(&self, tok: &str) -> Option<Vec<String>> {
         let now = self.read().now;
         let t = lock(&self.tokens);
-        t.valid.get(tok).is_some_and(|i| (now - i.issued_at).num_seconds() < TOKEN_TTL)
+        t.valid.get(tok).filter(|i| (now - i.issued_at).num_seconds() < TOKEN_TTL).map(|i| i.scopes.clone())
+    }
+
+    /// Revokes one token; false if it was not known.
+    pub(crate) fn revoke_token(&self, tok: &str) -> bool {
+        let mut t = lock(&self.tokens);
+        let known = t.valid.remove(tok).is_some();
+        t.by_client.retain(|_, v| v != tok);
+        known
     }
 
     pub(crate) fn revoke_tokens(&self) {
@@ -434,7 +310,9 @@ impl SandboxHandle {
 
     /// Every entity as the API would serve it.
     pub fn truth(&self) -> Truth {
-        crate::server::truth(&self.shared.read())
+        let base = self.shared.base_url();
+        let bare = self.shared.options().persons_without_attributes;
+        self.shared.read().truth(&base, bare)
     }
 
     /// The request log, in request order.
@@ -484,6 +362,17 @@ impl SandboxHandle {
     /// Turns rejection of query-string credentials on or off.
     pub fn set_reject_query_auth(&self, on: bool) {
         lock(&self.shared.options).reject_query_auth = on;
+    }
+
+    /// Replaces the credential's scopes and revokes every token (the next token carries the new scopes).
+    pub fn set_scopes(&self, scopes: Vec<String>) {
+        lock(&self.shared.options).scopes = scopes;
+        self.shared.revoke_tokens();
+    }
+
+    /// Turns the persons-without-whitelisted-attributes mode on or off.
+    pub fn set_persons_without_attributes(&self, on: bool) {
+        lock(&self.shared.options).persons_without_attributes = on;
     }
 
     /// Revokes every token.

@@ -98,8 +98,8 @@ async fn v2_oauth_errors() {
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
     let r = post(vec![("grant_type", "client_credentials"), ("client_id", DEFAULT_CLIENT_ID), ("client_secret", "x")]).await.unwrap();
-    assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized_client");
     let t = env.v2_token().await;
     assert_eq!(t, env.token, "v1 and v2 share the stable credential token");
     let r = env.http.get(env.url("/v2/persons")).send().await.unwrap();

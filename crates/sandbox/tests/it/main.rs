@@ -6,5 +6,7 @@ mod common;
 mod determinism;
 mod faults;
 mod rate_limits;
+mod records;
+mod strict;
 mod v1;
 mod v2;

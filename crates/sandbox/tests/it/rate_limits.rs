@@ -18,7 +18,9 @@ async fn employees_burst_limit_answers_429() {
             limited = Some(r.json::<Value>().await.unwrap());
         }
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 15, "{statuses:?}");
+    // 15 per second: a slow machine may refill one or two tokens during the 20 requests.
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!((15..=17).contains(&ok), "{statuses:?}");
     assert_eq!(limited.unwrap(), json!({"success": false, "error": {"code": 429, "message": "Too Many Requests"}}));
     // Other endpoints are only under the global limit.
     let (s, _) = env.get("/v1/company/document-categories").await;
