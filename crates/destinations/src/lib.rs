@@ -7,4 +7,5 @@
 
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
+pub mod read;
 pub mod sql;
