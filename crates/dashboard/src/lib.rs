@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -83,6 +83,8 @@ pub enum DashboardError {
 pub(crate) struct App {
     pub config: DashboardConfig,
     pub reader: ReaderFactory,
+    /// `127.0.0.1:<port>` and `localhost:<port>`: the only Host headers served (no DNS rebinding).
+    pub hosts: [String; 2],
 }
 
 /// A dashboard serving on loopback.
@@ -127,16 +129,17 @@ pub async fn start(config: DashboardConfig, reader: ReaderFactory, port: Option<
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port.unwrap_or(0)));
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| DashboardError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| DashboardError::Bind { addr, source })?;
-    let app = Arc::new(App { config, reader });
+    let hosts = [format!("127.0.0.1:{}", addr.port()), format!("localhost:{}", addr.port())];
+    let app = Arc::new(App { config, reader, hosts });
     let router = Router::new()
-        .route("/", get(|s: State<Arc<App>>, q: Query<Params>| page(s, q, pages::overview)))
-        .route("/tables", get(|s: State<Arc<App>>, q: Query<Params>| page(s, q, pages::tables)))
-        .route("/schema", get(|s: State<Arc<App>>, q: Query<Params>| page(s, q, pages::schema)))
-        .route("/state", get(|s: State<Arc<App>>, q: Query<Params>| page(s, q, pages::state)))
-        .route("/loads", get(|s: State<Arc<App>>, q: Query<Params>| page(s, q, pages::loads)))
-        .route("/data", get(|s: State<Arc<App>>, q: Query<Params>| page(s, q, pages::data)))
-        .route("/sql", get(|s: State<Arc<App>>, q: Query<Params>| page(s, q, pages::sql)))
-        .route("/charts", get(|s: State<Arc<App>>, q: Query<Params>| page(s, q, pages::charts)))
+        .route("/", get(|s: State<Arc<App>>, h: HeaderMap, q: Query<Params>| page(s, h, q, pages::overview)))
+        .route("/tables", get(|s: State<Arc<App>>, h: HeaderMap, q: Query<Params>| page(s, h, q, pages::tables)))
+        .route("/schema", get(|s: State<Arc<App>>, h: HeaderMap, q: Query<Params>| page(s, h, q, pages::schema)))
+        .route("/state", get(|s: State<Arc<App>>, h: HeaderMap, q: Query<Params>| page(s, h, q, pages::state)))
+        .route("/loads", get(|s: State<Arc<App>>, h: HeaderMap, q: Query<Params>| page(s, h, q, pages::loads)))
+        .route("/data", get(|s: State<Arc<App>>, h: HeaderMap, q: Query<Params>| page(s, h, q, pages::data)))
+        .route("/sql", get(|s: State<Arc<App>>, h: HeaderMap, q: Query<Params>| page(s, h, q, pages::sql)))
+        .route("/charts", get(|s: State<Arc<App>>, h: HeaderMap, q: Query<Params>| page(s, h, q, pages::charts)))
         .route("/assets/style.css", get(style))
         .fallback(not_found)
         .with_state(app);
@@ -183,7 +186,16 @@ pub(crate) struct Params {
     pub q: Option<String>,
 }
 
-async fn page(State(app): State<Arc<App>>, Query(params): Query<Params>, render: fn(&App, &Params) -> String) -> Response {
+/// Whether the request names this server as its host: a page of another site that a DNS name pointing at
+/// 127.0.0.1 loads must not read the dataset.
+fn host_ok(app: &App, headers: &HeaderMap) -> bool {
+    headers.get(header::HOST).and_then(|h| h.to_str().ok()).is_some_and(|h| app.hosts.iter().any(|ok| ok == h))
+}
+
+async fn page(State(app): State<Arc<App>>, headers: HeaderMap, Query(params): Query<Params>, render: fn(&App, &Params) -> String) -> Response {
+    if !host_ok(&app, &headers) {
+        return (StatusCode::FORBIDDEN, "this dashboard answers only to http://127.0.0.1:<port>/ and http://localhost:<port>/").into_response();
+    }
     match tokio::task::spawn_blocking(move || render(&app, &params)).await {
         Ok(html) => Html(html).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering the page failed: {e}")).into_response(),

@@ -234,7 +234,9 @@ pub fn overview(app: &App, _: &Params) -> String {
     match remote_state {
         Ok(remote) => {
             let (rows, same) = state_comparison(local.state.as_ref(), remote.as_ref().map(|r| &r.0));
-            if same {
+            if local.state.is_none() && remote.is_none() {
+                body.push_str(&notice("", "state-sync", "No state yet, neither in the working directory nor in the destination."));
+            } else if same {
                 body.push_str(&notice("ok", "state-sync", "In sync: the working directory holds the state the destination has."));
             } else if local.state.is_none() {
                 body.push_str(&notice("warn", "state-sync", "No local state: the next run restores it from the destination."));

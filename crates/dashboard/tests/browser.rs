@@ -121,7 +121,7 @@ impl Browser {
         if v["value"]["error"].is_string() {
             return Err(format!("{method} {path}: {}", v["value"]));
         }
-        Ok(if path == "/session" { v["value"].clone() } else { v["value"].clone() })
+        Ok(v["value"].clone())
     }
 
     fn s(&self, path: &str) -> String {
@@ -381,6 +381,11 @@ async fn dashboard_pages_show_the_sandbox_load_in_headless_chromium() {
         assert!(browser.all("#sql-result").await.is_empty());
     }
     browser.screenshot(&shots.join("sql-refused.png")).await;
+    // No other files: the destination is opened without external access.
+    browser.type_into("#sql-input", "SELECT * FROM read_text('/etc/hostname')").await;
+    browser.click("#sql-run").await;
+    assert!(browser.all("#sql-result").await.is_empty(), "a file outside the database was read");
+    assert!(!browser.text("#sql-error").await.is_empty());
     browser.type_into("#sql-input", &format!("SELECT count(*) FROM {DATASET}.employees")).await;
     browser.click("#sql-run").await;
     assert_eq!(browser.text("#sql-result tbody td").await, n_employees.to_string(), "employees survived the DROP attempts");
@@ -485,10 +490,12 @@ async fn cli_show_serves_the_dashboard_after_run_demo() {
     let overview = get("").await;
     let refused = get("sql?q=DROP%20TABLE%20personio_data.employees").await;
     let counted = get("sql?q=SELECT%20count(*)%20FROM%20personio_data.employees").await;
+    let foreign = http.get(&url).header("Host", "attacker.example").send().await.expect("GET").status();
     let _ = child.kill();
     let _ = child.wait();
     assert!(tables.contains(&format!("id=\"rows-employees\" data-value=\"{n}\"")), "{tables}");
     assert!(overview.contains("id=\"card-loads\" data-value=\"1\""), "{overview}");
     assert!(refused.contains("id=\"sql-error\"") && refused.contains("DROP statements are refused"), "{refused}");
     assert!(counted.contains(&format!("<td>{n}</td>")), "{counted}");
+    assert_eq!(foreign.as_u16(), 403, "a request for another host name is refused (DNS rebinding)");
 }
