@@ -11,7 +11,7 @@ use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::{FaultConfig, ALL_SCOPES};
+use crate::config::{FaultConfig, Latency, ALL_SCOPES};
 use crate::http::json_response;
 use crate::state::{SandboxHandle, Shared, St};
 use crate::time::{berlin_date, fmt_v1};
@@ -37,6 +37,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/requests/counts", get(counts))
         .route("/faults", get(get_faults).put(set_faults))
         .route("/rate-limits", put(rate_limits))
+        .route("/latency", get(get_latency).put(set_latency))
         .route("/options", put(options))
         .route("/tokens/revoke", post(revoke))
 }
@@ -247,6 +248,15 @@ async fn options(State(sh): St, b: axum::body::Bytes) -> Response {
         hd.set_persons_without_attributes(v);
     }
     ok(serde_json::to_value(sh.options()).unwrap_or(Value::Null))
+}
+
+async fn get_latency(State(sh): St) -> Response {
+    ok(serde_json::to_value(h(&sh).latency()).unwrap_or(Value::Null))
+}
+
+async fn set_latency(State(sh): St, Json(l): Json<Latency>) -> Response {
+    h(&sh).set_latency(l);
+    ok(serde_json::to_value(l).unwrap_or(Value::Null))
 }
 
 async fn revoke(State(sh): St) -> Response {

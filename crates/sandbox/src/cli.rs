@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use crate::config::{FaultConfig, FaultKind, Preset, SandboxConfig, ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
+use crate::config::{FaultConfig, FaultKind, Latency, Preset, SandboxConfig, ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use crate::{Sandbox, SandboxError};
 
 /// Flags of `personio-pipeline sandbox`.
@@ -66,6 +66,15 @@ pub struct SandboxArgs {
     /// The credential has no whitelisted attributes: v2 persons are only `{id, employments, _meta}`.
     #[arg(long)]
     pub persons_without_attributes: bool,
+    /// Typical per-request latency in milliseconds (± 50 %), to model a real network on loopback.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Latency of the slow tail in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_tail_ms: u64,
+    /// Share (0–1) of requests with the tail latency.
+    #[arg(long, default_value_t = 0.05)]
+    pub latency_tail_share: f64,
 }
 
 fn parse_fault_at(s: &str) -> Result<(u64, FaultKind), String> {
@@ -110,6 +119,12 @@ impl SandboxArgs {
                 Some(self.scopes.iter().flat_map(|s| s.split_whitespace()).map(String::from).collect())
             },
             persons_without_attributes: self.persons_without_attributes,
+            latency: Latency {
+                mean_ms: self.latency_ms,
+                tail_ms: self.latency_tail_ms,
+                tail_share: self.latency_tail_share.clamp(0.0, 1.0),
+                seed: self.fault_seed,
+            },
             ..Default::default()
         }
     }

@@ -102,6 +102,35 @@ pub struct FaultConfig {
     pub insert_count: Option<usize>,
 }
 
+/// Per-request latency for benchmarks (off while `mean_ms` and `tail_ms` are 0): most requests wait
+/// `mean_ms` ± 50 % (uniform), a share `tail_share` of them waits `tail_ms` instead. Seeded, so a run is
+/// reproducible. Applies to every non-admin request, auth included, before it is served.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Latency {
+    /// Typical delay in milliseconds.
+    pub mean_ms: u64,
+    /// Delay of the slow tail in milliseconds.
+    pub tail_ms: u64,
+    /// Share (0–1) of requests in the tail.
+    pub tail_share: f64,
+    /// Seed of the latency RNG.
+    pub seed: u64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency { mean_ms: 0, tail_ms: 0, tail_share: 0.05, seed: 0 }
+    }
+}
+
+impl Latency {
+    /// Is any delay configured?
+    pub fn is_on(&self) -> bool {
+        self.mean_ms > 0 || self.tail_ms > 0
+    }
+}
+
 /// Full sandbox configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -130,6 +159,8 @@ pub struct SandboxConfig {
     pub scopes: Option<Vec<String>>,
     /// The credential has no whitelisted attributes: v2 persons are only `{id, employments, _meta}`.
     pub persons_without_attributes: bool,
+    /// Per-request latency (off by default).
+    pub latency: Latency,
 }
 
 impl Default for SandboxConfig {
@@ -147,6 +178,7 @@ impl Default for SandboxConfig {
             now: None,
             scopes: None,
             persons_without_attributes: false,
+            latency: Latency::default(),
         }
     }
 }

@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 
 pub use cli::{run_cli, SandboxArgs};
 pub use company::{Company, Truth};
-pub use config::{FaultConfig, FaultKind, Preset, SandboxConfig, Sizes, ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
+pub use config::{FaultConfig, FaultKind, Latency, Preset, SandboxConfig, Sizes, ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 pub use limits::Limited;
 pub use state::{Options, RequestRecord, SandboxHandle, TOKEN_TTL};
 

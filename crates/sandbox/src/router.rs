@@ -51,6 +51,9 @@ async fn gate(State(sh): St, req: Request, next: Next) -> Response {
     if path.starts_with("/_sandbox") {
         return next.run(req).await;
     }
+    if let Some(d) = sh.draw_latency() {
+        tokio::time::sleep(d).await;
+    }
     let method = req.method().to_string();
     let query = mask_query(&path, req.uri().query().unwrap_or(""));
     let seq = sh.next_seq();

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use axum::extract::State;
 
 use crate::company::{Company, Truth};
-use crate::config::{FaultConfig, FaultKind, SandboxConfig};
+use crate::config::{FaultConfig, FaultKind, Latency, SandboxConfig};
 use crate::limits::Limiter;
 
 /// Token lifetime in seconds.
@@ -80,6 +80,7 @@ pub struct Shared {
     pub(crate) world: RwLock<Company>,
     pub(crate) options: Mutex<Options>,
     pub(crate) faults: Mutex<(FaultConfig, ChaCha8Rng)>,
+    pub(crate) latency: Mutex<(Latency, ChaCha8Rng)>,
     pub(crate) tokens: Mutex<Tokens>,
     pub(crate) limiter: Mutex<Limiter>,
     pub(crate) log: Mutex<Vec<RequestRecord>>,
@@ -109,6 +110,7 @@ impl Shared {
                 persons_without_attributes: config.persons_without_attributes,
             }),
             faults: Mutex::new((config.faults.clone(), ChaCha8Rng::seed_from_u64(config.faults.seed))),
+            latency: Mutex::new((config.latency, ChaCha8Rng::seed_from_u64(config.latency.seed))),
             tokens: Mutex::new(Tokens::default()),
             limiter: Mutex::new(Limiter::new()),
             log: Mutex::new(Vec::new()),
@@ -179,6 +181,21 @@ impl Shared {
             return Some(kinds[rng.random_range(0..kinds.len())]);
         }
         None
+    }
+
+    /// Draws the delay of the next request (`None` when latency is off).
+    pub(crate) fn draw_latency(&self) -> Option<std::time::Duration> {
+        let mut g = lock(&self.latency);
+        let (cfg, rng) = &mut *g;
+        if !cfg.is_on() {
+            return None;
+        }
+        let ms = if cfg.tail_share > 0.0 && rng.random_bool(cfg.tail_share.clamp(0.0, 1.0)) {
+            cfg.tail_ms as f64
+        } else {
+            cfg.mean_ms as f64 * rng.random_range(0.5..1.5)
+        };
+        Some(std::time::Duration::from_micros((ms * 1000.0) as u64))
     }
 
     pub(crate) fn fault_params(&self) -> (u64, usize) {
@@ -352,6 +369,16 @@ impl SandboxHandle {
     pub fn set_rate_limits(&self, on: bool) {
         lock(&self.shared.options).rate_limits = on;
         *lock(&self.shared.limiter) = Limiter::new();
+    }
+
+    /// Replaces the latency configuration (and reseeds its RNG).
+    pub fn set_latency(&self, latency: Latency) {
+        *lock(&self.shared.latency) = (latency, ChaCha8Rng::seed_from_u64(latency.seed));
+    }
+
+    /// Current latency configuration.
+    pub fn latency(&self) -> Latency {
+        lock(&self.shared.latency).0
     }
 
     /// Turns the retired-v1 mode on or off.

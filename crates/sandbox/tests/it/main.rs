@@ -5,6 +5,7 @@ mod auth;
 mod common;
 mod determinism;
 mod faults;
+mod latency;
 mod rate_limits;
 mod records;
 mod strict;
