@@ -584,6 +584,43 @@ def crawl(c: Client, say: Callable[[str], None]) -> dict:
     return facts
 
 
+RESTRICTED_FLAGS = ["--persons-without-attributes", "--scope", "personio:persons:read"]
+
+
+def crawl_restricted(c: Client, say: Callable[[str], None]) -> dict:
+    """A second sandbox whose credential has only `personio:persons:read` and no whitelisted attributes."""
+    facts: dict[str, Any] = {"next_links": []}
+    say("restricted credential")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    good = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    ex = c.call("restricted: v2 token", "POST", "/v2/auth/token", headers=form, body=urllib.parse.urlencode(good).encode(), expect=(200,))
+    tok = (ex.json() or {}).get("access_token")
+    if ex.status != 200 or not tok:
+        raise CheckError(f"restricted sandbox: POST /v2/auth/token answered {ex.status}: {ex.body[:200]!r}")
+    # Asking for a scope the credential lacks: 400 invalid_scope or a narrower token; which one is UNVERIFIED.
+    c.call("restricted: v2 token asking for more scope", "POST", "/v2/auth/token", headers=form,
+           body=urllib.parse.urlencode({**good, "scope": "personio:absences:read"}).encode())
+    ex = c.call("restricted: v2 persons (no attributes)", "GET", "/v2/persons", [("limit", "50")], tok, expect=(200,))
+    ids = []
+    while True:
+        b = ex.json() or {}
+        ids += [str(p.get("id")) for p in b.get("_data") or [] if isinstance(p, dict)]
+        nxt = _next_href(ex)
+        if not nxt or len(ids) > 100_000:
+            break
+        facts["next_links"].append(("restricted: v2 persons (no attributes)", "/v2/persons", [], nxt))
+        u = urllib.parse.urlsplit(nxt)
+        ex = c.call("restricted: v2 persons (no attributes) (next)", "GET", u.path, u.query, tok, expect=(200,))
+    for pid in ids[:10]:
+        c.call("restricted: v2 person by id (no attributes)", "GET", f"/v2/persons/{pid}", None, tok, expect=(200,))
+    for path in ("/v2/absence-periods", "/v2/absence-types", "/v2/attendance-periods", "/v2/projects"):
+        c.call(f"restricted: {path} without its scope", "GET", path, None, tok, expect=(403,), source=HUB + " (missing scope → 403)")
+    if ids:
+        c.call("restricted: employments without their scope", "GET", f"/v2/persons/{ids[0]}/employments", None, tok,
+               expect=(403,), source=HUB + " (missing scope → 403)")
+    return facts
+
+
 # ------------------------------------------------------------------------------------------------ validation
 
 
@@ -946,11 +983,20 @@ def main(argv: list[str]) -> int:
                 base = sb.start()
             print(f"contract: sandbox at {base}; spec files in {a.spec_dir}; {len(errata)} errata")
             client = Client(base)
-            facts = crawl(client, (lambda s: print(f"contract: crawling {s}")) if a.verbose else (lambda s: None))
+            say = (lambda s: print(f"contract: crawling {s}")) if a.verbose else (lambda s: None)
+            facts = crawl(client, say)
             log = client.log
             if sb:
                 sb.stop()
+                sb = Sandbox(a.sandbox + ["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET] + RESTRICTED_FLAGS)
+                client2 = Client(sb.start())
+                facts2 = crawl_restricted(client2, say)
+                facts["next_links"] += facts2["next_links"]
+                log = log + client2.log
+                sb.stop()
                 sb = None
+            else:
+                print("contract: --base-url: the restricted-credential crawl (a second sandbox) is skipped")
         t_crawl = time.monotonic() - t0
         if a.dump:
             exchanges = [{**ex.__dict__, "body": ex.body.decode("utf-8", "replace")} for ex in log]
