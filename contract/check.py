@@ -1,7 +1,9 @@
 """Contract check: crawl the sandbox (v1 and v2, success and error cases) and validate every response against
 Personio's own OpenAPI files. See docs/contract.md.
 
-usage: python contract/check.py --spec-dir DIR (--sandbox CMD... | --base-url URL) [--errata FILE] [--verbose]
+usage: python contract/check.py --spec-dir DIR [--errata FILE] [--verbose] [--dump FILE]
+                                (--sandbox CMD ARGS... | --base-url URL | --replay FILE | --self-test)
+       (--sandbox takes the rest of the command line: put it last)
 
 Exit status: 0 when every response matches the spec (or a documented erratum), 1 on any other violation,
 2 when the check itself cannot run (spec files missing, sandbox does not start).
@@ -946,6 +948,64 @@ def report(chk: Checker, errata: list[Erratum], verbose: bool, elapsed: float, o
     return 1 if bad else 0
 
 
+def self_test(specs: Specs, errata: list[Erratum]) -> int:
+    """Planted responses: each must give exactly the expected (kind, tolerated) outcome."""
+    person = specs.get("v2-persons", "/components/examples/PersonsResponse/value")
+    person = {**person, "custom_attributes": [{**a, "type": "STRING"} for a in person["custom_attributes"]]}
+    employment = specs.get("v2-employments", "/components/examples/EmploymentResponse/value")
+    problem = {"personio_trace_id": "t", "timestamp": "2026-01-01T00:00:00Z",
+               "errors": [{"title": "Bad request", "detail": "x", "type": "https://developer.personio.de/reference/errors#common.bad_request"}]}
+    oauth = {"error": "invalid_client", "error_description": "x", "timestamp": "2026-01-01T00:00:00Z", "trace_id": "t"}
+    pj, aj = "application/problem+json", "application/json"
+
+    def ex(case: str, method: str, path: str, status: int, ct: str, body: Any, expect: tuple[int, ...] | None = None, query: str = "") -> Exchange:
+        return Exchange(case, method, path, query, status, ct, json.dumps(body).encode(), {}, expect)
+
+    # (exchange, expected set of (kind, tolerated) outcomes)
+    cases = [
+        (ex("valid person", "GET", "/v2/persons/1", 200, aj, person), set()),
+        (ex("gender enum", "GET", "/v2/persons/1", 200, aj, {**person, "gender": "ROBOT"}), {("schema", False)}),
+        (ex("person list", "GET", "/v2/persons", 200, aj, {"_data": [person], "_meta": {"links": {}}}), set()),
+        (ex("token error as 401", "POST", "/v2/auth/token", 401, aj, oauth), {("undeclared-status", False)}),
+        (ex("token error as json", "POST", "/v2/auth/token", 400, aj, oauth), {("content-type", False)}),
+        (ex("token error ok", "POST", "/v2/auth/token", 400, pj, oauth), set()),
+        (ex("limit 51 accepted", "GET", "/v2/persons", 200, aj, {"_data": [], "_meta": {}}, (400,), "limit=51"), {("expectation", False)}),
+        (ex("persons 401", "GET", "/v2/persons", 401, pj, problem), {("undeclared-status", True)}),
+        (ex("persons 401 as json", "GET", "/v2/persons", 401, aj, problem), {("undeclared-status", True), ("content-type", False)}),
+        # the spec's own example has employment_end_date: null (erratum v2-employment-absent-dates-null)
+        (ex("open employment", "GET", "/v2/persons/1/employments/x", 200, aj, employment), {("schema", True)}),
+        (ex("employment without start", "GET", "/v2/persons/1/employments/x", 200, aj, {**employment, "employment_start_date": None}),
+         {("schema", True), ("schema", False)}),
+        (ex("v1 employee list", "GET", "/v1/company/employees", 200, aj,
+            {"success": True, "metadata": {"total_elements": 0, "current_page": 0, "total_pages": 0}, "offset": 0, "limit": 50, "data": []}),
+         {("schema", True)}),
+        (ex("v1 metadata without total_pages", "GET", "/v1/company/employees", 200, aj,
+            {"success": True, "metadata": {"total_elements": 0, "current_page": 0}, "data": []}),
+         {("schema", True), ("schema", False)}),
+        (ex("v1 401", "GET", "/v1/company/employees", 401, aj, {"success": False, "error": {"code": 401, "message": "x"}}),
+         {("undeclared-status", True)}),
+        (ex("v1 401 wrong body", "GET", "/v1/company/employees", 401, aj, {"success": "no", "error": {"code": 401, "message": "x"}}),
+         {("undeclared-status", True), ("schema", False)}),
+        (ex("absences envelope", "GET", "/v2/absence-periods", 200, aj, {"items": []}), {("schema", False)}),
+        (ex("absences error as json", "GET", "/v2/absence-periods", 403, aj, problem), {("content-type", False)}),
+    ]
+    failed = 0
+    for exch, want in cases:
+        chk = Checker(specs, errata)
+        chk.check(exch)
+        got = {(v.kind, v.erratum is not None) for v in chk.violations}
+        ok = got == want
+        failed += not ok
+        print(f"contract self-test: {'ok  ' if ok else 'FAIL'} {exch.case}" + ("" if ok else f": got {sorted(got)}, want {sorted(want)}"))
+    chk = Checker(specs, errata)
+    chk.behaviour({"next_links": [("echo", "/v2/persons", [], "http://x/v2/persons?cursor=a&updated_at.gt=1")]})
+    ok = [v.kind for v in chk.violations] == ["behaviour"]
+    failed += not ok
+    print(f"contract self-test: {'ok  ' if ok else 'FAIL'} next link echoing a filter")
+    print(f"contract self-test: {len(cases) + 1 - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def main(argv: list[str]) -> int:
     global CLIENT_ID, CLIENT_SECRET
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -955,6 +1015,7 @@ def main(argv: list[str]) -> int:
     g.add_argument("--sandbox", nargs=argparse.REMAINDER, help="command that serves the sandbox and prints 'listening on URL'")
     g.add_argument("--base-url", help="an already running sandbox (see --client-id, --client-secret)")
     g.add_argument("--replay", type=Path, help="validate the exchanges a --dump wrote, without a sandbox")
+    g.add_argument("--self-test", action="store_true", help="check the checker on planted responses")
     ap.add_argument("--client-id", default=CLIENT_ID, help="with --base-url: the sandbox's client id")
     ap.add_argument("--client-secret", default=CLIENT_SECRET, help="with --base-url: the sandbox's client secret")
     ap.add_argument("--verbose", action="store_true")
@@ -965,6 +1026,8 @@ def main(argv: list[str]) -> int:
     try:
         specs = Specs(a.spec_dir)
         errata = load_errata(a.errata)
+        if a.self_test:
+            return self_test(specs, errata)
         if a.replay:
             try:
                 saved = json.loads(a.replay.read_text(encoding="utf-8"))

@@ -66,7 +66,11 @@ if bad:
     sys.exit("; ".join(bad))
 PY
 
-# --- 3. the sandbox binary ----------------------------------------------------------------------------
+# --- 3. the checker itself: planted responses it must flag (or tolerate) exactly ----------------------
+"$VENV/bin/python" "$CONTRACT_DIR/check.py" --spec-dir "$SPEC_DIR" --self-test | tail -n 1
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "contract: ERROR: the checker's self-test failed (run check.py --self-test)" >&2; exit 1; }
+
+# --- 4. the sandbox binary ----------------------------------------------------------------------------
 # Prefer what `cargo test --workspace` already built (.ci/run): no second build, no DuckDB recompile.
 sandbox=()
 bin="${CONTRACT_SANDBOX:-}"
@@ -89,6 +93,6 @@ case "$(basename "$bin")" in
 esac
 echo "contract: sandbox binary ${sandbox[*]}"
 
-# --- 4. crawl and validate ----------------------------------------------------------------------------
+# --- 5. crawl and validate ----------------------------------------------------------------------------
 exec "$VENV/bin/python" "$CONTRACT_DIR/check.py" --spec-dir "$SPEC_DIR" "$@" \
   --sandbox "${sandbox[@]}" --preset small --seed 42 --port 0 --host 127.0.0.1
