@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rand::{Rng, SeedableRng};
@@ -71,6 +71,24 @@ pub(crate) struct Tokens {
     epoch: u64,
 }
 
+/// Lazily rendered records of one kind at one data generation: each record is serialized the first time a
+/// page needs it and reused by later pages (page cost stays proportional to the page).
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    generation: u64,
+    items: Vec<OnceLock<Arc<str>>>,
+}
+
+impl Rendered {
+    /// The record at `i`, rendered by `f` on first use.
+    pub(crate) fn get_or(&self, i: usize, f: impl FnOnce() -> String) -> Arc<str> {
+        match self.items.get(i) {
+            Some(cell) => cell.get_or_init(|| Arc::from(f())).clone(),
+            None => Arc::from(f()),
+        }
+    }
+}
+
 /// The axum state extractor of every handler.
 pub(crate) type St = State<Arc<Shared>>;
 
@@ -87,6 +105,8 @@ pub struct Shared {
     pub(crate) counter: AtomicU64,
     pub(crate) base_url: RwLock<String>,
     pub(crate) seed: u64,
+    /// Rendered v2 records per kind (see [`Rendered`]).
+    pub(crate) renders: Mutex<HashMap<&'static str, Arc<Rendered>>>,
     /// Selection cache: (endpoint + filter query, generation) → selected indices.
     pub(crate) selections: Mutex<HashMap<String, (u64, Arc<Vec<u32>>)>>,
 }
@@ -118,6 +138,7 @@ impl Shared {
             base_url: RwLock::new(String::new()),
             seed: config.seed,
             selections: Mutex::new(HashMap::new()),
+            renders: Mutex::new(HashMap::new()),
         }
     }
 
@@ -155,6 +176,19 @@ impl Shared {
         }
         c.insert(key, (generation, v.clone()));
         v
+    }
+
+    /// The render cache of `kind` for `generation` with room for `len` records (a new one after a mutation).
+    pub(crate) fn rendered(&self, kind: &'static str, generation: u64, len: usize) -> Arc<Rendered> {
+        let mut m = lock(&self.renders);
+        match m.get(kind) {
+            Some(r) if r.generation == generation && r.items.len() == len => r.clone(),
+            _ => {
+                let r = Arc::new(Rendered { generation, items: (0..len).map(|_| OnceLock::new()).collect() });
+                m.insert(kind, r.clone());
+                r
+            }
+        }
     }
 
     pub(crate) fn next_seq(&self) -> u64 {

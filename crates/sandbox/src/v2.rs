@@ -336,7 +336,7 @@ fn request(sh: &Shared, uri: &Uri, k: &Contract) -> Result<Req, Response> {
 }
 
 /// Builds `{"_data":[…],"_meta":{"links":{"self","next"}}}` from a selection and a renderer.
-fn page<T: Copy>(sh: &Shared, path: &str, r: &Req, sel: &[T], render: impl Fn(T) -> String) -> Response {
+fn page<T: Copy, S: AsRef<str>>(sh: &Shared, path: &str, r: &Req, sel: &[T], render: impl Fn(T) -> S) -> Response {
     let total = sel.len();
     let start = r.pos.min(total);
     let end = (start + r.limit).min(total);
@@ -348,7 +348,7 @@ fn page<T: Copy>(sh: &Shared, path: &str, r: &Req, sel: &[T], render: impl Fn(T)
         if i > 0 {
             b.push(',');
         }
-        b.push_str(&render(*x));
+        b.push_str(render(*x).as_ref());
     }
     b.push_str(r#"],"_meta":{"links":{"self":{"href":"#);
     b.push_str(&Value::String(self_href).to_string());
@@ -395,7 +395,7 @@ fn date_param(sh: &Shared, q: &Q, name: &str, k: &Contract) -> Result<Option<Nai
 }
 
 /// Optional bounds `(>= lo, <= hi)` or `(> lo, < hi)`.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Range<T> {
     lo: Option<T>,
     hi: Option<T>,
@@ -425,14 +425,16 @@ async fn persons(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
     try_r!(check(&sh, &headers, PERSONS.scope));
     let r = try_r!(request(&sh, &uri, &PERSONS));
     let q = &r.filters;
-    let mut upd = Range::default();
-    let mut cre = Range::default();
-    upd.eq = try_r!(dt_param(&sh, q, "updated_at", &PERSONS));
-    upd.lo = try_r!(dt_param(&sh, q, "updated_at.gt", &PERSONS));
-    upd.hi = try_r!(dt_param(&sh, q, "updated_at.lt", &PERSONS));
-    cre.eq = try_r!(dt_param(&sh, q, "created_at", &PERSONS));
-    cre.lo = try_r!(dt_param(&sh, q, "created_at.gt", &PERSONS));
-    cre.hi = try_r!(dt_param(&sh, q, "created_at.lt", &PERSONS));
+    let upd = Range {
+        eq: try_r!(dt_param(&sh, q, "updated_at", &PERSONS)),
+        lo: try_r!(dt_param(&sh, q, "updated_at.gt", &PERSONS)),
+        hi: try_r!(dt_param(&sh, q, "updated_at.lt", &PERSONS)),
+    };
+    let cre = Range {
+        eq: try_r!(dt_param(&sh, q, "created_at", &PERSONS)),
+        lo: try_r!(dt_param(&sh, q, "created_at.gt", &PERSONS)),
+        hi: try_r!(dt_param(&sh, q, "created_at.lt", &PERSONS)),
+    };
     let status = q.get("status").map(str::to_string);
     if status.as_deref().is_some_and(|s| s != "ACTIVE" && s != "INACTIVE") {
         return v2_bad_request(ctx(&sh), PERSONS.bad_value, json!({"status": "must be ACTIVE or INACTIVE"}));
@@ -456,7 +458,10 @@ async fn persons(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
     });
     let base = sh.base_url();
     let bare = sh.options().persons_without_attributes;
-    page(&sh, PERSONS.path, &r, &sel, |i| w.employees.get(i as usize).map(|e| w.person_v2(e, &base, bare).to_string()).unwrap_or_default())
+    let cache = sh.rendered(if bare { "persons-bare" } else { "persons" }, w.generation, w.employees.len());
+    page(&sh, PERSONS.path, &r, &sel, |i| {
+        cache.get_or(i as usize, || w.employees.get(i as usize).map(|e| w.person_v2(e, &base, bare).to_string()).unwrap_or_default())
+    })
 }
 
 async fn person(State(sh): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
@@ -476,10 +481,11 @@ async fn employments(State(sh): St, Path(id): Path<String>, uri: Uri, headers: H
     try_r!(check(&sh, &headers, EMPLOYMENTS.scope));
     let r = try_r!(request(&sh, &uri, &EMPLOYMENTS));
     let q = &r.filters;
-    let mut upd = Range::default();
-    upd.eq = try_r!(dt_param(&sh, q, "updated_at", &EMPLOYMENTS));
-    upd.lo = try_r!(dt_param(&sh, q, "updated_at.gt", &EMPLOYMENTS));
-    upd.hi = try_r!(dt_param(&sh, q, "updated_at.lt", &EMPLOYMENTS));
+    let upd = Range {
+        eq: try_r!(dt_param(&sh, q, "updated_at", &EMPLOYMENTS)),
+        lo: try_r!(dt_param(&sh, q, "updated_at.gt", &EMPLOYMENTS)),
+        hi: try_r!(dt_param(&sh, q, "updated_at.lt", &EMPLOYMENTS)),
+    };
     let ids = q.list("id");
     let w = sh.read();
     let Some(e) = id.parse::<i64>().ok().and_then(|i| w.employee(i)) else {
@@ -513,9 +519,7 @@ async fn absence_periods(State(sh): St, uri: Uri, headers: HeaderMap) -> Respons
     try_r!(check(&sh, &headers, k.scope));
     let r = try_r!(request(&sh, &uri, k));
     let q = &r.filters;
-    let mut upd = Range::default();
-    upd.lo = try_r!(dt_param(&sh, q, "updated_at.gte", k));
-    upd.hi = try_r!(dt_param(&sh, q, "updated_at.lte", k));
+    let upd = Range { lo: try_r!(dt_param(&sh, q, "updated_at.gte", k)), hi: try_r!(dt_param(&sh, q, "updated_at.lte", k)), eq: None };
     // The date-range filters select periods overlapping [lo, hi] (hub: "match absences overlapping the period").
     let mut lo = try_r!(dt_param(&sh, q, "starts_from.date_time.gte", k));
     let lo2 = try_r!(dt_param(&sh, q, "ends_at.date_time.gte", k));
@@ -547,7 +551,8 @@ async fn absence_periods(State(sh): St, uri: Uri, headers: HeaderMap) -> Respons
             .map(|(i, _)| i as u32)
             .collect()
     });
-    page(&sh, k.path, &r, &sel, |i| w.absences.get(i as usize).map(|a| w.absence_v2(a).to_string()).unwrap_or_default())
+    let cache = sh.rendered("absence-periods", w.generation, w.absences.len());
+    page(&sh, k.path, &r, &sel, |i| cache.get_or(i as usize, || w.absences.get(i as usize).map(|a| w.absence_v2(a).to_string()).unwrap_or_default()))
 }
 
 async fn absence_types(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
@@ -637,8 +642,9 @@ async fn attendance_periods(State(sh): St, uri: Uri, headers: HeaderMap) -> Resp
         }
         v
     });
+    let cache = sh.rendered("attendance-periods", w.generation, w.attendances.len() * 2);
     page(&sh, k.path, &r, &sel, |p| {
-        w.attendances.get((p >> 1) as usize).map(|a| w.attendance_period_v2(a, p & 1 == 1).to_string()).unwrap_or_default()
+        cache.get_or(p as usize, || w.attendances.get((p >> 1) as usize).map(|a| w.attendance_period_v2(a, p & 1 == 1).to_string()).unwrap_or_default())
     })
 }
 
