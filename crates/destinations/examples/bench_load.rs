@@ -92,7 +92,7 @@ fn main() -> ExitCode {
         let mut d = config.build().map_err(|e| e.to_string())?;
         let p = Pipeline::open(PipelineConfig::new("bench", "bench_data", dir.path().join("pipelines"))).map_err(|e| e.to_string())?;
         // Phase 1: extract + normalize into a package; the injected failure stops before the load.
-        let options = RunOptions { fail_before_load: true };
+        let options = RunOptions { fail_before_load: true, ..RunOptions::default() };
         if p.run_with(&Generated { records, page }, None, &mut d, options).await.is_ok() {
             return Err("the run did not stop before the load".to_string());
         }
@@ -107,6 +107,7 @@ fn main() -> ExitCode {
         let load_peak = if reset { peak_rss_mib() } else { f64::NAN };
         let rows: i64 = d
             .connection()
+            .map_err(|e| e.to_string())?
             .query_row("SELECT count(*) FROM bench_data.employees__cost_centers", [], |r| r.get(0))
             .map_err(|e| e.to_string())?;
         Ok((normalized, normalize_peak, load_peak, rows))

@@ -49,7 +49,13 @@ pub struct DuckDbConfig {
     /// Rows of a merge processed per step (the staged keys are split into hash buckets of about this
     /// size), which bounds the memory of the delete-insert independently of the package size.
     pub merge_chunk_rows: u64,
+    /// How long opening the file waits while another process holds it (a reader between our loads),
+    /// before failing with a "locked" error.
+    pub lock_wait: std::time::Duration,
 }
+
+/// The default [`DuckDbConfig::lock_wait`].
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The default [`DuckDbConfig::memory_limit`]: a 5M-record merge loads as fast under 256MB as under
 /// 512MB (bench/run.sh), and the process then stays near 340 MiB whatever the package size.
@@ -72,6 +78,7 @@ impl DuckDbConfig {
             memory_limit: Some(DEFAULT_MEMORY_LIMIT.to_string()),
             temp_directory: None,
             merge_chunk_rows: DEFAULT_MERGE_CHUNK_ROWS,
+            lock_wait: DEFAULT_LOCK_WAIT,
         }
     }
 
@@ -80,6 +87,8 @@ impl DuckDbConfig {
         if self.dataset_name.trim().is_empty() {
             return Err(DestinationError::new(KIND, "the dataset name is empty; pass --dataset or set dataset_name"));
         }
+        pipeline_engine::pipeline::validate_name("dataset", &self.dataset_name)
+            .map_err(|e| DestinationError::new(KIND, e.to_string()))?;
         if let Some(limit) = &self.memory_limit {
             if !is_memory_size(limit) {
                 return Err(DestinationError::new(
@@ -94,14 +103,29 @@ impl DuckDbConfig {
         Ok(())
     }
 
-    /// Open (create) the database.
+    /// A destination for these settings. Nothing is opened yet: the database file is opened (and
+    /// created) on first use and closed again by [`Destination::disconnect`], so other processes can
+    /// read it between loads.
     pub fn build(&self) -> Result<DuckDbDestination, DestinationError> {
         self.validate()?;
+        Ok(DuckDbDestination { conn: None, config: self.clone() })
+    }
+
+    /// Open (create) the database file with the configured settings.
+    fn open(&self) -> Result<Connection, DestinationError> {
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| DestinationError::new(KIND, format!("cannot create {}: {e}", parent.display())))?;
         }
-        let conn = Connection::open(&self.path).map_err(|e| open_error(&self.path, e))?;
+        let started = std::time::Instant::now();
+        let conn = loop {
+            match Connection::open(&self.path).map_err(|e| open_error(&self.path, e)) {
+                Err(e) if e.locked && started.elapsed() < self.lock_wait => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         // Never reach out to the network for extensions: everything used is built in.
         let mut settings = vec!["SET autoinstall_known_extensions = false".to_string()];
         if let Some(limit) = &self.memory_limit {
@@ -112,7 +136,7 @@ impl DuckDbConfig {
         }
         conn.execute_batch(&settings.join(";\n"))
             .map_err(|e| DestinationError::new(KIND, format!("configuring DuckDB: {e}")).with_source(e))?;
-        Ok(DuckDbDestination { conn, config: self.clone() })
+        Ok(conn)
     }
 }
 
@@ -146,9 +170,9 @@ fn db_err(context: &str) -> impl FnOnce(duckdb::Error) -> DestinationError + '_ 
     move |e| DestinationError::new(KIND, format!("{context}: {e}")).with_source(e)
 }
 
-/// An open DuckDB destination.
+/// The DuckDB destination; connected only while in use (see [`DuckDbConfig::build`]).
 pub struct DuckDbDestination {
-    conn: Connection,
+    conn: Option<Connection>,
     config: DuckDbConfig,
 }
 
@@ -159,9 +183,31 @@ impl std::fmt::Debug for DuckDbDestination {
 }
 
 impl DuckDbDestination {
-    /// The underlying connection (for tests and `pipeline show`).
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// A connection for queries (tests, `pipeline show`): a clone of the open one, or a new one that
+    /// holds the database file until dropped.
+    pub fn connection(&self) -> Result<Connection, DestinationError> {
+        match &self.conn {
+            Some(c) => c.try_clone().map_err(db_err("cloning the connection")),
+            None => self.config.open(),
+        }
+    }
+
+    /// Whether the database file is open now.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Connect unless connected.
+    fn connect(&mut self) -> Result<(), DestinationError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.config.open()?);
+        }
+        Ok(())
+    }
+
+    /// The open connection. Every entry point connects first, so `None` is a bug, reported as an error.
+    fn c(&self) -> Result<&Connection, DestinationError> {
+        self.conn.as_ref().ok_or_else(|| DestinationError::new(KIND, "internal error: used while disconnected"))
     }
 
     /// The config.
@@ -179,7 +225,7 @@ impl DuckDbDestination {
 
     fn table_exists(&self, schema: &str, table: &str) -> Result<bool, DestinationError> {
         let n: i64 = self
-            .conn
+            .c()?
             .query_row(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
                 params![schema, table],
@@ -191,7 +237,7 @@ impl DuckDbDestination {
 
     fn existing_columns(&self, schema: &str) -> Result<HashMap<String, HashSet<String>>, DestinationError> {
         let mut stmt = self
-            .conn
+            .c()?
             .prepare("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ?")
             .map_err(db_err("reading information_schema"))?;
         let rows = stmt
@@ -206,12 +252,12 @@ impl DuckDbDestination {
     }
 
     fn exec(&self, sql: &str) -> Result<(), DestinationError> {
-        self.conn.execute_batch(sql).map_err(sql_err(sql))
+        self.c()?.execute_batch(sql).map_err(sql_err(sql))
     }
 
     /// Run one statement and return the rows it changed.
     fn insert_count(&self, sql: &str) -> Result<u64, DestinationError> {
-        Ok(self.conn.execute(sql, []).map_err(sql_err(sql))? as u64)
+        Ok(self.c()?.execute(sql, []).map_err(sql_err(sql))? as u64)
     }
 
     /// Create missing bookkeeping and data tables and add missing columns.
@@ -257,7 +303,7 @@ impl DuckDbDestination {
             let arrow_schema = batch.schema();
             let names: Vec<&str> = arrow_schema.fields().iter().map(|f| f.name().as_str()).collect();
             let mut app = self
-                .conn
+                .c()?
                 .appender_with_columns_to_db(table, target_schema, &names)
                 .map_err(db_err(&format!("opening an appender on {target_schema}.{table}")))?;
             rows += batch.num_rows() as u64;
@@ -276,6 +322,10 @@ impl DuckDbDestination {
         let m = package.manifest();
         let schema = &m.schema;
         let ds = self.ds().to_string();
+        // Full refresh: the old tables go in this transaction; readers see them until it commits.
+        for t in &m.drop_tables {
+            self.exec(&format!("DROP TABLE IF EXISTS {}", qualified(&ds, t)))?;
+        }
         self.sync_schema(schema)?;
         let existing = self.existing_columns(&ds)?;
         let mut report = LoadReport::default();
@@ -407,7 +457,7 @@ impl DuckDbDestination {
     fn insert_version_if_new(&self, schema: &Schema) -> Result<(), DestinationError> {
         let versions = qualified(self.ds(), "_dlt_version");
         let known: i64 = self
-            .conn
+            .c()?
             .query_row(
                 &format!("SELECT count(*) FROM {versions} WHERE schema_name = ? AND version_hash = ?"),
                 params![schema.name, schema.version_hash],
@@ -415,7 +465,7 @@ impl DuckDbDestination {
             )
             .map_err(db_err("reading _dlt_version"))?;
         if known == 0 {
-            self.conn
+            self.c()?
                 .execute(
                     &format!("INSERT INTO {versions} VALUES (?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?)"),
                     params![
@@ -434,7 +484,7 @@ impl DuckDbDestination {
 
     /// The `_dlt_loads` row of a completed load (status 0).
     fn insert_load(&self, load_id: &str, schema: &Schema) -> Result<(), DestinationError> {
-        self.conn
+        self.c()?
             .execute(
                 &format!("INSERT INTO {} VALUES (?, ?, 0, CAST(? AS TIMESTAMPTZ), ?)", qualified(self.ds(), "_dlt_loads")),
                 params![load_id, schema.name, chrono::Utc::now().to_rfc3339(), schema.version_hash],
@@ -444,7 +494,7 @@ impl DuckDbDestination {
     }
 
     fn insert_state(&self, state: &StateRow, load_id: &str) -> Result<(), DestinationError> {
-        self.conn
+        self.c()?
             .execute(
                 &format!(
                     "INSERT INTO {} VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?)",
@@ -475,11 +525,31 @@ impl Destination for DuckDbDestination {
         "dlt.destinations.duckdb"
     }
 
+    fn identity(&self) -> String {
+        let path = std::path::absolute(&self.config.path).unwrap_or_else(|_| self.config.path.clone());
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
+        format!("{KIND}:{}", path.display())
+    }
+
+    fn disconnect(&mut self) {
+        self.conn = None;
+    }
+
     fn health_check(&mut self) -> Result<(), DestinationError> {
-        self.conn.execute_batch("SELECT 1").map_err(db_err("health check"))
+        self.connect()?;
+        self.c()?.execute_batch("SELECT 1").map_err(db_err("health check"))
+    }
+
+    fn existing_tables(&mut self) -> Result<Vec<String>, DestinationError> {
+        self.connect()?;
+        let ds = self.ds().to_string();
+        let mut names: Vec<String> = self.existing_columns(&ds)?.into_keys().collect();
+        names.sort();
+        Ok(names)
     }
 
     fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>, DestinationError> {
+        self.connect()?;
         let ds = self.ds().to_string();
         if !self.table_exists(&ds, "_dlt_pipeline_state")? || !self.table_exists(&ds, "_dlt_loads")? {
             return Ok(None);
@@ -491,7 +561,7 @@ impl Destination for DuckDbDestination {
             qualified(&ds, "_dlt_pipeline_state"),
             qualified(&ds, "_dlt_loads")
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(db_err("reading _dlt_pipeline_state"))?;
+        let mut stmt = self.c()?.prepare(&sql).map_err(db_err("reading _dlt_pipeline_state"))?;
         let mut rows = stmt
             .query_map(params![pipeline_name], |r| {
                 Ok((
@@ -526,6 +596,7 @@ impl Destination for DuckDbDestination {
     }
 
     fn stored_schema(&mut self, schema_name: &str) -> Result<Option<Schema>, DestinationError> {
+        self.connect()?;
         let ds = self.ds().to_string();
         if !self.table_exists(&ds, "_dlt_version")? {
             return Ok(None);
@@ -534,7 +605,7 @@ impl Destination for DuckDbDestination {
             "SELECT schema FROM {} WHERE schema_name = ? ORDER BY version DESC, inserted_at DESC LIMIT 1",
             qualified(&ds, "_dlt_version")
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(db_err("reading _dlt_version"))?;
+        let mut stmt = self.c()?.prepare(&sql).map_err(db_err("reading _dlt_version"))?;
         let mut rows = stmt.query_map(params![schema_name], |r| r.get::<_, String>(0)).map_err(db_err("reading _dlt_version"))?;
         let Some(text) = rows.next() else { return Ok(None) };
         let text = text.map_err(db_err("reading _dlt_version"))?;
@@ -544,12 +615,13 @@ impl Destination for DuckDbDestination {
     }
 
     fn is_loaded(&mut self, load_id: &str) -> Result<bool, DestinationError> {
+        self.connect()?;
         let ds = self.ds().to_string();
         if !self.table_exists(&ds, "_dlt_loads")? {
             return Ok(false);
         }
         let n: i64 = self
-            .conn
+            .c()?
             .query_row(
                 &format!("SELECT count(*) FROM {} WHERE load_id = ? AND status = 0", qualified(&ds, "_dlt_loads")),
                 params![load_id],
@@ -560,6 +632,7 @@ impl Destination for DuckDbDestination {
     }
 
     fn load_package(&mut self, package: &LoadPackage) -> Result<LoadReport, DestinationError> {
+        self.connect()?;
         self.exec("BEGIN TRANSACTION")?;
         match self.load_in_transaction(package) {
             Ok(report) => {
@@ -567,20 +640,23 @@ impl Destination for DuckDbDestination {
                 Ok(report)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                if let Ok(c) = self.c() {
+                    let _ = c.execute_batch("ROLLBACK");
+                }
                 Err(e)
             }
         }
     }
 
     fn tables(&mut self) -> Result<Vec<TableInfo>, DestinationError> {
+        self.connect()?;
         let ds = self.ds().to_string();
         let mut names: Vec<String> = self.existing_columns(&ds)?.into_keys().collect();
         names.sort();
         let mut out = Vec::new();
         for name in names {
             let n: i64 = self
-                .conn
+                .c()?
                 .query_row(&format!("SELECT count(*) FROM {}", qualified(&ds, &name)), [], |r| r.get(0))
                 .map_err(db_err("counting rows"))?;
             out.push(TableInfo { name, rows: n as u64 });
@@ -589,6 +665,7 @@ impl Destination for DuckDbDestination {
     }
 
     fn recent_loads(&mut self, limit: usize) -> Result<Vec<LoadInfo>, DestinationError> {
+        self.connect()?;
         let ds = self.ds().to_string();
         if !self.table_exists(&ds, "_dlt_loads")? {
             return Ok(Vec::new());
@@ -597,7 +674,7 @@ impl Destination for DuckDbDestination {
             "SELECT load_id, status, CAST(inserted_at AS VARCHAR) FROM {} ORDER BY load_id DESC LIMIT {limit}",
             qualified(&ds, "_dlt_loads")
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(db_err("reading _dlt_loads"))?;
+        let mut stmt = self.c()?.prepare(&sql).map_err(db_err("reading _dlt_loads"))?;
         let rows = stmt
             .query_map([], |r| Ok(LoadInfo { load_id: r.get(0)?, status: r.get(1)?, inserted_at: r.get(2)? }))
             .map_err(db_err("reading _dlt_loads"))?;
@@ -605,6 +682,7 @@ impl Destination for DuckDbDestination {
     }
 
     fn drop_tables(&mut self, tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &str) -> Result<(), DestinationError> {
+        self.connect()?;
         let ds = self.ds().to_string();
         self.exec("BEGIN TRANSACTION")?;
         let result = (|| {
@@ -620,7 +698,9 @@ impl Destination for DuckDbDestination {
         match result {
             Ok(()) => self.exec("COMMIT"),
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                if let Ok(c) = self.c() {
+                    let _ = c.execute_batch("ROLLBACK");
+                }
                 Err(e)
             }
         }
@@ -654,10 +734,10 @@ mod tests {
         config.memory_limit = Some("300MB".into());
         config.temp_directory = Some(dir.path().join("spill"));
         let d = config.build().expect("open");
-        let limit: String = d.connection().query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0)).expect("setting");
+        let limit: String = d.connection().expect("connection").query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0)).expect("setting");
         // DuckDB reports the limit in its own units (300MB = 286.1 MiB).
         assert!(limit.starts_with("286") && limit.contains("MiB"), "{limit}");
-        let temp: String = d.connection().query_row("SELECT current_setting('temp_directory')", [], |r| r.get(0)).expect("setting");
+        let temp: String = d.connection().expect("connection").query_row("SELECT current_setting('temp_directory')", [], |r| r.get(0)).expect("setting");
         assert!(temp.ends_with("spill"), "{temp}");
     }
 }

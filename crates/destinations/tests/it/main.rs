@@ -2,4 +2,5 @@
 
 mod dispositions;
 mod packages;
+mod state_trust;
 mod support;

@@ -64,7 +64,7 @@ async fn failed_load_is_completed_by_the_next_run_without_fetching() {
     let mut src = source();
     src.set("people", people(4, "2024-01-01T00:00:00+00:00"));
     let err = p
-        .run_with(&src, Some(&sel(&["people"])), &mut d, RunOptions { fail_before_load: true })
+        .run_with(&src, Some(&sel(&["people"])), &mut d, RunOptions { fail_before_load: true, ..RunOptions::default() })
         .await
         .expect_err("injected failure");
     assert!(matches!(err, PipelineError::Load(_)));

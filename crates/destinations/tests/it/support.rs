@@ -36,11 +36,12 @@ impl Env {
     }
 
     pub fn query_i64(&self, d: &DuckDbDestination, sql: &str) -> i64 {
-        d.connection().query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+        d.connection().expect("connection").query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     pub fn query_strings(&self, d: &DuckDbDestination, sql: &str) -> Vec<String> {
-        let mut stmt = d.connection().prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let conn = d.connection().expect("connection");
+        let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap_or_else(|e| panic!("{sql}: {e}"));
         rows.map(|r| r.expect("row")).collect()
     }
