@@ -944,7 +944,9 @@ def report(chk: Checker, errata: list[Erratum], verbose: bool, elapsed: float, o
                 for o in vs[1:6]:
                     p(f"      also {o.case}: {o.target[:160]}")
     p()
-    p(f"contract: {len(chk.tally)} endpoints, {total} responses, {len(bad)} violations, {len(tolerated)} tolerated by {len(errata) - len(unused)} errata")
+    kinds = len({(v.endpoint, v.kind, v.status, v.norm_path or v.message, v.keyword) for v in bad})
+    p(f"contract: {len(chk.tally)} endpoints, {total} responses, {len(bad)} violations ({kinds} distinct), "
+      f"{len(tolerated)} tolerated by {len(errata) - len(unused)} errata")
     return 1 if bad else 0
 
 
