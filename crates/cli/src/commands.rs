@@ -13,6 +13,7 @@ use pipeline_engine::load::Destination;
 use pipeline_engine::pipeline::{Pipeline, PipelineConfig};
 
 use crate::config::{init_config_toml, init_secrets_toml, ConfigResolver};
+use crate::settings;
 
 /// A usage or configuration error (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +42,13 @@ pub struct RunArgs {
     /// Destination.
     #[arg(long, default_value = "duckdb", value_parser = ["duckdb"])]
     destination: String,
-    /// Dataset name (a DuckDB schema).
-    #[arg(long, default_value = "personio_data")]
-    dataset: String,
-    /// Pipeline name (working directory, `<name>.duckdb`, state key).
-    #[arg(long, default_value = "personio")]
-    pipeline_name: String,
+    /// Dataset name (a DuckDB schema) [default: personio_data].
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Pipeline name (working directory, `<name>.duckdb`, state key) [default: personio; with --demo:
+    /// personio_demo].
+    #[arg(long)]
+    pipeline_name: Option<String>,
     /// Drop the selected resources' tables and state first, then load everything again.
     #[arg(long)]
     full_refresh: bool,
@@ -56,7 +58,8 @@ pub struct RunArgs {
     /// Last day of attendances (YYYY-MM-DD; default today, UTC).
     #[arg(long)]
     end_date: Option<NaiveDate>,
-    /// Start an in-process sandbox and load it (no credentials needed).
+    /// Start an in-process sandbox and load it (no credentials needed) into its own pipeline
+    /// `personio_demo` and `personio_demo.duckdb`, never into the real dataset.
     #[arg(long)]
     demo: bool,
     /// Allow the v1 attendances/projects endpoints Personio retired on 2026-08-30.
@@ -65,9 +68,9 @@ pub struct RunArgs {
     /// Fetch every employee's balance, not only new or changed employees'.
     #[arg(long)]
     refresh_all_balances: bool,
-    /// Concurrent transformer calls (balances, reports).
-    #[arg(long, default_value_t = 4)]
-    concurrency: usize,
+    /// Concurrent transformer calls (balances, reports), 1 to 64.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
 }
 
 /// `pipeline <name> ...` actions.
@@ -143,9 +146,16 @@ pub fn init(env: &Env, destination: &str, force: bool) -> Result<()> {
 
 /// The DuckDB destination's settings: `[destination.duckdb]` `credentials` (a `.duckdb` path),
 /// `memory_limit` (`"none"` keeps DuckDB's 80% of RAM), `temp_directory` and `merge_chunk_rows`.
+/// The demo pipeline ignores `credentials`: it always writes `personio_demo.duckdb`.
 fn duckdb_config(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, dataset: &str) -> Result<DuckDbConfig> {
+    duckdb_config_for(env, resolver, pipeline_name, dataset, pipeline_name == settings::DEMO_PIPELINE)
+}
+
+/// [`duckdb_config`]; `demo`: never the configured `credentials` file (that is the real data).
+fn duckdb_config_for(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, dataset: &str, demo: bool) -> Result<DuckDbConfig> {
     let section = ["destination", "duckdb"];
-    let mut config = match resolver.get(&section, "credentials", false) {
+    let configured = if demo { None } else { resolver.get(&section, "credentials", false) };
+    let mut config = match configured {
         Some(path) if !path.is_empty() && path.ends_with(".duckdb") => DuckDbConfig::at(env.project_dir.join(path), dataset),
         _ => DuckDbConfig::for_pipeline(&env.project_dir, pipeline_name, dataset),
     };
@@ -155,62 +165,44 @@ fn duckdb_config(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, data
     if let Some(dir) = resolver.get(&section, "temp_directory", false) {
         config.temp_directory = Some(env.project_dir.join(dir));
     }
-    if let Some(rows) = resolver.get(&section, "merge_chunk_rows", false) {
-        config.merge_chunk_rows = rows
-            .trim()
-            .parse()
-            .map_err(|_| UsageError(format!("destination.duckdb.merge_chunk_rows must be a whole number of rows, not {rows:?}")))?;
-    }
+    config.merge_chunk_rows = resolver.integer(&section, "merge_chunk_rows", config.merge_chunk_rows, 1, 1_000_000_000)?;
+    config.validate().map_err(|e| UsageError(format!("[destination.duckdb]: {e}")))?;
     Ok(config)
 }
 
-/// `run`.
+/// `run`. Every setting is checked before the sandbox, the client or the destination starts.
 pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     let resolver = ConfigResolver::load(&env.project_dir)?;
-    let section = ["sources", "personio"];
+    let (pipeline_name, dataset) = settings::run_names(args.pipeline_name.as_deref(), args.dataset.as_deref(), args.demo);
+    settings::check_names(&pipeline_name, &dataset)?;
+    let endpoint = if args.demo {
+        // Replaced by the sandbox's address once it runs.
+        settings::Endpoint {
+            base_url: "http://127.0.0.1".into(),
+            client_id: personio_sandbox::DEFAULT_CLIENT_ID.to_string(),
+            client_secret: personio_sandbox::DEFAULT_CLIENT_SECRET.to_string(),
+        }
+    } else {
+        settings::endpoint(&resolver)?
+    };
+    let mut client_config = settings::client_config(&resolver, endpoint)?;
+    let items_per_page = settings::items_per_page(&resolver)?;
+    let dd = duckdb_config_for(env, &resolver, &pipeline_name, &dataset, args.demo)?;
+
     let mut sandbox = None;
-    let (base_url, client_id, client_secret) = if args.demo {
+    if args.demo {
         let running = personio_sandbox::Sandbox::start(personio_sandbox::SandboxConfig::default(), "127.0.0.1:0")
             .await
             .context("starting the demo sandbox")?;
-        let base = running.base_url();
+        client_config.base_url = running.base_url();
         if !env.json {
-            eprintln!("Demo: loading the Personio sandbox at {base} (no credentials needed)");
+            eprintln!(
+                "Demo: loading the Personio sandbox at {} (no credentials needed) into pipeline {pipeline_name}, {}",
+                client_config.base_url,
+                dd.path.display()
+            );
         }
         sandbox = Some(running);
-        (base, personio_sandbox::DEFAULT_CLIENT_ID.to_string(), personio_sandbox::DEFAULT_CLIENT_SECRET.to_string())
-    } else {
-        let id = resolver.get(&section, "client_id", true).ok_or_else(|| {
-            UsageError("no Personio client_id: set sources.personio.client_id in .dlt/secrets.toml (run `personio-pipeline init`) or SOURCES__PERSONIO__CLIENT_ID".into())
-        })?;
-        let secret = resolver.get(&section, "client_secret", true).ok_or_else(|| {
-            UsageError("no Personio client_secret: set sources.personio.client_secret in .dlt/secrets.toml or SOURCES__PERSONIO__CLIENT_SECRET".into())
-        })?;
-        let base = resolver.get(&section, "base_url", false).unwrap_or_else(|| "https://api.personio.de".to_string());
-        (base, id, secret)
-    };
-    let items_per_page = match resolver.get(&section, "items_per_page", false) {
-        Some(v) => v.parse::<u32>().map_err(|_| UsageError(format!("sources.personio.items_per_page must be a positive integer, got `{v}`")))?,
-        None => 200,
-    };
-    let mut client_config = ClientConfig::new(client_id, client_secret).with_base_url(base_url);
-    if let Some(app) = resolver.get(&section, "app_id", false) {
-        client_config.app_id = Some(app);
-    }
-    if let Some(partner) = resolver.get(&section, "partner_id", false) {
-        client_config.partner_id = Some(partner);
-    }
-    if let Some(t) = resolver.get(&["runtime"], "request_timeout", false).and_then(|v| v.parse::<f64>().ok()) {
-        client_config.request_timeout = std::time::Duration::from_secs_f64(t);
-    }
-    if let Some(n) = resolver.get(&["runtime"], "request_max_attempts", false).and_then(|v| v.parse::<u32>().ok()) {
-        client_config.max_attempts = n;
-    }
-    if let Some(f) = resolver.get(&["runtime"], "request_backoff_factor", false).and_then(|v| v.parse::<f64>().ok()) {
-        client_config.backoff_factor = std::time::Duration::from_secs_f64(f.max(0.0));
-    }
-    if let Some(m) = resolver.get(&["runtime"], "request_max_retry_delay", false).and_then(|v| v.parse::<f64>().ok()) {
-        client_config.max_retry_delay = std::time::Duration::from_secs_f64(m.max(0.0));
     }
     let client = PersonioClient::new(client_config).context("building the Personio client")?;
 
@@ -221,14 +213,13 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
         end_date: args.end_date,
         allow_retired_v1: args.allow_retired_v1,
         refresh_all_balances: args.refresh_all_balances,
-        transformer_concurrency: args.concurrency.max(1),
+        transformer_concurrency: usize::from(args.concurrency),
         progress: Some(progress.callback()),
     };
     let source = PersonioSource::new(client, options);
 
-    let dd = duckdb_config(env, &resolver, &args.pipeline_name, &args.dataset)?;
     let mut destination = dd.build()?;
-    let pipeline = Pipeline::open(PipelineConfig::new(&args.pipeline_name, &args.dataset, &env.pipelines_dir))?;
+    let pipeline = Pipeline::open(PipelineConfig::new(&pipeline_name, &dataset, &env.pipelines_dir))?;
     let selected: Vec<String> = args.resources.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     if args.full_refresh {
         let names = if selected.is_empty() { source.default_resources() } else { selected.clone() };
@@ -238,11 +229,20 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     progress.finish();
     drop(sandbox);
     let report = report?;
+    let look = format!("personio-pipeline pipeline {pipeline_name} show{}", if dataset == settings::DEFAULT_DATASET { String::new() } else { format!(" --dataset {dataset}") });
     if env.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut out = serde_json::to_value(&report)?;
+        if let Some(obj) = out.as_object_mut() {
+            obj.insert("pipeline_name".into(), pipeline_name.clone().into());
+            obj.insert("dataset_name".into(), dataset.clone().into());
+            obj.insert("database".into(), dd.path.display().to_string().into());
+            obj.insert("working_dir".into(), env.pipelines_dir.join(&pipeline_name).display().to_string().into());
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print!("{report}");
-        println!("The duckdb destination used {} to store data", dd.path.display());
+        println!("The duckdb destination used {} to store data (pipeline {pipeline_name}, dataset {dataset})", dd.path.display());
+        println!("Look at it: {look}");
     }
     Ok(())
 }
@@ -258,6 +258,10 @@ fn open_destination(env: &Env, pipeline_name: &str, dataset: &str) -> Result<pip
 
 /// `pipeline <name> ...`.
 pub fn pipeline(env: &Env, name: &str, action: PipelineAction) -> Result<()> {
+    pipeline_engine::pipeline::validate_name("pipeline", name)?;
+    if let PipelineAction::Show { dataset, .. } | PipelineAction::Drop { dataset, .. } = &action {
+        pipeline_engine::pipeline::validate_name("dataset", dataset)?;
+    }
     let workdir = env.pipelines_dir.join(name);
     match action {
         PipelineAction::Info => {
@@ -337,6 +341,7 @@ pub fn pipeline(env: &Env, name: &str, action: PipelineAction) -> Result<()> {
 pub fn schema(env: &Env, action: SchemaAction) -> Result<()> {
     match action {
         SchemaAction::Export { pipeline_name, format } => {
+            pipeline_engine::pipeline::validate_name("pipeline", &pipeline_name)?;
             let p = Pipeline::open(PipelineConfig::new(&pipeline_name, "", &env.pipelines_dir))?;
             let schema = p
                 .local_schema("personio")?

@@ -5,6 +5,7 @@
 mod commands;
 mod config;
 mod progress;
+mod settings;
 
 use std::process::ExitCode;
 
@@ -98,13 +99,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn exit_code(e: &anyhow::Error) -> u8 {
     use pipeline_engine::pipeline::PipelineError;
     for cause in e.chain() {
-        if cause.downcast_ref::<commands::UsageError>().is_some() {
+        if cause.downcast_ref::<commands::UsageError>().is_some() || cause.downcast_ref::<config::ConfigError>().is_some() {
+            return 2;
+        }
+        if let Some(personio_client::ClientError::Config(_)) = cause.downcast_ref::<personio_client::ClientError>() {
             return 2;
         }
         if let Some(p) = cause.downcast_ref::<PipelineError>() {
             return match p {
                 PipelineError::Locked { .. } => 6,
-                PipelineError::UnknownResource { .. } => 2,
+                PipelineError::UnknownResource { .. } | PipelineError::InvalidName { .. } => 2,
                 PipelineError::Load(d) if d.locked => 6,
                 PipelineError::Load(_) => 5,
                 PipelineError::Extract(inner) => extract_code(inner.as_ref()),

@@ -1,0 +1,237 @@
+//! Checked settings of a run, resolved from flags and configuration before anything starts: names, the
+//! Personio endpoint and credentials, HTTP/retry numbers and pacing limits. Every problem is a
+//! [`ConfigError`] or [`UsageError`] (exit code 2) that names the setting and never shows a secret.
+
+use std::time::Duration;
+
+use personio_client::{ClientConfig, PacingConfig};
+
+use crate::commands::UsageError;
+use crate::config::{ConfigError, ConfigResolver, Origin, SecondsBounds};
+
+/// Pipeline name of a plain `run`.
+pub const DEFAULT_PIPELINE: &str = "personio";
+/// Pipeline name of `run --demo`: its own working directory and `personio_demo.duckdb`.
+pub const DEMO_PIPELINE: &str = "personio_demo";
+/// Dataset name when none is given.
+pub const DEFAULT_DATASET: &str = "personio_data";
+
+const SOURCE: [&str; 2] = ["sources", "personio"];
+const RUNTIME: [&str; 1] = ["runtime"];
+
+/// The client's accepted range of a duration setting (`ClientConfig::*_RANGE`), inclusive.
+fn bounds((min, max): (Duration, Duration)) -> SecondsBounds {
+    SecondsBounds { min: min.as_secs_f64(), min_exclusive: false, max: max.as_secs_f64() }
+}
+
+/// Upper bound of every per-minute pacing limit.
+pub const MAX_PER_MINUTE: u64 = 1_000_000;
+
+/// The pipeline and dataset names of a run: `--demo` gets its own pipeline unless one is named.
+pub fn run_names(pipeline: Option<&str>, dataset: Option<&str>, demo: bool) -> (String, String) {
+    let default_pipeline = if demo { DEMO_PIPELINE } else { DEFAULT_PIPELINE };
+    (pipeline.unwrap_or(default_pipeline).to_string(), dataset.unwrap_or(DEFAULT_DATASET).to_string())
+}
+
+/// Checks both names with the engine's rule (no separators, no `..`, `A-Z a-z 0-9 _ -`; docs/errors.md).
+pub fn check_names(pipeline: &str, dataset: &str) -> Result<(), pipeline_engine::pipeline::PipelineError> {
+    pipeline_engine::pipeline::validate_name("pipeline", pipeline)?;
+    pipeline_engine::pipeline::validate_name("dataset", dataset)
+}
+
+/// Where to find Personio and with which credentials.
+pub struct Endpoint {
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// The configured Personio endpoint and credentials (`sources.personio.*`, sectioned names only).
+pub fn endpoint(resolver: &ConfigResolver) -> Result<Endpoint, anyhow::Error> {
+    let missing = |key: &str| {
+        let mut msg = format!(
+            "no Personio {key}: set {key} under [sources.personio] in .dlt/secrets.toml (run `personio-pipeline init`) or the environment variable SOURCES__PERSONIO__{}",
+            key.to_uppercase()
+        );
+        if resolver.in_config_toml(&SOURCE, key) {
+            msg.push_str(&format!(" ({key} in .dlt/config.toml is ignored: secrets belong in .dlt/secrets.toml)"));
+        }
+        UsageError(msg)
+    };
+    let client_id = resolver.get(&SOURCE, "client_id", true).ok_or_else(|| missing("client_id"))?;
+    let client_secret = resolver.get(&SOURCE, "client_secret", true).ok_or_else(|| missing("client_secret"))?;
+    let base_url = match resolver.get_with_origin(&SOURCE, "base_url", false) {
+        Some((raw, origin)) => check_base_url(&raw, &origin)?,
+        None => personio_client::DEFAULT_BASE_URL.to_string(),
+    };
+    Ok(Endpoint { base_url, client_id, client_secret })
+}
+
+/// Checks `base_url`: an `http(s)` URL with a host and no user name or password; plain `http` only to a
+/// loopback host (a sandbox), since the client secret travels in the token request.
+pub fn check_base_url(raw: &str, origin: &Origin) -> Result<String, ConfigError> {
+    let value_error = |problem: String, allowed: &str| ConfigError::Value {
+        key: "sources.personio.base_url".into(),
+        origin: origin.clone(),
+        problem,
+        allowed: allowed.into(),
+    };
+    const ALLOWED: &str = "an https URL such as https://api.personio.de, or http://127.0.0.1:PORT for a local sandbox";
+    let trimmed = raw.trim();
+    let url = url::Url::parse(trimmed).map_err(|e| value_error(format!("is not a URL ({e})"), ALLOWED))?;
+    let host = url.host().ok_or_else(|| value_error("has no host".into(), ALLOWED))?;
+    let shown = format!("{}://{}", url.scheme(), host);
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(value_error(format!("({shown}) carries a user name or password"), "a URL without credentials; the client id and secret go in .dlt/secrets.toml"));
+    }
+    let loopback = match &host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(value_error(
+                format!("is {shown}, plain http to a host that is not loopback (the client secret would travel unencrypted)"),
+                ALLOWED,
+            ))
+        }
+        other => return Err(value_error(format!("has the scheme {other:?}"), ALLOWED)),
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Client configuration: endpoint, `app_id`/`partner_id`, dlt's `runtime.request_*` retry settings and
+/// the pacing limits, every number checked.
+pub fn client_config(resolver: &ConfigResolver, endpoint: Endpoint) -> Result<ClientConfig, ConfigError> {
+    let mut c = ClientConfig::new(endpoint.client_id, endpoint.client_secret).with_base_url(endpoint.base_url);
+    c.app_id = resolver.get(&SOURCE, "app_id", false);
+    c.partner_id = resolver.get(&SOURCE, "partner_id", false);
+    c.request_timeout = resolver.seconds(&RUNTIME, "request_timeout", c.request_timeout, bounds(ClientConfig::REQUEST_TIMEOUT_RANGE))?;
+    let (lo, hi) = ClientConfig::MAX_ATTEMPTS_RANGE;
+    let attempts = resolver.integer(&RUNTIME, "request_max_attempts", u64::from(c.max_attempts), u64::from(lo), u64::from(hi))?;
+    c.max_attempts = u32::try_from(attempts).unwrap_or(hi);
+    c.backoff_factor = resolver.seconds(&RUNTIME, "request_backoff_factor", c.backoff_factor, bounds(ClientConfig::BACKOFF_RANGE))?;
+    c.max_retry_delay = resolver.seconds(&RUNTIME, "request_max_retry_delay", c.max_retry_delay, bounds(ClientConfig::RETRY_DELAY_RANGE))?;
+    let (lo, hi) = ClientConfig::MAX_BODY_BYTES_RANGE;
+    c.max_body_bytes = resolver.integer(&RUNTIME, "max_body_bytes", c.max_body_bytes, lo, hi)?;
+    c.pacing = pacing(resolver, c.pacing)?;
+    Ok(c)
+}
+
+/// Pacing limits from `[sources.personio]` (or `SOURCES__PERSONIO__*`); unset keys keep `defaults`
+/// (Personio's published limits). `0` switches a per-minute limit off.
+pub fn pacing(resolver: &ConfigResolver, defaults: PacingConfig) -> Result<PacingConfig, ConfigError> {
+    let per_min = |key: &str, default: u32| -> Result<u32, ConfigError> {
+        let v = resolver.integer(&SOURCE, key, u64::from(default), 0, MAX_PER_MINUTE)?;
+        Ok(u32::try_from(v).unwrap_or(u32::MAX))
+    };
+    let mut p = defaults;
+    p.global_per_min = per_min("requests_per_minute", p.global_per_min)?;
+    p.employees_per_min = per_min("employees_requests_per_minute", p.employees_per_min)?;
+    p.auth_per_min = per_min("auth_requests_per_minute", p.auth_per_min)?;
+    p.employees_burst_per_sec =
+        u32::try_from(resolver.integer(&SOURCE, "employees_burst", u64::from(p.employees_burst_per_sec), 1, 10_000)?).unwrap_or(10_000);
+    Ok(p)
+}
+
+/// `items_per_page` (dlt's name): 1 to 200, the largest page any endpoint serves.
+pub fn items_per_page(resolver: &ConfigResolver) -> Result<u32, ConfigError> {
+    Ok(u32::try_from(resolver.integer(&SOURCE, "items_per_page", 200, 1, 200)?).unwrap_or(200))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn resolver(env: &[(&str, &str)], secrets: &str, config: &str) -> ConfigResolver {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        ConfigResolver::from_parts(env, secrets, config).expect("valid toml")
+    }
+
+    #[test]
+    fn demo_names_are_its_own_unless_named() {
+        assert_eq!(run_names(None, None, true), ("personio_demo".to_string(), "personio_data".to_string()));
+        assert_eq!(run_names(None, None, false), ("personio".to_string(), "personio_data".to_string()));
+        assert_eq!(run_names(Some("mine"), Some("ds"), true), ("mine".to_string(), "ds".to_string()));
+    }
+
+    #[test]
+    fn names_that_would_be_paths_are_refused() {
+        assert!(check_names("personio_demo", "personio_data").is_ok());
+        for (p, d) in [("../../escape", "d"), ("a/b", "d"), ("p", ".."), ("p", "x;drop"), ("", "d"), ("p", "a\\b")] {
+            assert!(check_names(p, d).is_err(), "{p} {d}");
+        }
+    }
+
+    #[test]
+    fn base_url_https_or_loopback_http_only() {
+        let o = Origin::Env("SOURCES__PERSONIO__BASE_URL".into());
+        for ok in ["https://api.personio.de", "https://api.personio.de/", "http://127.0.0.1:18080", "http://localhost:1", "http://[::1]:8080", "http://127.1.2.3"] {
+            assert!(check_base_url(ok, &o).is_ok(), "{ok}");
+        }
+        for (bad, what) in [
+            ("http://api.personio.de", "plain http"),
+            ("http://evil.com\\@127.0.0.1/", "plain http"),
+            ("http://10.0.0.1:80", "plain http"),
+            ("https://user:pw@api.personio.de", "user name or password"),
+            ("ftp://api.personio.de", "scheme"),
+            ("api.personio.de", "not a URL"),
+            ("file:///etc/passwd", "host"),
+        ] {
+            let e = check_base_url(bad, &o).expect_err(bad).to_string();
+            assert!(e.contains(what) && e.contains("SOURCES__PERSONIO__BASE_URL"), "{bad}: {e}");
+            assert!(!e.contains("pw@"), "{e}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_read_only_from_sectioned_names() {
+        let r = resolver(&[("CLIENT_ID", "a"), ("CLIENT_SECRET", "b"), ("BASE_URL", "http://evil.test")], "", "");
+        let e = endpoint(&r).err().expect("generic names are not read").to_string();
+        assert!(e.contains("no Personio client_id"), "{e}");
+        let r = resolver(&[("SOURCES__PERSONIO__CLIENT_ID", "a"), ("SOURCES__PERSONIO__CLIENT_SECRET", "b"), ("BASE_URL", "http://evil.test")], "", "");
+        assert_eq!(endpoint(&r).expect("sectioned").base_url, "https://api.personio.de");
+        let r = resolver(&[("SOURCES__PERSONIO__BASE_URL", "http://evil.test")], "[sources.personio]\nclient_id=\"a\"\nclient_secret=\"b\"\n", "");
+        assert!(endpoint(&r).is_err());
+        let r = resolver(&[], "[sources.personio]\nclient_id=\"a\"\n", "[sources.personio]\nclient_secret=\"b\"\n");
+        let e = endpoint(&r).err().expect("secret in config.toml is ignored").to_string();
+        assert!(e.contains("client_secret") && e.contains("ignored") && !e.contains("\"b\""), "{e}");
+    }
+
+    #[test]
+    fn runtime_and_pacing_numbers_are_validated_and_applied() {
+        let ep = || Endpoint { base_url: "https://api.personio.de".into(), client_id: "i".into(), client_secret: "s".into() };
+        for (k, v) in [
+            ("RUNTIME__REQUEST_TIMEOUT", "-1"),
+            ("RUNTIME__REQUEST_TIMEOUT", "inf"),
+            ("RUNTIME__REQUEST_BACKOFF_FACTOR", "1e300"),
+            ("RUNTIME__REQUEST_MAX_RETRY_DELAY", "NaN"),
+            ("RUNTIME__REQUEST_MAX_ATTEMPTS", "0"),
+            ("SOURCES__PERSONIO__REQUESTS_PER_MINUTE", "-5"),
+            ("SOURCES__PERSONIO__EMPLOYEES_REQUESTS_PER_MINUTE", "lots"),
+            ("SOURCES__PERSONIO__EMPLOYEES_BURST", "0"),
+        ] {
+            let e = client_config(&resolver(&[(k, v)], "", ""), ep()).expect_err(k).to_string();
+            assert!(e.contains(k) && e.contains("allowed"), "{e}");
+        }
+        let r = resolver(
+            &[("RUNTIME__REQUEST_TIMEOUT", "2.5"), ("SOURCES__PERSONIO__EMPLOYEES_REQUESTS_PER_MINUTE", "600")],
+            "",
+            "[runtime]\nrequest_max_attempts = 3\n[sources.personio]\nrequests_per_minute = 1000\nemployees_burst = 20\nauth_requests_per_minute = 0\n",
+        );
+        let c = client_config(&r, ep()).expect("valid");
+        assert_eq!(c.request_timeout, Duration::from_millis(2500));
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!((c.pacing.global_per_min, c.pacing.employees_per_min, c.pacing.employees_burst_per_sec, c.pacing.auth_per_min), (1000, 600, 20, 0));
+        // Unset: Personio's published limits.
+        let d = client_config(&resolver(&[], "", ""), ep()).expect("defaults");
+        assert_eq!(d.pacing, PacingConfig::default());
+        assert_eq!(items_per_page(&resolver(&[], "", "")).ok(), Some(200));
+        assert!(items_per_page(&resolver(&[("SOURCES__PERSONIO__ITEMS_PER_PAGE", "0")], "", "")).is_err());
+    }
+}
