@@ -198,7 +198,7 @@ fn then_incremental(e: &Env, ran: &Ran) -> Result<(), String> {
     let h = e.sb.handle();
     h.advance_clock(chrono::Duration::hours(1));
     h.update_employees(2);
-    let again = e.p.run(e.run_args(&["run", "--resources", "employees"]).by_ref(), Duration::from_secs(120));
+    let again = e.p.run(&mut e.run_args(&["run", "--resources", "employees"]), Duration::from_secs(120));
     if !again.ok() {
         return Err(format!("second run: {}", again.summary()));
     }

@@ -258,9 +258,6 @@ pub mod cli_run {
         pub fn ok(&self) -> bool {
             self.code == Some(0)
         }
-        pub fn json(&self) -> Option<Value> {
-            serde_json::from_str(&self.stdout).ok()
-        }
         /// The `error: …` lines the binary printed.
         pub fn error_lines(&self) -> Vec<&str> {
             self.stderr.lines().filter(|l| l.starts_with("error:")).collect()
@@ -400,11 +397,6 @@ pub mod cli_run {
             }
         }
         diffs
-    }
-
-    /// The local state mirror (`state.json`), if any.
-    pub fn local_state(p: &Project) -> Option<Value> {
-        std::fs::read_to_string(p.workdir().join("state.json")).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
     }
 
     /// The newest state the destination holds (`_dlt_pipeline_state`), decoded, if any.
