@@ -176,8 +176,14 @@ impl Browser {
         self.cmd("GET", &self.s("/title"), None).await.expect("title").as_str().unwrap_or_default().to_string()
     }
 
+    /// A screenshot of the whole page (the window grows to the page's height, then shrinks back).
     async fn screenshot(&self, path: &Path) {
+        let script = json!({"script": "return document.documentElement.scrollHeight", "args": []});
+        let height = self.cmd("POST", &self.s("/execute/sync"), Some(script)).await.ok().and_then(|v| v.as_u64()).unwrap_or(900);
+        let rect = |h: u64| json!({"width": 1280, "height": h.clamp(900, 8000)});
+        self.cmd("POST", &self.s("/window/rect"), Some(rect(height + 120))).await.expect("resize");
         let v = self.cmd("GET", &self.s("/screenshot"), None).await.expect("screenshot");
+        self.cmd("POST", &self.s("/window/rect"), Some(rect(900))).await.expect("resize back");
         let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_default()).expect("base64 PNG");
         assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
         std::fs::write(path, png).expect("write screenshot");
@@ -450,21 +456,24 @@ async fn cli_show_serves_the_dashboard_after_run_demo() {
     };
     let out = cli().args(["--json", "run", "--demo"]).output().expect("run --demo");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON run report");
+    let pipeline = report["pipeline_name"].as_str().expect("pipeline_name in the report").to_string();
+    let pipeline = pipeline.as_str();
     let sandbox = Sandbox::start(SandboxConfig::default(), "127.0.0.1:0").await.expect("sandbox");
     let n = sandbox.handle().truth().employees.len();
 
     // Scripts keep the text and JSON summaries.
-    let text = cli().args(["pipeline", PIPELINE, "show", "--no-browser"]).output().expect("show --no-browser");
+    let text = cli().args(["pipeline", pipeline, "show", "--no-browser"]).output().expect("show --no-browser");
     assert!(text.status.success(), "{}", String::from_utf8_lossy(&text.stderr));
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["employees", &n.to_string()]), "{text}");
-    let json = cli().args(["--json", "pipeline", PIPELINE, "show"]).output().expect("--json show");
+    let json = cli().args(["--json", "pipeline", pipeline, "show"]).output().expect("--json show");
     let json: Value = serde_json::from_slice(&json.stdout).expect("JSON summary");
     let employees = json["tables"].as_array().and_then(|t| t.iter().find(|t| t["name"] == json!("employees"))).cloned();
     assert_eq!(employees.map(|t| t["rows"].clone()), Some(json!(n)));
 
     // The dashboard: the URL on stdout, pages with the truth, DROP refused.
-    let mut child = cli().args(["pipeline", PIPELINE, "show"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("show");
+    let mut child = cli().args(["pipeline", pipeline, "show"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("show");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
