@@ -78,11 +78,18 @@ pub struct RunArgs {
 pub enum PipelineAction {
     /// Working directory, state and pending packages.
     Info,
-    /// Tables with row counts, the last loads and the schema.
+    /// Serve the pipeline's dashboard on 127.0.0.1 and open it in the browser (docs/dashboard.md);
+    /// with --no-browser or --json: print tables with row counts, the last loads and the schema.
     Show {
         /// Dataset name.
         #[arg(long, default_value = "personio_data")]
         dataset: String,
+        /// Port of the dashboard (default: a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Print the text summary instead of serving the dashboard.
+        #[arg(long)]
+        no_browser: bool,
     },
     /// The last run's trace.
     Trace,
@@ -256,6 +263,26 @@ fn open_destination(env: &Env, pipeline_name: &str, dataset: &str) -> Result<pip
     Ok(dd.build()?)
 }
 
+/// `pipeline <name> show` without --no-browser/--json: serve the dashboard until Ctrl-C.
+pub async fn dashboard(env: &Env, name: &str, dataset: &str, port: Option<u16>) -> Result<()> {
+    settings::check_names(name, dataset)?;
+    let resolver = ConfigResolver::load(&env.project_dir)?;
+    let dd = duckdb_config(env, &resolver, name, dataset)?;
+    if !dd.path.exists() {
+        return Err(UsageError(format!("no database at {}: run `personio-pipeline run --pipeline-name {name}` first", dd.path.display())).into());
+    }
+    let reader: pipeline_dashboard::ReaderFactory = std::sync::Arc::new(move || {
+        pipeline_destinations::read::DuckDbReader::open(&dd).map(|r| Box::new(r) as Box<dyn pipeline_destinations::read::DatasetReader>)
+    });
+    let config = pipeline_dashboard::DashboardConfig::new(name, dataset, &env.pipelines_dir);
+    let running = pipeline_dashboard::start(config, reader, port).await.map_err(|e| UsageError(e.to_string()))?;
+    let url = running.url();
+    let opened = pipeline_dashboard::open_browser(&url);
+    println!("Dashboard of pipeline {name}: {url}{} (Ctrl-C to stop)", if opened { " (opened in the browser)" } else { "" });
+    running.serve_until_ctrl_c().await?;
+    Ok(())
+}
+
 /// `pipeline <name> ...`.
 pub fn pipeline(env: &Env, name: &str, action: PipelineAction) -> Result<()> {
     pipeline_engine::pipeline::validate_name("pipeline", name)?;
@@ -285,7 +312,7 @@ pub fn pipeline(env: &Env, name: &str, action: PipelineAction) -> Result<()> {
                 }
             }
         }
-        PipelineAction::Show { dataset } => {
+        PipelineAction::Show { dataset, .. } => {
             let mut d = open_destination(env, name, &dataset)?;
             let tables = d.tables()?;
             let loads = d.recent_loads(10)?;

@@ -87,6 +87,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { destination, force } => commands::init(&env, &destination, force),
         Command::Run(args) => commands::run(&env, args).await,
+        Command::Pipeline { name, action: commands::PipelineAction::Show { dataset, port, no_browser: false } } if !env.json => {
+            commands::dashboard(&env, &name, &dataset, port).await
+        }
         Command::Pipeline { name, action } => commands::pipeline(&env, &name, action),
         Command::Schema { action } => commands::schema(&env, action),
         Command::Sandbox(args) => personio_sandbox::run_cli(args).await.map_err(Into::into),
