@@ -103,7 +103,7 @@ pub fn headcount_sql(reader: &dyn DatasetReader, cols: &Columns) -> Result<Strin
     let dept = if e.contains_key("department__attributes__name") { "CAST(department__attributes__name AS VARCHAR)" } else { "CAST(NULL AS VARCHAR)" };
     Ok(format!(
         "WITH e AS (\n  SELECT {hired} AS hired, {left} AS left_on, coalesce({dept}, '(no department)') AS department\n  FROM {table} WHERE hire_date IS NOT NULL),\n\
-         months AS (\n  SELECT CAST(m AS DATE) AS month FROM generate_series(\n    CAST(date_trunc('month', (SELECT min(hired) FROM e)) AS TIMESTAMP),\n    CAST(date_trunc('month', current_date) AS TIMESTAMP), INTERVAL 1 MONTH) AS t(m))\n\
+         months AS (\n  SELECT CAST(m AS DATE) AS month FROM generate_series(\n    CAST(date_trunc('month', (SELECT min(hired) FROM e)) AS TIMESTAMP),\n    CAST(date_trunc('month', CAST(CAST(now() AS TIMESTAMP) AS DATE)) AS TIMESTAMP), INTERVAL 1 MONTH) AS t(m))\n\
          SELECT month, department, count(*) AS headcount\nFROM months JOIN e\n  ON e.hired < month + INTERVAL 1 MONTH\n \
          AND (e.left_on IS NULL OR e.left_on >= CAST(month + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE))\nGROUP BY 1, 2 ORDER BY 1, 2",
         hired = day_expr("hire_date", hire),
