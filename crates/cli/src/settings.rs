@@ -134,6 +134,8 @@ pub fn pacing(resolver: &ConfigResolver, defaults: PacingConfig) -> Result<Pacin
     p.auth_per_min = per_min("auth_requests_per_minute", p.auth_per_min)?;
     p.employees_burst_per_sec =
         u32::try_from(resolver.integer(&SOURCE, "employees_burst", u64::from(p.employees_burst_per_sec), 1, 10_000)?).unwrap_or(10_000);
+    let default_scope = if p.balances_in_employees_limit { "employees" } else { "global" };
+    p.balances_in_employees_limit = resolver.choice(&SOURCE, "balance_scope", default_scope, &["employees", "global"])? == "employees";
     Ok(p)
 }
 
@@ -215,6 +217,7 @@ mod tests {
             ("SOURCES__PERSONIO__REQUESTS_PER_MINUTE", "-5"),
             ("SOURCES__PERSONIO__EMPLOYEES_REQUESTS_PER_MINUTE", "lots"),
             ("SOURCES__PERSONIO__EMPLOYEES_BURST", "0"),
+            ("SOURCES__PERSONIO__BALANCE_SCOPE", "all"),
         ] {
             let e = client_config(&resolver(&[(k, v)], "", ""), ep()).expect_err(k).to_string();
             assert!(e.contains(k) && e.contains("allowed"), "{e}");
@@ -222,12 +225,13 @@ mod tests {
         let r = resolver(
             &[("RUNTIME__REQUEST_TIMEOUT", "2.5"), ("SOURCES__PERSONIO__EMPLOYEES_REQUESTS_PER_MINUTE", "600")],
             "",
-            "[runtime]\nrequest_max_attempts = 3\n[sources.personio]\nrequests_per_minute = 1000\nemployees_burst = 20\nauth_requests_per_minute = 0\n",
+            "[runtime]\nrequest_max_attempts = 3\n[sources.personio]\nrequests_per_minute = 1000\nemployees_burst = 20\nauth_requests_per_minute = 0\nbalance_scope = \"global\"\n",
         );
         let c = client_config(&r, ep()).expect("valid");
         assert_eq!(c.request_timeout, Duration::from_millis(2500));
         assert_eq!(c.max_attempts, 3);
         assert_eq!((c.pacing.global_per_min, c.pacing.employees_per_min, c.pacing.employees_burst_per_sec, c.pacing.auth_per_min), (1000, 600, 20, 0));
+        assert!(!c.pacing.balances_in_employees_limit);
         // Unset: Personio's published limits.
         let d = client_config(&resolver(&[], "", ""), ep()).expect("defaults");
         assert_eq!(d.pacing, PacingConfig::default());

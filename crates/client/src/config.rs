@@ -64,6 +64,10 @@ pub struct PacingConfig {
     pub global_per_min: u32,
     /// Sustained rate for token requests (`/v1/auth`, `/v2/auth/token`), per minute; burst 1.
     pub auth_per_min: u32,
+    /// Whether absence-balance calls (`company/employees/{id}/absences/balance`) also pass the
+    /// employees bucket (`true`, the safe default: Personio does not publish whether the 300/min
+    /// employees limit covers them) or only the global one (`sources.personio.balance_scope`).
+    pub balances_in_employees_limit: bool,
 }
 
 impl Default for PacingConfig {
@@ -74,6 +78,7 @@ impl Default for PacingConfig {
             employees_burst_per_sec: 15,
             global_per_min: 2000,
             auth_per_min: 60,
+            balances_in_employees_limit: true,
         }
     }
 }

@@ -14,11 +14,14 @@ pub(crate) enum Class {
     Auth,
     /// v1 paths under `company/employees`.
     Employees,
+    /// `company/employees/{id}/absences/balance`: the employees bucket only when configured so.
+    Balance,
     /// Anything else.
     Other,
 }
 
 pub(crate) struct Pacer {
+    balances_in_employees: bool,
     employees: Option<DefaultDirectRateLimiter>,
     global: Option<DefaultDirectRateLimiter>,
     auth: Option<DefaultDirectRateLimiter>,
@@ -36,9 +39,10 @@ fn bucket(per_min: u32, burst: u32) -> Option<DefaultDirectRateLimiter> {
 impl Pacer {
     pub(crate) fn new(cfg: &PacingConfig) -> Self {
         if !cfg.enabled {
-            return Self { employees: None, global: None, auth: None };
+            return Self { balances_in_employees: false, employees: None, global: None, auth: None };
         }
         Self {
+            balances_in_employees: cfg.balances_in_employees_limit,
             // Token bucket like Personio's own gateway: refill 5/s, burst 15.
             employees: bucket(cfg.employees_per_min, cfg.employees_burst_per_sec),
             // About one second's worth of burst.
@@ -56,7 +60,8 @@ impl Pacer {
                     l.until_ready().await;
                 }
             }
-            Class::Employees => {
+            Class::Balance if !self.balances_in_employees => {}
+            Class::Employees | Class::Balance => {
                 if let Some(l) = &self.employees {
                     l.until_ready().await;
                 }
@@ -72,7 +77,10 @@ impl Pacer {
 /// Classifies a v1 path relative to the v1 root (leading `/` ignored).
 pub(crate) fn classify_v1(path: &str) -> Class {
     let p = path.trim_start_matches('/');
-    if p == "company/employees" || p.starts_with("company/employees/") || p.starts_with("company/employees?") {
+    let bare = p.split('?').next().unwrap_or(p);
+    if bare.starts_with("company/employees/") && bare.ends_with("/absences/balance") {
+        Class::Balance
+    } else if p == "company/employees" || p.starts_with("company/employees/") || p.starts_with("company/employees?") {
         Class::Employees
     } else if p == "auth" {
         Class::Auth
@@ -85,10 +93,24 @@ pub(crate) fn classify_v1(path: &str) -> Class {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn balance_scope_selects_the_bucket() {
+        let cfg = PacingConfig { employees_per_min: 1, employees_burst_per_sec: 1, global_per_min: 0, balances_in_employees_limit: false, ..PacingConfig::default() };
+        let global_only = Pacer::new(&cfg);
+        let started = std::time::Instant::now();
+        for _ in 0..3 {
+            global_only.acquire(Class::Balance).await;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let employees = Pacer::new(&PacingConfig { balances_in_employees_limit: true, ..cfg });
+        employees.acquire(Class::Balance).await;
+        assert!(tokio::time::timeout(Duration::from_millis(200), employees.acquire(Class::Balance)).await.is_err());
+    }
+
     #[test]
     fn classification() {
         assert_eq!(classify_v1("company/employees"), Class::Employees);
-        assert_eq!(classify_v1("/company/employees/12/absences/balance"), Class::Employees);
+        assert_eq!(classify_v1("/company/employees/12/absences/balance"), Class::Balance);
         assert_eq!(classify_v1("company/employees/attributes"), Class::Employees);
         assert_eq!(classify_v1("company/time-offs"), Class::Other);
         assert_eq!(classify_v1("company/employeesX"), Class::Other);

@@ -332,7 +332,7 @@ async fn employees_pacing_limits_rate_and_is_shared_by_clones() {
     .await;
     let mut cfg = fake.config();
     // 600/min = one every 100 ms, burst 2.
-    cfg.pacing = PacingConfig { enabled: true, employees_per_min: 600, employees_burst_per_sec: 2, global_per_min: 60_000, auth_per_min: 600 };
+    cfg.pacing = PacingConfig { enabled: true, employees_per_min: 600, employees_burst_per_sec: 2, global_per_min: 60_000, auth_per_min: 600, ..PacingConfig::default() };
     let client = PersonioClient::new(cfg).unwrap();
     client.authenticate().await.unwrap();
 
@@ -384,7 +384,7 @@ async fn auth_pacing_spaces_token_requests() {
     .await;
     let mut cfg = fake.config();
     // 300/min = one token request per 200 ms.
-    cfg.pacing = PacingConfig { enabled: true, employees_per_min: 6000, employees_burst_per_sec: 100, global_per_min: 60_000, auth_per_min: 300 };
+    cfg.pacing = PacingConfig { enabled: true, employees_per_min: 6000, employees_burst_per_sec: 100, global_per_min: 60_000, auth_per_min: 300, ..PacingConfig::default() };
     let client = PersonioClient::new(cfg).unwrap();
     let start = Instant::now();
     // Each call: auth (or cached), 401, re-auth, 401 → error. Two calls → 3 token requests.
