@@ -9,7 +9,7 @@
 //! 3–5, the dataset and state as they were, and a fault-free rerun must then be exact. Anything else is
 //! *wrong* (must be 0).
 //!
-//! Fast profile: one episode of 6 runs on the tiny company. Slow profile: `PP_SLOW=1` (100 runs, episodes
+//! Fast profile: one episode of 4 runs on the tiny company. Slow profile: `PP_SLOW=1` (100 runs, episodes
 //! of 10) or `PP_FAULT_RUNS=N`; `PP_FAULT_SEED` changes the draw. See docs/reliability.md.
 
 use std::collections::BTreeMap;
@@ -193,7 +193,7 @@ fn episode(seed: u64, runs: usize, tally: &mut Tally) {
 
 #[test]
 fn fault_runs_end_exact_or_with_a_clear_error() {
-    let runs: usize = env_or("PP_FAULT_RUNS", if slow() { 100 } else { 6 });
+    let runs: usize = env_or("PP_FAULT_RUNS", if slow() { 100 } else { 4 });
     let seed0: u64 = env_or("PP_FAULT_SEED", 1);
     let per_episode = if runs > 10 { 10 } else { runs.max(1) };
     let mut tally = Tally::default();

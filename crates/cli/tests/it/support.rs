@@ -280,17 +280,26 @@ pub mod cli_run {
             .prepare("SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name")
             .ok()?;
         let names: Vec<String> = stmt.query_map([DATASET], |r| r.get::<_, String>(0)).ok()?.filter_map(Result::ok).collect();
-        let mut out = BTreeMap::new();
-        for n in names {
-            let c: i64 = conn.query_row(&format!("SELECT count(*) FROM {DATASET}.\"{}\"", n.replace('"', "\"\"")), [], |r| r.get(0)).ok()?;
-            out.insert(n, c);
+        if names.is_empty() {
+            return Some(BTreeMap::new());
         }
-        Some(out)
+        let sql: Vec<String> = names
+            .iter()
+            .map(|n| format!("SELECT '{}', count(*) FROM {DATASET}.\"{}\"", n.replace('\'', "''"), n.replace('"', "\"\"")))
+            .collect();
+        let mut stmt = conn.prepare(&sql.join(" UNION ALL ")).ok()?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).ok()?;
+        Some(rows.filter_map(Result::ok).collect())
     }
 
-    /// One column of text from a query on the database file (empty on any error).
+    /// One column of text from a query on the database file.
     pub fn query_strings(db: &Path, sql: &str) -> Result<Vec<String>, String> {
         let d = DuckDbConfig::at(db, DATASET).build().map_err(|e| e.to_string())?;
+        strings_on(&d, sql)
+    }
+
+    /// One column of text from a query on an open database.
+    pub fn strings_on(d: &pipeline_destinations::duckdb::DuckDbDestination, sql: &str) -> Result<Vec<String>, String> {
         let conn = d.connection().map_err(|e| e.to_string())?;
         let mut stmt = conn.prepare(sql).map_err(|e| format!("{sql}: {e}"))?;
         let rows = stmt.query_map([], |r| r.get::<_, Option<String>>(0)).map_err(|e| format!("{sql}: {e}"))?;
@@ -366,8 +375,12 @@ pub mod cli_run {
         let mut diffs = Vec::new();
         let (kb, ka) = (truth_keys(before), truth_keys(after));
         let (cb, ca) = (truth_counts(before), truth_counts(after));
+        let d = match DuckDbConfig::at(db, DATASET).build() {
+            Ok(d) => d,
+            Err(e) => return vec![format!("cannot open {}: {e}", db.display())],
+        };
         for (table, key) in KEYS {
-            let keys = match query_strings(db, &format!("SELECT {key} FROM {DATASET}.{table}")) {
+            let keys = match strings_on(&d, &format!("SELECT {key} FROM {DATASET}.{table}")) {
                 Ok(k) => k,
                 Err(e) => {
                     if ca.get(*table).copied().unwrap_or(0) > 0 {
@@ -411,6 +424,19 @@ pub mod cli_run {
         Some(Value::Object(state.doc().clone()))
     }
 
+    /// A timestamp as DuckDB prints it (`2026-10-31 22:46:43+00`, or naive = UTC) or as dlt stores a cursor
+    /// (RFC 3339, possibly behind dlt's one-character type tag).
+    pub fn parse_ts(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let t = s.trim_start_matches(|c: char| !c.is_ascii_digit()).trim();
+        if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
+            return Some(d.with_timezone(&chrono::Utc));
+        }
+        if let Ok(d) = chrono::DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z") {
+            return Some(d.with_timezone(&chrono::Utc));
+        }
+        chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok().map(|n| n.and_utc())
+    }
+
     /// Cursors of `state` that are ahead of the data in `db`: for each incremental resource, the stored
     /// `last_value` must not exceed the newest cursor value in its table (a cursor without a readable table
     /// is ahead by definition).
@@ -419,14 +445,16 @@ pub mod cli_run {
         let mut found = Vec::new();
         find_cursors(state, &mut found);
         for (resource, cursor, last) in found {
-            let Some(last) = last.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) else { continue };
-            let sql = format!("SELECT CAST(epoch(max({cursor})) AS VARCHAR) FROM {DATASET}.{resource}");
+            let Some(last) = last.as_str().and_then(parse_ts) else {
+                out.push(format!("{resource}.{cursor}: unreadable stored cursor {last}"));
+                continue;
+            };
+            let sql = format!("SELECT CAST(max({cursor}) AS VARCHAR) FROM {DATASET}.{resource}");
             match query_strings(db, &sql) {
                 Ok(v) => {
-                    let newest = v.first().and_then(|s| s.parse::<f64>().ok());
-                    match newest {
-                        Some(n) if n + 1e-3 >= last.timestamp() as f64 => {}
-                        _ => out.push(format!("{resource}.{cursor}: state says {last}, table holds up to {newest:?}")),
+                    let newest = v.first().and_then(|s| parse_ts(s));
+                    if newest.is_none_or(|n| n < last) {
+                        out.push(format!("{resource}.{cursor}: state says {last}, table holds up to {newest:?}"));
                     }
                 }
                 Err(e) => out.push(format!("{resource}.{cursor}: state says {last} but the table cannot be read ({e})")),
