@@ -470,7 +470,8 @@ impl PersonioClient {
                 let Some(request) = lock(&pager).next_request() else { return Ok(stream::empty().boxed()) };
                 let (_, fetched) = fetch(request).await?;
                 let page = lock(&pager).on_response(fetched.body, &fetched.url)?;
-                let planned: Vec<(u64, u64)> = lock(&pager).planned(page.metadata.as_ref()).collect();
+                // Lazy: a hostile `total_pages` costs nothing until pages actually arrive.
+                let planned = lock(&pager).planned(page.metadata.as_ref());
                 // The announced pages, `concurrency` in flight, interpreted in request order.
                 let interpret = pager.clone();
                 let rest = stream::iter(planned).map(fetch.clone()).buffered(concurrency).scan((), move |_, result| {

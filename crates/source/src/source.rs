@@ -117,13 +117,22 @@ impl Default for SourceOptions {
 pub struct PersonioSource {
     client: PersonioClient,
     options: SourceOptions,
+    page_concurrency: usize,
     warnings: Arc<Mutex<Vec<String>>>,
 }
 
 impl PersonioSource {
     /// A source over a client.
     pub fn new(client: PersonioClient, options: SourceOptions) -> Self {
-        PersonioSource { client, options, warnings: Arc::default() }
+        let page_concurrency = options.transformer_concurrency.max(1);
+        PersonioSource { client, options, page_concurrency, warnings: Arc::default() }
+    }
+
+    /// Pages of a v1 listing requested at a time once its first page announced the total (default: the
+    /// transformer concurrency; 1 = one after another, as dlt). Records keep the page order.
+    pub fn with_page_concurrency(mut self, n: usize) -> Self {
+        self.page_concurrency = n.max(1);
+        self
     }
 
     /// The warnings of the runs so far (each also logged once with `tracing::warn!`).
@@ -192,7 +201,7 @@ impl PersonioSource {
     ) -> futures::stream::BoxStream<'a, Result<Vec<Value>, PersonioSourceError>> {
         let err = move |source| api_error(r, source);
         match r.api {
-            Api::V1 => self.client.v1_pages(&path, params, self.mode(r)).map_ok(|p| p.data).map_err(err).boxed(),
+            Api::V1 => self.client.v1_pages_concurrent(&path, params, self.mode(r), self.page_concurrency).map_ok(|p| p.data).map_err(err).boxed(),
             Api::V2 => self.client.v2_pages(&path, params).map_ok(|p| p.data).map_err(err).boxed(),
         }
     }
