@@ -209,6 +209,7 @@ fn out_of_range_numbers_are_configuration_errors_not_panics() {
         ("SOURCES__PERSONIO__REQUESTS_PER_MINUTE", "1e9", "whole"),
         ("SOURCES__PERSONIO__EMPLOYEES_REQUESTS_PER_MINUTE", "99999999999", "maximum"),
         ("DESTINATION__DUCKDB__MERGE_CHUNK_ROWS", "0", "minimum"),
+        ("SOURCES__PERSONIO__BALANCE_SCOPE", "all", "`employees`, `global`"),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = hermetic(dir.path()).env(var, value).args(["run", "--demo"]).output().expect("run");
