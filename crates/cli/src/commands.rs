@@ -10,7 +10,7 @@ use personio_source::{PersonioSource, SourceOptions};
 use pipeline_destinations::duckdb::DuckDbConfig;
 use pipeline_engine::extract::Source;
 use pipeline_engine::load::Destination;
-use pipeline_engine::pipeline::{Pipeline, PipelineConfig};
+use pipeline_engine::pipeline::{Pipeline, PipelineConfig, RunOptions};
 
 use crate::config::{init_config_toml, init_secrets_toml, ConfigResolver};
 use crate::settings;
@@ -228,11 +228,9 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     let mut destination = dd.build()?;
     let pipeline = Pipeline::open(PipelineConfig::new(&pipeline_name, &dataset, &env.pipelines_dir))?;
     let selected: Vec<String> = args.resources.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-    if args.full_refresh {
-        let names = if selected.is_empty() { source.default_resources() } else { selected.clone() };
-        pipeline.drop_resources(source.name(), &names, &mut destination)?;
-    }
-    let report = pipeline.run(&source, Some(&selected), &mut destination).await;
+    // A full refresh drops and reloads in the load transaction, only once the new extract succeeded.
+    let run_options = RunOptions { full_refresh: args.full_refresh, ..RunOptions::default() };
+    let report = pipeline.run_with(&source, Some(&selected), &mut destination, run_options).await;
     progress.finish();
     drop(sandbox);
     let report = report?;
