@@ -36,21 +36,25 @@ impl Company {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ (e.id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ri as u64);
         let eid = e.id;
         let val = |k: &str| e.attrs.get(k).and_then(|a| a.get("value")).cloned().unwrap_or(Value::Null);
+        // (entity id as a string, entity name); both `None` when the employee has none.
         let entity = |k: &str| {
             let v = val(k);
-            let id = v.pointer("/attributes/id").map(|x| x.to_string());
-            let name = v.pointer("/attributes/name").cloned().unwrap_or(Value::Null);
+            let id = v.pointer("/attributes/id").filter(|x| !x.is_null()).map(|x| x.as_str().map_or_else(|| x.to_string(), String::from));
+            let name = v.pointer("/attributes/name").and_then(Value::as_str).map(String::from);
             (id, name)
         };
         if r.kind == "historical_data" {
             let mut hist = Vec::new();
             let created = self.now - Duration::days(rng.random_range(200..1200));
-            let (did, dname) = entity("department");
             hist.push(json!({"attribute_id": "position", "data_type": "TEXT", "value": pick(&mut rng, POSITIONS), "effective_date": berlin_date(created).format("%Y-%m-%d").to_string(), "employee_id": eid}));
-            hist.push(json!({"attribute_id": "department", "entity_id": did, "data_type": "ENTITY", "value": dname, "effective_date": berlin_date(created).format("%Y-%m-%d").to_string(), "employee_id": eid}));
+            if let (Some(did), Some(dname)) = entity("department") {
+                hist.push(json!({"attribute_id": "department", "entity_id": did, "data_type": "ENTITY", "value": dname, "effective_date": berlin_date(created).format("%Y-%m-%d").to_string(), "employee_id": eid}));
+            }
             if rng.random_bool(0.4) {
                 let later = created + Duration::days(rng.random_range(30..180));
-                hist.push(json!({"attribute_id": "position", "data_type": "TEXT", "value": val("position"), "effective_date": berlin_date(later).format("%Y-%m-%d").to_string(), "employee_id": eid}));
+                if let Some(p) = val("position").as_str() {
+                    hist.push(json!({"attribute_id": "position", "data_type": "TEXT", "value": p, "effective_date": berlin_date(later).format("%Y-%m-%d").to_string(), "employee_id": eid}));
+                }
             }
             return json!({"employee_id": eid, "historical_attributes": hist});
         }
@@ -59,16 +63,22 @@ impl Company {
             0 => {
                 attrs.push(json!({"attribute_id": "first_name", "data_type": "TEXT", "value": val("first_name"), "employee_id": eid}));
                 attrs.push(json!({"attribute_id": "last_name", "data_type": "TEXT", "value": val("last_name"), "employee_id": eid}));
-                let (did, dname) = entity("department");
-                attrs.push(json!({"attribute_id": "department", "entity_id": did.map(|s| s.trim_matches('"').to_string()), "data_type": "ENTITY", "value": dname, "employee_id": eid}));
+                // The spec's `value`/`entity_id` are not nullable: an empty column is left out of the item.
+                if let (Some(did), Some(dname)) = entity("department") {
+                    attrs.push(json!({"attribute_id": "department", "entity_id": did, "data_type": "ENTITY", "value": dname, "employee_id": eid}));
+                }
                 let ccs: Vec<Value> = val("cost_centers").as_array().cloned().unwrap_or_default().iter().map(|c| json!({
                     "cost_center_id": c.pointer("/attributes/id").map(|x| x.to_string()), "value": c.pointer("/attributes/name"),
                     "weight": format!("{}%", c.pointer("/attributes/percentage").cloned().unwrap_or(json!(100)))})).collect();
                 attrs.push(json!({"attribute_id": "cost_center", "data_type": "COST_CENTER", "employee_id": eid, "cost_centers": ccs}));
                 let hours: f64 = val("weekly_working_hours").as_str().and_then(|s| s.parse().ok()).unwrap_or(40.0);
-                attrs.push(json!({"attribute_id": "attendance_contractual_target_hours", "data_type": "DURATION", "duration": num(hours / 5.0), "employee_id": eid}));
-                let hd = val("hire_date");
-                attrs.push(json!({"attribute_id": "hire_date", "data_type": "DATE", "value": hd.as_str().and_then(|s| s.get(..10)), "employee_id": eid}));
+                // DURATION is an integer in the spec: the daily target in minutes (32 h/week → 384).
+                let minutes = (hours / 5.0 * 60.0).round() as i64;
+                attrs.push(json!({"attribute_id": "attendance_contractual_target_hours", "data_type": "DURATION", "duration": minutes, "employee_id": eid}));
+                // The spec has no DATE data type: a date column is TEXT holding `YYYY-MM-DD`.
+                if let Some(hd) = val("hire_date").as_str().and_then(|s| s.get(..10)) {
+                    attrs.push(json!({"attribute_id": "hire_date", "data_type": "TEXT", "value": hd, "employee_id": eid}));
+                }
             }
             1 => {
                 attrs.push(json!({"attribute_id": "first_name", "data_type": "TEXT", "value": val("first_name"), "employee_id": eid}));

@@ -31,6 +31,13 @@ fn custom_value_v2(ty: &str, v: &Value) -> Option<Value> {
     }
 }
 
+/// Removes the `null` members of an object.
+fn drop_nulls(v: &mut Value) {
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|_, x| !x.is_null());
+    }
+}
+
 /// v1 `termination_type` → v2 `termination.type` (employment-contract-v2.json `Termination.type`).
 fn termination_type_v2(v1: &str) -> Option<&'static str> {
     match v1 {
@@ -123,7 +130,10 @@ impl Company {
         if let Some(s) = &sup {
             links.insert("supervisor".into(), json!({"href": format!("{base}/v2/persons/{s}")}));
         }
-        json!({"id": self.employment_id(e).to_string(), "status": status, "weekly_working_hours": num(hours), "full_time_weekly_working_hours": 40,
+        let mut termination = json!({"termination_date": termination_date, "last_working_day": date("last_working_day"),
+            "terminated_at": terminated_at, "type": term_type, "reason": reason});
+        drop_nulls(&mut termination);
+        let mut v = json!({"id": self.employment_id(e).to_string(), "status": status, "weekly_working_hours": num(hours), "full_time_weekly_working_hours": 40,
             "probation_end_date": date("probation_period_end"), "employment_start_date": date("hire_date"),
             "employment_end_date": if status == "INACTIVE" { termination_date.clone() } else { None },
             "type": val("employment_type").as_str().map(str::to_uppercase), "contract_end_date": date("contract_end_date"),
@@ -131,9 +141,14 @@ impl Company {
             "position": {"title": position}, "supervisor": id_obj(sup), "office": id_obj(entity_id("office")),
             "legal_entity": id_obj(sub.clone()), "job": id_obj(job), "sub_company": id_obj(sub), "org_units": org_units,
             "cost_centers": cost_centers, "person": {"id": e.id.to_string()},
-            "termination": {"termination_date": termination_date, "last_working_day": date("last_working_day"), "terminated_at": terminated_at,
-                "type": term_type, "reason": reason},
-            "_meta": {"links": links}})
+            "termination": if termination.as_object().is_some_and(|m| m.is_empty()) { Value::Null } else { termination },
+            "_meta": {"links": links}});
+        // The spec's fields are not nullable: an absent object or value is left out. The three end dates stay
+        // `null` when absent, as every employment example of the spec has `"employment_end_date": null`.
+        if let Some(m) = v.as_object_mut() {
+            m.retain(|k, x| !x.is_null() || matches!(k.as_str(), "employment_end_date" | "contract_end_date" | "probation_end_date"));
+        }
+        v
     }
 
     /// v2 absence period (hub get_v2-absence-periods; personio-api.md §13.1).

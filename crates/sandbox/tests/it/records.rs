@@ -43,13 +43,21 @@ async fn persons_and_employments_have_the_spec_fields() {
         let e = &t.employments[pid][0];
         assert_eq!(e["id"], eid);
         for k in [
-            "position", "employment_start_date", "employment_end_date", "termination", "job", "sub_company", "legal_entity", "cost_centers",
-            "org_units", "status", "type", "supervisor", "office", "weekly_working_hours", "full_time_weekly_working_hours", "_meta",
+            "position", "employment_end_date", "contract_end_date", "probation_end_date", "job", "cost_centers",
+            "org_units", "status", "type", "weekly_working_hours", "full_time_weekly_working_hours", "person", "_meta",
         ] {
             assert!(e.get(k).is_some(), "{k} in {e}");
         }
-        for k in ["termination_date", "last_working_day", "terminated_at", "type", "reason"] {
-            assert!(e["termination"].get(k).is_some(), "termination.{k}");
+        // The spec's fields are not nullable: absent objects/values are left out (only the end dates may be null).
+        for (k, v) in e.as_object().expect("employment object") {
+            assert!(!v.is_null() || k.ends_with("_end_date"), "{k}: null in {e}");
+        }
+        if let Some(term) = e.get("termination") {
+            let term = term.as_object().expect("termination object");
+            assert!(!term.is_empty() && term.values().all(Value::is_string), "{e}");
+            for k in term.keys() {
+                assert!(["termination_date", "last_working_day", "terminated_at", "type", "reason"].contains(&k.as_str()), "termination.{k}");
+            }
         }
         assert!(["ACTIVE", "INACTIVE", "ONBOARDING", "LEAVE"].contains(&e["status"].as_str().unwrap_or("")), "{e}");
         assert!(e["org_units"].as_array().expect("org_units").iter().all(|u| u["type"] == "department" || u["type"] == "team"));
@@ -59,6 +67,10 @@ async fn persons_and_employments_have_the_spec_fields() {
         }
     }
     assert!(t.persons.iter().any(|p| p["custom_attributes"].as_array().is_some_and(|a| a.iter().any(|c| c["global_id"] == "iban"))));
+    // Not terminated → no `termination` object; the sparse first employee → no start date, supervisor, office.
+    let all: Vec<&Value> = t.employments.values().flatten().collect();
+    assert!(all.iter().any(|e| e["status"] == "ACTIVE" && e.get("termination").is_none()));
+    assert!(all.iter().any(|e| e.get("employment_start_date").is_none() && e.get("supervisor").is_none() && e.get("office").is_none()));
 }
 
 #[tokio::test]

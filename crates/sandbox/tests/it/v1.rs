@@ -74,6 +74,12 @@ async fn employee_record_shape_is_realistic() {
     for dt in ["TEXT", "ENTITY", "COST_CENTER", "DURATION", "ABSENCE_OVERVIEW", "ABSENCE_PERIOD", "SALARY", "COMPENSATION", "PERFORMANCE_TARGET", "PERFORMANCE_KPI", "effective_date"] {
         assert!(items.contains(dt), "{dt}");
     }
+    // The spec's item fields are not nullable, DURATION is an integer and DATE is not a data type.
+    for a in t.custom_report_items.values().flatten().flat_map(|i| i["attributes"].as_array().into_iter().chain(i["historical_attributes"].as_array()).flatten()) {
+        assert!(a.as_object().is_some_and(|m| m.values().all(|v| !v.is_null())), "{a}");
+        assert!(a["data_type"] != "DURATION" || a["duration"].is_i64(), "{a}");
+        assert_ne!(a["data_type"], "DATE", "{a}");
+    }
 }
 
 #[tokio::test]
