@@ -112,6 +112,22 @@ pub enum NormalizeError {
         /// The number as text.
         value: String,
     },
+    /// Two different nested paths normalize to the same child table name under different parents
+    /// (e.g. a list at `a.b` and a list at `a_b`); dlt mixes both into one table, which breaks
+    /// `_dlt_parent_id`. Refused instead.
+    #[error("nested lists at `{first}` and `{second}` both normalize to child table `{table}` (parents `{first_parent}` and `{second_parent}`); rename one of the fields in the source")]
+    ChildTableCollision {
+        /// The child table name both paths normalize to.
+        table: String,
+        /// The path that created the table first.
+        first: String,
+        /// Its parent table.
+        first_parent: String,
+        /// The colliding path.
+        second: String,
+        /// Its parent table.
+        second_parent: String,
+    },
     /// Building a record batch failed.
     #[error("building the record batch of table `{table}`: {source}")]
     Arrow {
@@ -652,6 +668,8 @@ pub struct Normalizer {
     table_ids: HashMap<String, usize>,
     roots: HashMap<String, usize>,
     row_counts: IndexMap<String, u64>,
+    /// A child-table name collision found while flattening; reported by the row that found it.
+    collision: Option<NormalizeError>,
 }
 
 impl Normalizer {
@@ -665,6 +683,7 @@ impl Normalizer {
             table_ids: HashMap::new(),
             roots: HashMap::new(),
             row_counts: IndexMap::new(),
+            collision: None,
         }
     }
 
@@ -778,7 +797,19 @@ impl Normalizer {
         let full = format!("{}__{}", self.tables[t].full, self.tables[t].nodes[n].full);
         let name = self.naming.fragments(&[&full]);
         let c = match self.table_ids.get(&name) {
-            Some(&c) => c,
+            Some(&c) => {
+                if self.tables[c].parent != Some(t) && self.collision.is_none() {
+                    let parent_name = |p: Option<usize>| p.map_or_else(String::new, |p| self.tables[p].name.clone());
+                    self.collision = Some(NormalizeError::ChildTableCollision {
+                        table: name.clone(),
+                        first: self.tables[c].full.clone(),
+                        first_parent: parent_name(self.tables[c].parent),
+                        second: full.clone(),
+                        second_parent: parent_name(Some(t)),
+                    });
+                }
+                c
+            }
             None => {
                 let c = self.tables.len();
                 let resource = self.tables[t].resource.clone();
@@ -787,7 +818,9 @@ impl Normalizer {
                 c
             }
         };
-        self.tables[t].nodes[n].list_table = Some(c);
+        if self.tables[c].parent == Some(t) {
+            self.tables[t].nodes[n].list_table = Some(c);
+        }
         c
     }
 
@@ -846,6 +879,9 @@ impl Normalizer {
             }
             RowSrc::Scalar(v) => self.flatten(t, 0, C_VALUE, v, &mut cells, &mut lists),
             RowSrc::List(v) => self.flatten(t, 0, C_LIST, v, &mut cells, &mut lists),
+        }
+        if let Some(e) = self.collision.take() {
+            return Err(e);
         }
         // An existing non-empty `_dlt_id` in the data is kept, as dlt does.
         let id_slot = self.tables[t].slot(C_DLT_ID);
@@ -1216,5 +1252,31 @@ mod tests {
         assert_eq!(c(Val::Text("2014-11-08T23:30:00-05:00"), DataType::Date), Some(format!("Date({d})")));
         assert_eq!(c(Val::Text("08:30"), DataType::Time).as_deref(), Some("Time(30600000000)"));
         assert_eq!(c(Val::Text("1.5"), DataType::Decimal).as_deref(), Some("Dec(1500000000)"));
+    }
+
+    /// Found by the `normalize` fuzz target: a list nested two levels under `""` and a list under
+    /// an object at `""."“` both normalize to `things___empty___empty`, with different parents.
+    #[test]
+    fn child_tables_colliding_under_different_parents_are_refused() {
+        let hints = RootHints {
+            resource: "things".into(),
+            table: "things".into(),
+            primary_key: vec![],
+            disposition: WriteDisposition::Append,
+        };
+        let mut schema = Schema::new("t");
+        let mut n = Normalizer::new(NormalizeConfig { max_identifier_len: None, batch_rows: 10 });
+        n.ensure_root(&mut schema, &hints);
+        let nested_lists = serde_json::json!({"": [{"": [1, 2]}]});
+        n.push(&mut schema, &hints, nested_lists, "1.1").expect("first shape is fine");
+        let object_then_list = serde_json::json!({"": {"": [3]}});
+        let err = n.push(&mut schema, &hints, object_then_list, "1.1").expect_err("collision must be refused");
+        assert!(
+            matches!(&err, NormalizeError::ChildTableCollision { table, .. } if table == "things___empty___empty"),
+            "{err}"
+        );
+        // The same shape again is refused again (the colliding path is not cached).
+        let err = n.push(&mut schema, &hints, serde_json::json!({"": {"": [4]}}), "1.1").expect_err("still refused");
+        assert!(matches!(err, NormalizeError::ChildTableCollision { .. }));
     }
 }
