@@ -19,7 +19,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A `.dlt/*.toml` file that cannot be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {source}; it must be a readable UTF-8 TOML file: fix or remove it", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -94,6 +94,31 @@ pub fn parse_toml(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
     })
 }
 
+/// A setting this program reads must be a single value: `client_secret = {…}` or
+/// `request_timeout = [1, 2]` is refused instead of being turned into text or ignored.
+/// (`credentials` may be a table, as dlt's destination credentials are.)
+fn check_value_types(file: &'static str, path: &mut Vec<String>, table: &toml::Table) -> Result<(), ConfigError> {
+    for (key, value) in table {
+        path.push(key.clone());
+        let known = KNOWN_KEYS.contains(&key.as_str()) && key != "credentials";
+        match value {
+            toml::Value::Table(_) | toml::Value::Array(_) if known => {
+                let kind = if value.is_table() { "a TOML table" } else { "a TOML array" };
+                return Err(ConfigError::Value {
+                    key: path.join("."),
+                    origin: Origin::File { file, path: path.join(".") },
+                    problem: format!("is {kind}, not a single value (its content is not shown)"),
+                    allowed: "one string, number or boolean: fix that key".into(),
+                });
+            }
+            toml::Value::Table(inner) => check_value_types(file, path, inner)?,
+            _ => {}
+        }
+        path.pop();
+    }
+    Ok(())
+}
+
 /// The key a `key = value` line sets, if it is one this program knows (an unknown name could be a
 /// pasted secret, so it is not echoed).
 fn known_key_of(line: &str) -> Option<&'static str> {
@@ -120,7 +145,10 @@ impl ConfigResolver {
                 return Ok(toml::Table::new());
             }
             let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-            parse_toml(&path, &text)
+            let table = parse_toml(&path, &text)?;
+            let file = if name == "secrets.toml" { "secrets.toml" } else { "config.toml" };
+            check_value_types(file, &mut Vec::new(), &table)?;
+            Ok(table)
         };
         Ok(ConfigResolver { env: std::env::vars().collect(), secrets: read("secrets.toml")?, config: read("config.toml")? })
     }
@@ -426,6 +454,27 @@ mod tests {
         let e = r.choice(&["sources", "personio"], "balance_scope", "employees", &["employees", "global"]).expect_err("choice").to_string();
         assert!(e.contains("`employees`, `global`"), "{e}");
         assert_eq!(r.integer(&["sources", "personio"], "requests_per_minute", 2000, 0, 100_000).ok(), Some(2000));
+    }
+
+    #[test]
+    fn settings_that_are_tables_or_arrays_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join(".dlt")).expect("mkdir");
+        for (file, text, key) in [
+            ("secrets.toml", "[sources.personio.client_secret]\nvalue = \"s3cr3t-in-a-table\"\n", "sources.personio.client_secret"),
+            ("config.toml", "[runtime]\nrequest_timeout = [1, 2]\n", "runtime.request_timeout"),
+        ] {
+            let other = if file == "secrets.toml" { "config.toml" } else { "secrets.toml" };
+            let _ = std::fs::remove_file(dir.path().join(".dlt").join(other));
+            std::fs::write(dir.path().join(".dlt").join(file), text).expect("write");
+            let err = ConfigResolver::load(dir.path()).err().expect("refused").to_string();
+            assert!(err.contains(key) && err.contains("not a single value"), "{err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+            std::fs::remove_file(dir.path().join(".dlt").join(file)).expect("rm");
+        }
+        // credentials may be a table (dlt's destination credentials).
+        std::fs::write(dir.path().join(".dlt/secrets.toml"), "[destination.postgres.credentials]\nhost = \"h\"\n").expect("write");
+        assert!(ConfigResolver::load(dir.path()).is_ok());
     }
 
     #[test]

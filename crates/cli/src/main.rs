@@ -71,10 +71,24 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The error and its causes on one line, each cause only when its text is not already part of the
+/// line (most of our errors' messages embed their cause; `{e:#}` would print it twice).
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -116,6 +130,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 PipelineError::Load(_) => 5,
                 PipelineError::Extract(inner) => extract_code(inner.as_ref()),
                 PipelineError::Incremental(_) => 4,
+                // Records the source served that do not fit a table (a missing key, colliding nested
+                // names): a problem of the API's data, like an extraction error.
+                PipelineError::Normalize(_) => 4,
                 _ => 1,
             };
         }

@@ -56,7 +56,7 @@ pub enum ClientError {
     },
 
     /// A 2xx response whose body was not valid JSON (e.g. truncated), after all retries.
-    #[error("Personio sent an invalid JSON body for {url} after {attempts} attempt(s): {message}")]
+    #[error("Personio sent an invalid JSON body for {url} after {attempts} attempt(s): {message}; check that base_url points to Personio's API, then rerun")]
     InvalidJson {
         /// Request URL (secrets redacted).
         url: String,
@@ -90,7 +90,7 @@ pub enum ClientError {
     },
 
     /// A v2 next link that could not be parsed, or that repeats the current page.
-    #[error("invalid v2 next link {next:?} in response from {url}: {message}")]
+    #[error("invalid v2 next link {next:?} in response from {url}: {message}; the server's paging does not make progress: check that base_url points to Personio, then rerun")]
     BadNextLink {
         /// The link as received.
         next: String,

@@ -23,7 +23,7 @@ use crate::state::StateRow;
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     /// File-system error with the path involved.
-    #[error("load package I/O error at {path}: {source}")]
+    #[error("load package I/O error at {path}: {source}; check free disk space, file size limits and permissions of the working directory, then rerun")]
     Io {
         /// The path.
         path: PathBuf,
@@ -31,7 +31,7 @@ pub enum PackageError {
         source: std::io::Error,
     },
     /// Arrow IPC error.
-    #[error("load package file {path} is unreadable: {source}")]
+    #[error("load package file {path} could not be written or read: {source}; check free disk space and file size limits, then rerun")]
     Arrow {
         /// The path.
         path: PathBuf,

@@ -61,7 +61,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Incremental(#[from] IncrementalError),
     /// Normalization failed.
-    #[error("normalize failed, nothing was loaded: {0}")]
+    #[error("normalize failed, nothing was loaded: {0}; the source's records do not fit the dataset: check that base_url points to Personio, rerun, and report it if it persists")]
     Normalize(#[from] NormalizeError),
     /// A package could not be written or read.
     #[error(transparent)]
