@@ -69,6 +69,7 @@ const KNOWN_KEYS: &[&str] = &[
     "auth_requests_per_minute",
     "v2_token_requests_per_minute",
     "balance_scope",
+    "max_concurrency",
     "request_timeout",
     "request_max_attempts",
     "request_backoff_factor",
