@@ -940,6 +940,25 @@ impl Normalizer {
         Ok(())
     }
 
+    /// A table this run creates must have the parent the stored schema gives it: a child table whose
+    /// name a previous load gave to a table under another parent (or to a root) would mix unrelated
+    /// rows under one `_dlt_parent_id`. Refused like a collision within one package.
+    fn check_stored_parent(&self, schema: &Schema, t: usize) -> Result<(), NormalizeError> {
+        let state = &self.tables[t];
+        let Some(stored) = schema.tables.get(&state.name) else { return Ok(()) };
+        let parent = state.parent.map(|p| self.tables[p].name.clone());
+        if stored.parent == parent {
+            return Ok(());
+        }
+        Err(NormalizeError::ChildTableCollision {
+            table: state.name.clone(),
+            first: format!("{} (stored schema)", state.name),
+            first_parent: stored.parent.clone().unwrap_or_default(),
+            second: state.full.clone(),
+            second_parent: parent.unwrap_or_default(),
+        })
+    }
+
     fn ensure_schema_table<'s>(&mut self, schema: &'s mut Schema, t: usize) -> &'s mut Table {
         let state = &self.tables[t];
         let parent = state.parent.map(|p| self.tables[p].name.clone());
@@ -962,6 +981,7 @@ impl Normalizer {
 
     fn commit(&mut self, schema: &mut Schema, t: usize, cells: &[(usize, Staged<'_>)]) -> Result<(), NormalizeError> {
         if !self.tables[t].seen {
+            self.check_stored_parent(schema, t)?;
             self.ensure_schema_table(schema, t);
         }
         let row = self.tables[t].rows;
@@ -1278,5 +1298,35 @@ mod tests {
         // The same shape again is refused again (the colliding path is not cached).
         let err = n.push(&mut schema, &hints, serde_json::json!({"": {"": [4]}}), "1.1").expect_err("still refused");
         assert!(matches!(err, NormalizeError::ChildTableCollision { .. }));
+    }
+
+    /// The same collision across two runs: the first run stores `things___empty___empty` under
+    /// `things___empty`; a later run whose records put it directly under `things` is refused.
+    #[test]
+    fn child_table_colliding_with_the_stored_schema_is_refused() {
+        let hints = RootHints {
+            resource: "things".into(),
+            table: "things".into(),
+            primary_key: vec![],
+            disposition: WriteDisposition::Append,
+        };
+        let mut schema = Schema::new("t");
+        let mut first = Normalizer::new(NormalizeConfig { max_identifier_len: None, batch_rows: 10 });
+        first.ensure_root(&mut schema, &hints);
+        first.push(&mut schema, &hints, serde_json::json!({"": [{"": [1, 2]}]}), "1.1").expect("first run");
+        assert_eq!(schema.tables["things___empty___empty"].parent.as_deref(), Some("things___empty"));
+        // A new run (new normalizer) over the stored schema.
+        let mut second = Normalizer::new(NormalizeConfig { max_identifier_len: None, batch_rows: 10 });
+        second.ensure_root(&mut schema, &hints);
+        let err = second.push(&mut schema, &hints, serde_json::json!({"": {"": [3]}}), "1.2").expect_err("refused");
+        assert!(
+            matches!(&err, NormalizeError::ChildTableCollision { table, first_parent, second_parent, .. }
+                if table == "things___empty___empty" && first_parent == "things___empty" && second_parent == "things"),
+            "{err}"
+        );
+        // A run with the stored shape is accepted.
+        let mut third = Normalizer::new(NormalizeConfig { max_identifier_len: None, batch_rows: 10 });
+        third.ensure_root(&mut schema, &hints);
+        third.push(&mut schema, &hints, serde_json::json!({"": [{"": [4]}]}), "1.3").expect("same parent");
     }
 }
