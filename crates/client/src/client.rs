@@ -380,10 +380,14 @@ impl PersonioClient {
 
     // ---------------------------------------------------------------- data calls
 
-    /// Authenticated GET with retries; on 401/403 re-authenticates once and retries once.
+    /// Authenticated GET with retries. On 401/403 it re-authenticates and retries while the token
+    /// server hands out a *different* token (the refused one was revoked or expired), within the
+    /// request's attempt budget; when re-authentication returns the very token that was refused, the
+    /// refusal is about the credential (a missing scope), and the 401/403 is returned at once.
     pub(crate) async fn get(&self, api: Api, class: Class, url: Url) -> Result<Fetched, ClientError> {
         let mut token = self.token(api, None).await?;
-        let mut reauthed = false;
+        let max_reauths = self.inner.config.max_attempts.saturating_sub(1).max(1);
+        let mut reauths = 0u32;
         loop {
             let tok = token.clone();
             let result = self
@@ -393,11 +397,16 @@ impl PersonioClient {
                 })
                 .await;
             match result {
-                Err(ClientError::Http { status: 401 | 403, .. }) if !reauthed => {
-                    reauthed = true;
+                Err(ClientError::Http { status: 401 | 403, .. }) if reauths < max_reauths => {
+                    reauths += 1;
                     self.inner.counters.reauths.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(url = %redact(&url), "token refused; re-authenticating once");
-                    token = self.token(api, Some(&tok)).await?;
+                    tracing::info!(url = %redact(&url), reauths, "token refused; re-authenticating");
+                    let fresh = self.token(api, Some(&tok)).await?;
+                    if fresh == tok {
+                        // The same token again: re-sending it cannot help.
+                        return result;
+                    }
+                    token = fresh;
                 }
                 other => return other,
             }

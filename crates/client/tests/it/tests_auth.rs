@@ -141,10 +141,13 @@ async fn reauthenticates_once_on_401_then_succeeds() {
     assert_eq!(client.stats().reauths, 1);
 }
 
+/// Personio hands out the same token for the same credentials for 24 h: a 403 that survives a
+/// re-authentication yielding the same token is about the credential (a missing scope). It fails
+/// after one auth request, without re-sending the refused token.
 #[tokio::test]
-async fn persistent_403_fails_after_exactly_one_reauth() {
-    let fake = Fake::start(|req, n| match req.path.as_str() {
-        "/v1/auth" => auth_ok(&format!("papi-t{n}")),
+async fn persistent_403_with_the_same_token_fails_after_one_reauth() {
+    let fake = Fake::start(|req, _| match req.path.as_str() {
+        "/v1/auth" => auth_ok("papi-same"),
         _ => v1_error(403, "Provided authorization is not valid"),
     })
     .await;
@@ -157,9 +160,46 @@ async fn persistent_403_fails_after_exactly_one_reauth() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(!err.to_string().contains("papi-t"), "no token in errors: {err}");
-    assert_eq!(fake.requests_to("/v1/company/employees").len(), 2);
+    assert!(!err.to_string().contains("papi-"), "no token in errors: {err}");
+    assert_eq!(fake.requests_to("/v1/company/employees").len(), 1);
     assert_eq!(fake.requests_to("/v1/auth").len(), 2);
+    assert_eq!(client.stats().reauths, 1);
+}
+
+/// A server that refuses every token it issues (new ones included) costs at most the request's
+/// attempt budget (`max_attempts`, 5), never a loop.
+#[tokio::test]
+async fn a_403_for_every_new_token_stops_at_the_attempt_budget() {
+    let fake = Fake::start(|req, n| match req.path.as_str() {
+        "/v1/auth" => auth_ok(&format!("papi-t{n}")),
+        _ => v1_error(403, "Provided authorization is not valid"),
+    })
+    .await;
+    let client = fake.client();
+    let err = client.get_v1_json("company/employees", &[]).await.unwrap_err();
+    assert!(matches!(err, ClientError::Http { status: 403, .. }), "{err:?}");
+    let budget = fake.config().max_attempts as usize;
+    assert_eq!(fake.requests_to("/v1/company/employees").len(), budget);
+    assert_eq!(fake.requests_to("/v1/auth").len(), budget);
+}
+
+/// Found by the slow fault profile: the token is revoked again right after the client re-authenticated
+/// (two revocations hit the same request). Each new token is tried; the request succeeds.
+#[tokio::test]
+async fn a_token_revoked_twice_in_a_row_is_replaced_twice() {
+    let fake = Fake::start(|req, n| match req.path.as_str() {
+        "/v1/auth" => auth_ok(&format!("papi-t{n}")),
+        _ if n < 2 => v1_error(403, "Provided authorization is not valid"),
+        _ => ok_data(json!([{"id": 7}])),
+    })
+    .await;
+    let client = fake.client();
+    let body = client.get_v1_json("company/document-categories", &[]).await.unwrap();
+    assert_eq!(body["data"][0]["id"], 7);
+    let data = fake.requests_to("/v1/company/document-categories");
+    let sent: Vec<String> = data.iter().filter_map(|r| r.header("authorization")).collect();
+    assert_eq!(sent, ["Bearer papi-t0", "Bearer papi-t1", "Bearer papi-t2"]);
+    assert_eq!(client.stats().reauths, 2);
 }
 
 #[tokio::test]
