@@ -329,7 +329,12 @@ pub mod cli_run {
 
     impl Snapshot {
         pub fn take(p: &Project, open_db: bool) -> Snapshot {
-            let (tables, db_bytes) = if open_db { (table_counts(&p.db()), None) } else { (None, std::fs::read(p.db()).ok().map(|b| fnv(&b))) };
+            // A database file without tables (a failed first run opened it) is no dataset, as before.
+            let (tables, db_bytes) = if open_db {
+                (table_counts(&p.db()).filter(|t| !t.is_empty()), None)
+            } else {
+                (None, std::fs::read(p.db()).ok().map(|b| fnv(&b)))
+            };
             let state = std::fs::read_to_string(p.workdir().join("state.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
             let pending = std::fs::read_dir(p.workdir().join("load").join("normalized"))
                 .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
