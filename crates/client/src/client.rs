@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::config::ClientConfig;
 use crate::error::{extract_message, is_retryable_status, message_from_body, ClientError};
-use crate::pacing::{classify_v1, Class, Pacer};
+use crate::pacing::{classify_v1, Class, Pacer, RateHeaders};
 
 /// Token lifetime assumed when `expires_in` is absent (Personio: 24 h).
 const DEFAULT_EXPIRES_IN: u64 = 86_400;
@@ -42,6 +42,15 @@ pub struct ClientStats {
     pub tokens_adopted: u64,
     /// Re-authentications forced by a 401/403 on a data call.
     pub reauths: u64,
+    /// Times a request waited for a client-side rate-limit token or a server-announced pause.
+    pub rate_waits: u64,
+    /// Pauses started because a server said its limit was exhausted (`Retry-After` on a 429,
+    /// `x-ratelimit-remaining: 0`).
+    pub server_pauses: u64,
+    /// The adaptive concurrency limit now (requests in flight allowed).
+    pub concurrency_limit: u64,
+    /// The most data requests that were ever in flight at once.
+    pub peak_in_flight: u64,
 }
 
 #[derive(Default)]
@@ -140,6 +149,13 @@ pub(crate) struct Fetched {
     pub(crate) url: Url,
 }
 
+/// What one attempt saw of the server's limits.
+#[derive(Default)]
+struct Seen {
+    status: Option<u16>,
+    rate: Option<RateHeaders>,
+}
+
 /// Outcome of one attempt.
 enum Attempt {
     Done(Fetched),
@@ -174,7 +190,7 @@ impl PersonioClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build HTTP client: {e}")))?;
-        let pacer = Pacer::new(&config.pacing);
+        let pacer = Pacer::new(&config.pacing, &config.concurrency, config.max_retry_delay);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -204,6 +220,10 @@ impl PersonioClient {
             auth_requests: c.auth_requests.load(Ordering::Relaxed),
             tokens_adopted: c.tokens_adopted.load(Ordering::Relaxed),
             reauths: c.reauths.load(Ordering::Relaxed),
+            rate_waits: self.inner.pacer.rate_waits.load(Ordering::Relaxed),
+            server_pauses: self.inner.pacer.server_pauses.load(Ordering::Relaxed),
+            concurrency_limit: self.inner.pacer.concurrency().limit() as u64,
+            peak_in_flight: self.inner.pacer.concurrency().peak() as u64,
         }
     }
 
@@ -241,7 +261,7 @@ impl PersonioClient {
     /// One GET of a v2 path (relative to `{base_url}/v2/`), returning the parsed body as is.
     pub async fn get_v2_json(&self, path: &str, params: &[(String, String)]) -> Result<Value, ClientError> {
         let url = self.build_url(Api::V2, path, params)?;
-        Ok(self.get(Api::V2, Class::Other, url).await?.body)
+        Ok(self.get(Api::V2, Class::V2, url).await?.body)
     }
 
     pub(crate) fn build_url(&self, api: Api, path: &str, params: &[(String, String)]) -> Result<Url, ClientError> {
@@ -304,7 +324,7 @@ impl PersonioClient {
         .expect("static path joins");
         self.inner.counters.auth_requests.fetch_add(1, Ordering::Relaxed);
         let result = self
-            .send_with_retries(api, Class::Auth, Method::POST, url.clone(), None, || {
+            .send_with_retries(api, if api == Api::V1 { Class::Auth } else { Class::V2Auth }, Method::POST, url.clone(), None, || {
                 let req = self.inner.http.post(url.clone());
                 let req = self.personio_headers(api, req);
                 match api {
@@ -436,10 +456,16 @@ impl PersonioClient {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            self.inner.pacer.acquire(class).await;
+            let admission = self.inner.pacer.admit(class).await;
             self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%method, url = %redact(&url), attempt, "Personio request");
-            let outcome = self.attempt(api, &url, sent_token, attempt, build()).await;
+            let (outcome, seen) = self.attempt(api, &url, sent_token, attempt, build()).await;
+            let retry_after_seen = match &outcome {
+                Attempt::Retry(_, ra) => *ra,
+                _ => None,
+            };
+            self.inner.pacer.on_response(class, &admission, seen.status, seen.rate, retry_after_seen);
+            drop(admission);
             let (err, retry_after) = match outcome {
                 Attempt::Done(f) => return Ok(f),
                 Attempt::Fail(e) => return Err(e),
@@ -448,7 +474,8 @@ impl PersonioClient {
             let Some(exp) = backoff.next() else {
                 return Err(err);
             };
-            let wait = self.retry_wait(attempt, exp, retry_after, class == Class::Auth && err.status() == Some(429));
+            let auth = matches!(class, Class::Auth | Class::V2Auth);
+            let wait = self.retry_wait(attempt, exp, retry_after, auth && err.status() == Some(429));
             self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(url = %redact(&url), attempt, wait_ms = wait.as_millis() as u64, error = %err,
                 "retrying Personio request");
@@ -486,6 +513,20 @@ impl PersonioClient {
         sent_token: Option<&str>,
         attempts: u32,
         req: reqwest::RequestBuilder,
+    ) -> (Attempt, Seen) {
+        let mut seen = Seen::default();
+        let outcome = self.attempt_inner(api, url, sent_token, attempts, req, &mut seen).await;
+        (outcome, seen)
+    }
+
+    async fn attempt_inner(
+        &self,
+        api: Api,
+        url: &Url,
+        sent_token: Option<&str>,
+        attempts: u32,
+        req: reqwest::RequestBuilder,
+        seen: &mut Seen,
     ) -> Attempt {
         let transport = |e: reqwest::Error| ClientError::Transport {
             url: redact(url),
@@ -502,6 +543,8 @@ impl PersonioClient {
             }
         };
         let status = resp.status();
+        seen.status = Some(status.as_u16());
+        seen.rate = RateHeaders::parse(resp.headers());
         let retry_after = resp
             .headers()
             .get(RETRY_AFTER)

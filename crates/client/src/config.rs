@@ -44,6 +44,8 @@ pub struct ClientConfig {
     pub max_body_bytes: u64,
     /// Client-side rate limits.
     pub pacing: PacingConfig,
+    /// The adaptive limit on requests in flight.
+    pub concurrency: ConcurrencyConfig,
     /// `User-Agent` header.
     pub user_agent: String,
 }
@@ -62,8 +64,10 @@ pub struct PacingConfig {
     pub employees_burst_per_sec: u32,
     /// Sustained rate for every API call (v1 and v2), per minute.
     pub global_per_min: u32,
-    /// Sustained rate for token requests (`/v1/auth`, `/v2/auth/token`), per minute; burst 1.
+    /// Sustained rate for v1 token requests (`/v1/auth`), per minute; burst 1.
     pub auth_per_min: u32,
+    /// Sustained rate for v2 token requests (`/v2/auth/token`, Personio: 150/min), per minute; burst 1.
+    pub v2_auth_per_min: u32,
     /// Whether absence-balance calls (`company/employees/{id}/absences/balance`) also pass the
     /// employees bucket (`true`, the safe default: Personio does not publish whether the 300/min
     /// employees limit covers them) or only the global one (`sources.personio.balance_scope`).
@@ -78,8 +82,31 @@ impl Default for PacingConfig {
             employees_burst_per_sec: 15,
             global_per_min: 2000,
             auth_per_min: 60,
+            v2_auth_per_min: 150,
             balances_in_employees_limit: true,
         }
+    }
+}
+
+/// The adaptive limit on requests in flight, shared by all clones of a client (see
+/// `docs/client.md`, "Concurrency"). It starts at `initial`, grows while latency (not the rate limits)
+/// holds requests back, is halved by a 429, and never exceeds `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConcurrencyConfig {
+    /// Requests in flight at the start (default 4).
+    pub initial: usize,
+    /// Most requests in flight at once (`sources.personio.max_concurrency`, default 32).
+    pub max: usize,
+}
+
+impl ConcurrencyConfig {
+    /// Accepted `max` (and `initial`), inclusive.
+    pub const RANGE: (usize, usize) = (1, 256);
+}
+
+impl Default for ConcurrencyConfig {
+    fn default() -> Self {
+        Self { initial: 4, max: 32 }
     }
 }
 
@@ -106,6 +133,7 @@ impl ClientConfig {
             retry_after_floor: Duration::from_millis(250),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             pacing: PacingConfig::default(),
+            concurrency: ConcurrencyConfig::default(),
             user_agent: format!("personio-pipeline/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -172,6 +200,13 @@ impl ClientConfig {
                 self.max_body_bytes
             )));
         }
+        let (lo, hi) = ConcurrencyConfig::RANGE;
+        if !(lo..=hi).contains(&self.concurrency.max) || !(lo..=hi).contains(&self.concurrency.initial) {
+            return Err(ClientError::Config(format!(
+                "sources.personio.max_concurrency (SOURCES__PERSONIO__MAX_CONCURRENCY) is {} (initial {}): use a whole number from {lo} to {hi}",
+                self.concurrency.max, self.concurrency.initial
+            )));
+        }
         Ok(())
     }
 
@@ -197,6 +232,7 @@ impl fmt::Debug for ClientConfig {
             .field("retry_after_floor", &self.retry_after_floor)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("pacing", &self.pacing)
+            .field("concurrency", &self.concurrency)
             .field("user_agent", &self.user_agent)
             .finish()
     }

@@ -40,8 +40,10 @@ mod config;
 mod error;
 mod pacing;
 mod paging;
+mod partition;
 
 pub use client::{ClientStats, PersonioClient};
-pub use config::{ClientConfig, PacingConfig, DEFAULT_BASE_URL, DEFAULT_MAX_BODY_BYTES};
+pub use config::{ClientConfig, ConcurrencyConfig, PacingConfig, DEFAULT_BASE_URL, DEFAULT_MAX_BODY_BYTES};
 pub use error::ClientError;
 pub use paging::{Page, PageMetadata, PageStream, PagingMode, V1Pager, V2Pager};
+pub use partition::{PartitionOptions, WindowSpec};

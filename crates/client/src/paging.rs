@@ -68,6 +68,13 @@ pub struct Page {
     pub page: Option<u64>,
 }
 
+impl Page {
+    /// A page without records (a window whose listing was empty).
+    pub(crate) fn empty() -> Page {
+        Page { data: Vec::new(), metadata: None, raw: Value::Null, url: String::new(), index: 0, offset: None, page: None }
+    }
+}
+
 impl PagingMode {
     fn limit(&self) -> Option<u32> {
         match self {
@@ -190,8 +197,13 @@ impl V2Pager {
         Ok(Self::with_base(base, base_url.to_string(), first))
     }
 
-    fn with_base(base: Url, base_text: String, first: Url) -> Self {
+    pub(crate) fn with_base(base: Url, base_text: String, first: Url) -> Self {
         Self { base, base_text, next: Some(first), index: 0, seen: HashSet::new() }
+    }
+
+    /// Whether another page is due (the last response had a next link, or nothing was requested yet).
+    pub fn has_next(&self) -> bool {
+        self.next.is_some()
     }
 
     /// The URL to request next (marked as requested), or `None` once paging has ended.
@@ -311,7 +323,7 @@ impl PersonioClient {
         let pager = V2Pager::with_base(self.inner.base.clone(), self.inner.config.base_url.clone(), first);
         stream::try_unfold((self.clone(), pager), |(client, mut pager)| async move {
             let Some(url) = pager.next_request() else { return Ok(None) };
-            let fetched = client.get(Api::V2, Class::Other, url).await?;
+            let fetched = client.get(Api::V2, Class::V2, url).await?;
             let page = pager.on_response(fetched.body, &fetched.url)?;
             Ok(Some((page, (client, pager))))
         })
