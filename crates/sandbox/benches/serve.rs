@@ -1,7 +1,8 @@
 //! Serving-rate benchmark: records per second of every list endpoint over loopback.
 //!
 //! `cargo bench -p personio-sandbox` (release; `SANDBOX_BENCH_PRESET=large` for the large company,
-//! `SANDBOX_BENCH_SECS` per endpoint, default 4). Plain timing, no harness.
+//! `SANDBOX_BENCH_SECS` per endpoint, default 4). v2 records are rendered first (`SandboxHandle::warm`, timed
+//! separately), so the table is the steady serving rate. Plain timing, no harness.
 
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,10 @@ fn main() {
         let sb = Sandbox::start(SandboxConfig::preset(preset, 42), "127.0.0.1:0").await.expect("start");
         let truth_sizes = sb.handle().with_company(|c| (c.employees.len(), c.absences.len(), c.attendances.len()));
         println!("{preset:?}: generated {} employees, {} absences, {} attendances in {:.2?}", truth_sizes.0, truth_sizes.1, truth_sizes.2, t0.elapsed());
+        let t1 = Instant::now();
+        let rendered = sb.handle().warm();
+        let warm = t1.elapsed();
+        println!("warm: {rendered} v2 records rendered in {warm:.2?} ({:.0} records/s on first rendering)", rendered as f64 / warm.as_secs_f64());
         let t = sb.handle().truth();
         let base = sb.base_url();
         let http = reqwest::Client::builder().no_proxy().build().expect("client");

@@ -23,6 +23,8 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/clock/advance", post(advance))
         .route("/employees/update", post(update_employees))
         .route("/employees/add", post(add_employees))
+        .route("/mutate", post(mutate))
+        .route("/warm", post(warm))
         .route("/absences", post(add_absence))
         .route("/absences/{id}/update", post(update_absence))
         .route("/absences/{id}", delete(delete_absence))
@@ -96,6 +98,28 @@ struct Count {
 async fn update_employees(State(sh): St, b: axum::body::Bytes) -> Response {
     let c: Count = try_r!(body(&b));
     ok(json!({"ids": h(&sh).update_employees(c.count.unwrap_or(1))}))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Share {
+    share: Option<f64>,
+}
+
+async fn mutate(State(sh): St, b: axum::body::Bytes) -> Response {
+    let s: Share = try_r!(body(&b));
+    let share = s.share.unwrap_or(0.01);
+    if !(0.0..=1.0).contains(&share) {
+        return bad("share must be a number from 0 to 1");
+    }
+    let (employees, absences, attendances) = h(&sh).mutate_share(share);
+    ok(json!({"employees": employees, "absences": absences, "attendances": attendances}))
+}
+
+async fn warm(State(sh): St) -> Response {
+    let handle = h(&sh);
+    let rendered = tokio::task::spawn_blocking(move || handle.warm()).await.unwrap_or(0);
+    ok(json!({"rendered": rendered}))
 }
 
 async fn add_employees(State(sh): St, b: axum::body::Bytes) -> Response {
@@ -194,7 +218,11 @@ async fn reset_requests(State(sh): St) -> Response {
 async fn counts(State(sh): St) -> Response {
     let hd = h(&sh);
     let log = hd.request_log();
-    ok(json!({"total": log.len(), "by_path": hd.request_counts()}))
+    let mut by_status: std::collections::BTreeMap<u16, u64> = std::collections::BTreeMap::new();
+    for r in &log {
+        *by_status.entry(r.status).or_insert(0) += 1;
+    }
+    ok(json!({"total": log.len(), "by_path": hd.request_counts(), "by_status": by_status, "traffic": hd.traffic()}))
 }
 
 async fn get_faults(State(sh): St) -> Response {

@@ -103,7 +103,8 @@ pub struct FaultConfig {
 }
 
 /// Per-request latency for benchmarks (off while `mean_ms` and `tail_ms` are 0): most requests wait
-/// `mean_ms` ± 50 % (uniform), a share `tail_share` of them waits `tail_ms` instead. Seeded, so a run is
+/// `mean_ms` ± 50 % (uniform), a share `tail_share` of them waits `tail_ms` instead (no tail while `tail_ms`
+/// is 0). Seeded, so a run is
 /// reproducible. Applies to every non-admin request, auth included, before it is served.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

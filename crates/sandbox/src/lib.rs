@@ -48,7 +48,7 @@ pub use cli::{run_cli, SandboxArgs};
 pub use company::{Company, Truth};
 pub use config::{FaultConfig, FaultKind, Latency, Preset, SandboxConfig, Sizes, ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 pub use limits::Limited;
-pub use state::{Options, RequestRecord, SandboxHandle, TOKEN_TTL};
+pub use state::{Options, RequestRecord, SandboxHandle, Traffic, TOKEN_TTL};
 
 /// Errors of starting or running the sandbox.
 #[derive(Debug, thiserror::Error)]

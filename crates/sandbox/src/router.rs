@@ -51,6 +51,7 @@ async fn gate(State(sh): St, req: Request, next: Next) -> Response {
     if path.starts_with("/_sandbox") {
         return next.run(req).await;
     }
+    let _in_flight = sh.begin_request();
     if let Some(d) = sh.draw_latency() {
         tokio::time::sleep(d).await;
     }

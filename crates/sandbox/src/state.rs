@@ -36,6 +36,35 @@ pub struct RequestRecord {
     pub fault: Option<FaultKind>,
 }
 
+/// Request traffic since the request log was last reset, for benchmarks: how many requests were served at
+/// once, and when the first arrived and the last finished (admin requests not counted).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// Requests being served now (a configured latency counts as serving).
+    pub in_flight: u64,
+    /// Most requests served at once.
+    pub max_in_flight: u64,
+    /// Unix time in milliseconds when the first request arrived (0: none yet).
+    pub first_unix_ms: u64,
+    /// Unix time in milliseconds when the last response was finished (0: none yet).
+    pub last_unix_ms: u64,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Counts one request in flight until dropped.
+pub(crate) struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut t = lock(&self.0.traffic);
+        t.in_flight = t.in_flight.saturating_sub(1);
+        t.last_unix_ms = unix_ms();
+    }
+}
+
 /// Runtime switches (changeable through the admin API).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Options {
@@ -103,6 +132,7 @@ pub struct Shared {
     pub(crate) limiter: Mutex<Limiter>,
     pub(crate) log: Mutex<Vec<RequestRecord>>,
     pub(crate) counter: AtomicU64,
+    pub(crate) traffic: Mutex<Traffic>,
     pub(crate) base_url: RwLock<String>,
     pub(crate) seed: u64,
     /// Rendered v2 records per kind (see [`Rendered`]).
@@ -135,6 +165,7 @@ impl Shared {
             limiter: Mutex::new(Limiter::new()),
             log: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
+            traffic: Mutex::new(Traffic::default()),
             base_url: RwLock::new(String::new()),
             seed: config.seed,
             selections: Mutex::new(HashMap::new()),
@@ -191,6 +222,17 @@ impl Shared {
         }
     }
 
+    /// Counts a request as being served until the returned guard is dropped.
+    pub(crate) fn begin_request(&self) -> InFlight<'_> {
+        let mut t = lock(&self.traffic);
+        t.in_flight += 1;
+        t.max_in_flight = t.max_in_flight.max(t.in_flight);
+        if t.first_unix_ms == 0 {
+            t.first_unix_ms = unix_ms();
+        }
+        InFlight(self)
+    }
+
     pub(crate) fn next_seq(&self) -> u64 {
         self.counter.fetch_add(1, Ordering::SeqCst) + 1
     }
@@ -224,7 +266,8 @@ impl Shared {
         if !cfg.is_on() {
             return None;
         }
-        let ms = if cfg.tail_share > 0.0 && rng.random_bool(cfg.tail_share.clamp(0.0, 1.0)) {
+        // No tail configured (`tail_ms` 0): every request waits around the mean.
+        let ms = if cfg.tail_ms > 0 && cfg.tail_share > 0.0 && rng.random_bool(cfg.tail_share.clamp(0.0, 1.0)) {
             cfg.tail_ms as f64
         } else {
             cfg.mean_ms as f64 * rng.random_range(0.5..1.5)
@@ -382,10 +425,30 @@ impl SandboxHandle {
         m
     }
 
-    /// Clears the request log and restarts request numbering at 1.
+    /// Clears the request log and the [`Traffic`] figures and restarts request numbering at 1.
     pub fn reset_request_log(&self) {
         lock(&self.shared.log).clear();
         self.shared.counter.store(0, Ordering::SeqCst);
+        let mut t = lock(&self.shared.traffic);
+        *t = Traffic { in_flight: t.in_flight, ..Traffic::default() };
+    }
+
+    /// Renders every v2 list record now (persons, absence periods, attendance periods) instead of on the
+    /// first page that needs it, so that a benchmark measures serving, not first rendering. Returns the
+    /// number of records rendered; a mutation afterwards makes them render lazily again.
+    pub fn warm(&self) -> usize {
+        crate::v2::warm(&self.shared)
+    }
+
+    /// Concurrency and timing of the requests since the log was last reset.
+    pub fn traffic(&self) -> Traffic {
+        lock(&self.shared.traffic).clone()
+    }
+
+    /// Changes a share (0–1) of employees, absences and attendances at the clock (see
+    /// [`Company::mutate_share`]); returns how many of each changed.
+    pub fn mutate_share(&self, share: f64) -> (usize, usize, usize) {
+        self.shared.write().mutate_share(share)
     }
 
     /// Replaces the fault configuration (and reseeds the fault RNG).

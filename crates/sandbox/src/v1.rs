@@ -215,11 +215,10 @@ async fn employees(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
             .map(|(i, _)| i as u32)
             .collect()
     });
-    let sel: Vec<&crate::company::Employee> = idx.iter().filter_map(|i| w.employees.get(*i as usize)).collect();
-    let total = sel.len();
+    let total = idx.len();
     let start = (offset as usize).min(total);
     let end = (start + limit as usize).min(total);
-    let page = &sel[start..end];
+    let page: Vec<&crate::company::Employee> = idx[start..end].iter().filter_map(|i| w.employees.get(*i as usize)).collect();
     let body = if keys.is_empty() {
         envelope(total, offset as usize / limit as usize, ceil_div(total, limit as usize), offset, limit, page.iter().map(|e| &*e.json))
     } else {
@@ -440,11 +439,15 @@ async fn report(State(sh): St, Path(id): Path<String>, uri: Uri, headers: Header
         return report_error(StatusCode::NOT_FOUND, "Not Found", "Report not found", "ID", "Report ID not found", &sh);
     };
     let r = &w.reports[ri];
-    let emps = w.report_employees(r);
-    let total = emps.len();
+    // The report's employees, selected once per data generation (a page then costs only its items).
+    let idx = sh.selection(format!("report:{id}"), w.generation, || {
+        let ids: std::collections::HashSet<i64> = w.report_employees(r).iter().map(|e| e.id).collect();
+        w.employees.iter().enumerate().filter(|(_, e)| ids.contains(&e.id)).map(|(i, _)| i as u32).collect()
+    });
+    let total = idx.len();
     let start = ((page - 1) as usize).saturating_mul(limit as usize).min(total);
     let end = (start + limit as usize).min(total);
-    let items: Vec<Value> = emps[start..end].iter().map(|e| w.report_item(ri, e)).collect();
+    let items: Vec<Value> = idx[start..end].iter().filter_map(|i| w.employees.get(*i as usize)).map(|e| w.report_item(ri, e)).collect();
     let mut meta = w.report_v1_meta(r);
     meta.insert("items".into(), Value::Array(items));
     let body = json!({"success": true, "metadata": {"total_elements": total, "current_page": page, "total_pages": ceil_div(total, limit as usize)},

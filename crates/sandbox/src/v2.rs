@@ -678,3 +678,33 @@ async fn projects(State(sh): St, uri: Uri, headers: HeaderMap) -> Response {
         .collect();
     page(&sh, k.path, &r, &sel, |i| w.projects.get(i as usize).map(|p| Company::project_v2(p).to_string()).unwrap_or_default())
 }
+
+// ------------------------------------------------------------------ warm-up
+
+/// Renders every v2 list record now (persons, absence periods, attendance periods), so that a benchmark's
+/// pages cost the same from its first request on. Returns the number of records rendered.
+pub(crate) fn warm(sh: &Shared) -> usize {
+    let w = sh.read();
+    let base = sh.base_url();
+    let bare = sh.options().persons_without_attributes;
+    let persons = sh.rendered(if bare { "persons-bare" } else { "persons" }, w.generation, w.employees.len());
+    for (i, e) in w.employees.iter().enumerate() {
+        persons.get_or(i, || w.person_v2(e, &base, bare).to_string());
+    }
+    let absences = sh.rendered("absence-periods", w.generation, w.absences.len());
+    for (i, a) in w.absences.iter().enumerate() {
+        absences.get_or(i, || w.absence_v2(a).to_string());
+    }
+    let periods = sh.rendered("attendance-periods", w.generation, w.attendances.len() * 2);
+    let mut n = w.employees.len() + w.absences.len();
+    for (i, a) in w.attendances.iter().enumerate() {
+        for brk in [false, true] {
+            if !brk || a.break_min > 0 {
+                periods.get_or(crate::company::period_ref(i, brk) as usize, || w.attendance_period_v2(a, brk).to_string());
+                n += 1;
+            }
+        }
+    }
+    sh.selection("v2periods:base".into(), w.generation, || default_period_order(&w));
+    n
+}

@@ -35,6 +35,27 @@ impl Company {
         ids
     }
 
+    /// Changes a share (0–1) of the company at the clock, as a benchmark's "1 % changed" step: that share
+    /// of employees (position or city), of absences and of attendances (each at least one when any
+    /// exist), picked with the company's seeded RNG. Returns how many of each changed.
+    pub fn mutate_share(&mut self, share: f64) -> (usize, usize, usize) {
+        let share = if share.is_finite() { share.clamp(0.0, 1.0) } else { 0.0 };
+        let count = |len: usize| if len == 0 || share == 0.0 { 0 } else { ((len as f64 * share).ceil() as usize).clamp(1, len) };
+        let employees = self.update_employees(count(self.employees.len())).len();
+        let picks = |rng: &mut ChaCha8Rng, len: usize| {
+            let mut picked = BTreeSet::new();
+            while picked.len() < count(len) {
+                picked.insert(rng.random_range(0..len));
+            }
+            picked
+        };
+        let absence_ids: Vec<i64> = picks(&mut self.rng, self.absences.len()).into_iter().map(|i| self.absences[i].id).collect();
+        let attendance_ids: Vec<i64> = picks(&mut self.rng, self.attendances.len()).into_iter().map(|i| self.attendances[i].id).collect();
+        let absences = absence_ids.into_iter().filter(|id| self.update_absence(*id)).count();
+        let attendances = attendance_ids.into_iter().filter(|id| self.update_attendance(*id)).count();
+        (employees, absences, attendances)
+    }
+
     /// Adds an absence (day unit, approved, `days` working days from `start`) for an employee; returns its id.
     pub fn add_absence(&mut self, employee_id: i64, start: NaiveDate, days: u32, type_id: Option<i64>) -> Option<i64> {
         self.employee(employee_id)?;

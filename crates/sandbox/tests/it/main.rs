@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod bench_support;
 mod common;
 mod determinism;
 mod faults;
