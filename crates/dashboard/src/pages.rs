@@ -263,6 +263,11 @@ fn trace_summary(trace: &Value) -> String {
     let mut out = facts(
         "trace-facts",
         &[
+            ("Outcome", match get("error").and_then(Value::as_str) {
+                Some(_) => badge("err", "failed"),
+                None => badge("ok", "completed"),
+            }),
+            ("Started", esc(&show_value(get("started_at")))),
             ("Duration", elapsed),
             ("Resources", list("resources")),
             ("Loaded packages", list("loaded_packages")),
@@ -270,6 +275,23 @@ fn trace_summary(trace: &Value) -> String {
             ("State changed", esc(&show_value(get("state_changed")))),
         ],
     );
+    if let Some(steps) = get("steps").and_then(Value::as_array).filter(|s| !s.is_empty()) {
+        let rows: Vec<Vec<String>> = steps
+            .iter()
+            .map(|s| {
+                let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("");
+                let secs = s.get("duration_secs").and_then(Value::as_f64).unwrap_or(0.0);
+                let status = match s.get("error").and_then(Value::as_str) {
+                    Some(e) => format!("{} {}", badge("err", "failed"), esc(e)),
+                    None if s.get("finished_at").is_some() => badge("ok", "done"),
+                    None => badge("warn", "unfinished"),
+                };
+                vec![esc(text("step")), esc(text("started_at")), format!("<span class=\"n\">{secs:.3} s</span>"), status]
+            })
+            .collect();
+        out.push_str("<h3>Steps of the last run</h3>");
+        out.push_str(&table("trace-steps", &["step", "started", "duration", "outcome"], &rows));
+    }
     if let Some(rows) = get("rows").and_then(Value::as_object) {
         let rows: Vec<Vec<String>> = rows
             .iter()
