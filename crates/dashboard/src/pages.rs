@@ -44,6 +44,23 @@ fn reader<'a>(remote: &'a mut Remote, body: &mut String) -> Option<&'a mut Box<d
     }
 }
 
+/// What the pages with local facts start from: the working directory (its notices already in `body`)
+/// and the destination, each read afresh.
+struct Page {
+    local: Local,
+    remote: Remote,
+    body: String,
+}
+
+impl Page {
+    fn open(app: &App) -> Page {
+        let local = Local::read(app);
+        let mut body = String::new();
+        local_notice(&local, &mut body);
+        Page { local, remote: Remote::open(app), body }
+    }
+}
+
 fn local_notice(local: &Local, body: &mut String) {
     if !local.exists {
         body.push_str(&notice(
@@ -146,10 +163,7 @@ fn state_comparison(local: Option<&PipelineState>, remote: Option<&PipelineState
 /// `/`: pipeline, destination, last run, pending packages, errors, local vs destination state.
 pub fn overview(app: &App, _: &Params) -> String {
     let c = &app.config;
-    let local = Local::read(app);
-    let mut remote = Remote::open(app);
-    let mut body = String::new();
-    local_notice(&local, &mut body);
+    let Page { local, mut remote, mut body } = Page::open(app);
     let r = reader(&mut remote, &mut body);
     let (kind, location) = r.as_ref().map(|r| (r.kind().to_string(), r.location())).unwrap_or(("—".into(), "—".into()));
     let mut tables = Vec::new();
@@ -336,10 +350,7 @@ fn trace_errors(trace: &Value) -> Vec<String> {
 /// `/tables`: row counts and rows per recent load.
 pub fn tables(app: &App, _: &Params) -> String {
     let c = &app.config;
-    let local = Local::read(app);
-    let mut remote = Remote::open(app);
-    let mut body = String::new();
-    local_notice(&local, &mut body);
+    let Page { local, mut remote, mut body } = Page::open(app);
     if let Some(r) = reader(&mut remote, &mut body) {
         let (schema, _) = best_schema(&local, Some(r), &c.schema_name);
         match (r.tables(), r.loads(GROWTH_LOADS), r.columns()) {
@@ -402,10 +413,7 @@ fn tables_table(r: &mut dyn DatasetReader, tables: &[TableInfo], loads: &[LoadRo
 /// `/schema`: every table with its columns and hints, child tables as a tree.
 pub fn schema(app: &App, _: &Params) -> String {
     let c = &app.config;
-    let local = Local::read(app);
-    let mut remote = Remote::open(app);
-    let mut body = String::new();
-    local_notice(&local, &mut body);
+    let Page { local, mut remote, mut body } = Page::open(app);
     let r = reader(&mut remote, &mut body);
     let mut db_columns: Vec<ColumnInfo> = Vec::new();
     let mut counts: HashMap<String, u64> = HashMap::new();
@@ -509,10 +517,7 @@ fn schema_node(s: &Schema, t: &Table, types: &HashMap<(&str, &str), &ColumnInfo>
 /// `/state`: cursors and state of every resource, local and in the destination.
 pub fn state(app: &App, _: &Params) -> String {
     let c = &app.config;
-    let local = Local::read(app);
-    let mut remote = Remote::open(app);
-    let mut body = String::new();
-    local_notice(&local, &mut body);
+    let Page { local, mut remote, mut body } = Page::open(app);
     let remote_state = match reader(&mut remote, &mut body) {
         Some(r) => match destination_state(r.as_mut(), &c.pipeline_name) {
             Ok(s) => s,
@@ -592,10 +597,7 @@ pub fn state(app: &App, _: &Params) -> String {
 /// `/loads`: the load history with rows per table, and the last run's trace.
 pub fn loads(app: &App, _: &Params) -> String {
     let c = &app.config;
-    let local = Local::read(app);
-    let mut remote = Remote::open(app);
-    let mut body = String::new();
-    local_notice(&local, &mut body);
+    let Page { local, mut remote, mut body } = Page::open(app);
     if let Some(r) = reader(&mut remote, &mut body) {
         match (r.loads(200), r.columns()) {
             (Ok(loads), Ok(columns)) => {
