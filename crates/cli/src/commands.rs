@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use personio_client::{ClientConfig, PersonioClient};
 use personio_source::{PersonioSource, SourceOptions};
 use pipeline_destinations::duckdb::DuckDbConfig;
+use pipeline_destinations::postgres::PostgresConfig;
 use pipeline_engine::extract::Source;
 use pipeline_engine::load::Destination;
 use pipeline_engine::pipeline::{Pipeline, PipelineConfig, RunOptions};
@@ -39,9 +40,10 @@ pub struct RunArgs {
     /// Resources to load (comma-separated); default: every resource that works against today's API.
     #[arg(long, value_delimiter = ',')]
     resources: Vec<String>,
-    /// Destination.
-    #[arg(long, default_value = "duckdb", value_parser = ["duckdb"])]
-    destination: String,
+    /// Destination: `duckdb` (`<pipeline_name>.duckdb`, or `destination.duckdb.credentials`) or
+    /// `postgres` (`destination.postgres.credentials`, see docs/destinations.md).
+    #[arg(long, value_enum, default_value_t = DestinationKind::Duckdb)]
+    destination: DestinationKind,
     /// Dataset name (a DuckDB schema) [default: personio_data].
     #[arg(long)]
     dataset: Option<String>,
@@ -84,6 +86,9 @@ pub enum PipelineAction {
         /// Dataset name.
         #[arg(long, default_value = "personio_data")]
         dataset: String,
+        /// Where the dataset is.
+        #[arg(long, value_enum, default_value_t = DestinationKind::Duckdb)]
+        destination: DestinationKind,
         /// Port of the dashboard (default: a free one).
         #[arg(long)]
         port: Option<u16>,
@@ -101,6 +106,9 @@ pub enum PipelineAction {
         /// Dataset name.
         #[arg(long, default_value = "personio_data")]
         dataset: String,
+        /// Where the dataset is.
+        #[arg(long, value_enum, default_value_t = DestinationKind::Duckdb)]
+        destination: DestinationKind,
     },
 }
 
@@ -177,6 +185,93 @@ fn duckdb_config_for(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, 
     Ok(config)
 }
 
+/// The destinations `--destination` accepts. The lake issue adds `filesystem` here: a variant, its
+/// config in [`DestinationConfig`] (resolved in [`DestinationConfig::resolve`]) and a `build` arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DestinationKind {
+    /// DuckDB, embedded: `<pipeline_name>.duckdb` in the project directory.
+    Duckdb,
+    /// PostgreSQL: `destination.postgres.credentials`.
+    Postgres,
+}
+
+/// A destination's checked settings, resolved dlt-style and validated before any I/O.
+#[derive(Debug, Clone)]
+pub enum DestinationConfig {
+    /// DuckDB.
+    Duckdb(DuckDbConfig),
+    /// PostgreSQL (its `Debug` hides the password).
+    Postgres(PostgresConfig),
+}
+
+impl DestinationConfig {
+    /// Resolve and validate the settings of `kind` (no file is opened, nothing connects).
+    fn resolve(kind: DestinationKind, env: &Env, resolver: &ConfigResolver, pipeline_name: &str, dataset: &str, demo: bool) -> Result<Self> {
+        Ok(match kind {
+            DestinationKind::Duckdb => DestinationConfig::Duckdb(duckdb_config_for(env, resolver, pipeline_name, dataset, demo)?),
+            DestinationKind::Postgres => DestinationConfig::Postgres(postgres_config(resolver, dataset)?),
+        })
+    }
+
+    /// The destination (connects on first use).
+    fn build(&self) -> Result<Box<dyn Destination>> {
+        Ok(match self {
+            DestinationConfig::Duckdb(c) => Box::new(c.build()?),
+            DestinationConfig::Postgres(c) => Box::new(c.build()?),
+        })
+    }
+
+    /// Where the data goes, without secrets: a file path or `postgresql://user:***@host:port/db`.
+    fn location(&self) -> String {
+        match self {
+            DestinationConfig::Duckdb(c) => c.path.display().to_string(),
+            DestinationConfig::Postgres(c) => c.redacted(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            DestinationConfig::Duckdb(_) => "duckdb",
+            DestinationConfig::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The PostgreSQL destination's settings, as dlt reads them: `destination.postgres.credentials` is a
+/// connection string (`DESTINATION__POSTGRES__CREDENTIALS=postgresql://user:password@host:5432/db`) or a
+/// table `[destination.postgres.credentials]` with `host`, `port`, `database`, `username`, `password`,
+/// `sslmode` and `connect_timeout`. Secrets are read from the environment and `secrets.toml` only, and
+/// never printed.
+fn postgres_config(resolver: &ConfigResolver, dataset: &str) -> Result<PostgresConfig> {
+    let section = ["destination", "postgres"];
+    let creds = ["destination", "postgres", "credentials"];
+    let config = match resolver.get_with_origin(&section, "credentials", true) {
+        Some((text, origin)) if text.trim_start().starts_with("postgres") => PostgresConfig::from_connection_string(&text, dataset)
+            .map_err(|e| UsageError(format!("{origin}: {}", e.message)))?,
+        _ => {
+            let host = resolver.get(&creds, "host", false).filter(|h| !h.trim().is_empty()).ok_or_else(|| {
+                UsageError(
+                    "no PostgreSQL credentials: set DESTINATION__POSTGRES__CREDENTIALS=postgresql://user:password@host:5432/database, \
+                     or host, port, database, username and password under [destination.postgres.credentials] in .dlt/secrets.toml"
+                        .into(),
+                )
+            })?;
+            let database = resolver.get(&creds, "database", false).unwrap_or_default();
+            let username = resolver.get(&creds, "username", false).unwrap_or_else(|| "postgres".into());
+            let mut c = PostgresConfig::new(&host, &database, &username, dataset);
+            c.password = resolver.get(&creds, "password", true).filter(|p| !p.is_empty());
+            c.port = u16::try_from(resolver.integer(&creds, "port", 5432, 1, 65535)?).unwrap_or(5432);
+            if let Some(mode) = resolver.get(&creds, "sslmode", false) {
+                c.tls = mode.parse().map_err(|e: String| UsageError(format!("[destination.postgres.credentials]: {e}")))?;
+            }
+            c.connect_timeout = std::time::Duration::from_secs(resolver.integer(&creds, "connect_timeout", 15, 1, 3600)?);
+            c
+        }
+    };
+    config.validate().map_err(|e| UsageError(format!("[destination.postgres]: {}", e.message)))?;
+    Ok(config)
+}
+
 /// `run`. Every setting is checked before the sandbox, the client or the destination starts.
 pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     let resolver = ConfigResolver::load(&env.project_dir)?;
@@ -194,7 +289,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     };
     let mut client_config = settings::client_config(&resolver, endpoint)?;
     let items_per_page = settings::items_per_page(&resolver)?;
-    let dd = duckdb_config_for(env, &resolver, &pipeline_name, &dataset, args.demo)?;
+    let dd = DestinationConfig::resolve(args.destination, env, &resolver, &pipeline_name, &dataset, args.demo)?;
 
     let mut sandbox = None;
     if args.demo {
@@ -206,7 +301,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
             eprintln!(
                 "Demo: loading the Personio sandbox at {} (no credentials needed) into pipeline {pipeline_name}, {}",
                 client_config.base_url,
-                dd.path.display()
+                dd.location()
             );
         }
         sandbox = Some(running);
@@ -230,7 +325,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     let selected: Vec<String> = args.resources.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     // A full refresh drops and reloads in the load transaction, only once the new extract succeeded.
     let run_options = RunOptions { full_refresh: args.full_refresh, ..RunOptions::default() };
-    let report = pipeline.run_with(&source, Some(&selected), &mut destination, run_options).await;
+    let report = pipeline.run_with(&source, Some(&selected), destination.as_mut(), run_options).await;
     progress.finish();
     drop(sandbox);
     let report = report?;
@@ -240,30 +335,43 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
         if let Some(obj) = out.as_object_mut() {
             obj.insert("pipeline_name".into(), pipeline_name.clone().into());
             obj.insert("dataset_name".into(), dataset.clone().into());
-            obj.insert("database".into(), dd.path.display().to_string().into());
+            obj.insert("database".into(), dd.location().into());
             obj.insert("working_dir".into(), env.pipelines_dir.join(&pipeline_name).display().to_string().into());
         }
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print!("{report}");
-        println!("The duckdb destination used {} to store data (pipeline {pipeline_name}, dataset {dataset})", dd.path.display());
+        println!("The {} destination used {} to store data (pipeline {pipeline_name}, dataset {dataset})", dd.kind(), dd.location());
         println!("Look at it: {look}");
     }
     Ok(())
 }
 
-fn open_destination(env: &Env, pipeline_name: &str, dataset: &str) -> Result<pipeline_destinations::duckdb::DuckDbDestination> {
+/// An existing dataset's destination (a DuckDB file must exist already).
+fn open_destination(env: &Env, kind: DestinationKind, pipeline_name: &str, dataset: &str) -> Result<(DestinationConfig, Box<dyn Destination>)> {
     let resolver = ConfigResolver::load(&env.project_dir)?;
-    let dd = duckdb_config(env, &resolver, pipeline_name, dataset)?;
-    if !dd.path.exists() {
-        return Err(UsageError(format!("no database at {}: run `personio-pipeline run --pipeline-name {pipeline_name}` first", dd.path.display())).into());
+    let config = match kind {
+        DestinationKind::Duckdb => DestinationConfig::Duckdb(duckdb_config(env, &resolver, pipeline_name, dataset)?),
+        other => DestinationConfig::resolve(other, env, &resolver, pipeline_name, dataset, false)?,
+    };
+    if let DestinationConfig::Duckdb(dd) = &config {
+        if !dd.path.exists() {
+            return Err(UsageError(format!("no database at {}: run `personio-pipeline run --pipeline-name {pipeline_name}` first", dd.path.display())).into());
+        }
     }
-    Ok(dd.build()?)
+    let destination = config.build()?;
+    Ok((config, destination))
 }
 
 /// `pipeline <name> show` without --no-browser/--json: serve the dashboard until Ctrl-C.
-pub async fn dashboard(env: &Env, name: &str, dataset: &str, port: Option<u16>) -> Result<()> {
+pub async fn dashboard(env: &Env, name: &str, dataset: &str, port: Option<u16>, destination: DestinationKind) -> Result<()> {
     settings::check_names(name, dataset)?;
+    if destination != DestinationKind::Duckdb {
+        return Err(UsageError(format!(
+            "the dashboard reads DuckDB datasets only for now; for {destination:?} use `pipeline {name} show --no-browser --destination postgres`"
+        ))
+        .into());
+    }
     let resolver = ConfigResolver::load(&env.project_dir)?;
     let dd = duckdb_config(env, &resolver, name, dataset)?;
     if !dd.path.exists() {
@@ -282,7 +390,7 @@ pub async fn dashboard(env: &Env, name: &str, dataset: &str, port: Option<u16>) 
 }
 
 /// `pipeline <name> ...`.
-pub fn pipeline(env: &Env, name: &str, action: PipelineAction) -> Result<()> {
+pub async fn pipeline(env: &Env, name: &str, action: PipelineAction) -> Result<()> {
     pipeline_engine::pipeline::validate_name("pipeline", name)?;
     if let PipelineAction::Show { dataset, .. } | PipelineAction::Drop { dataset, .. } = &action {
         pipeline_engine::pipeline::validate_name("dataset", dataset)?;
@@ -310,15 +418,17 @@ pub fn pipeline(env: &Env, name: &str, action: PipelineAction) -> Result<()> {
                 }
             }
         }
-        PipelineAction::Show { dataset, .. } => {
-            let mut d = open_destination(env, name, &dataset)?;
-            let tables = d.tables()?;
-            let loads = d.recent_loads(10)?;
+        PipelineAction::Show { dataset, destination, .. } => {
+            let (config, mut d) = open_destination(env, destination, name, &dataset)?;
+            let tables = d.tables().await;
+            let loads = d.recent_loads(10).await;
+            d.disconnect().await;
+            let (tables, loads) = (tables?, loads?);
             let schema = Pipeline::open(PipelineConfig::new(name, &dataset, &env.pipelines_dir))?.local_schema("personio")?;
             if env.json {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({"tables": tables, "loads": loads, "schema": schema.map(|s| s.to_dlt_json())}))?);
             } else {
-                println!("Dataset {dataset} in {}", d.config().path.display());
+                println!("Dataset {dataset} in {}", config.location());
                 println!("{:<48} {:>12}", "table", "rows");
                 for t in &tables {
                     println!("{:<48} {:>12}", t.name, t.rows);
@@ -343,15 +453,15 @@ pub fn pipeline(env: &Env, name: &str, action: PipelineAction) -> Result<()> {
                 None => return Err(UsageError(format!("pipeline {name} has no trace yet: run it first")).into()),
             }
         }
-        PipelineAction::Drop { resources, dataset } => {
+        PipelineAction::Drop { resources, dataset, destination } => {
             let p = Pipeline::open(PipelineConfig::new(name, &dataset, &env.pipelines_dir))?;
-            let mut d = open_destination(env, name, &dataset)?;
+            let (_, mut d) = open_destination(env, destination, name, &dataset)?;
             let source = PersonioSource::new(
                 PersonioClient::new(ClientConfig::new("unused", "unused")).context("building a client")?,
                 SourceOptions::default(),
             );
             let names = if resources.is_empty() { source.resources().into_iter().map(|r| r.name).collect() } else { resources };
-            let dropped = p.drop_resources(source.name(), &names, &mut d)?;
+            let dropped = p.drop_resources(source.name(), &names, d.as_mut()).await?;
             if env.json {
                 println!("{}", serde_json::json!({"dropped_tables": dropped}));
             } else {

@@ -101,10 +101,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { destination, force } => commands::init(&env, &destination, force),
         Command::Run(args) => commands::run(&env, args).await,
-        Command::Pipeline { name, action: commands::PipelineAction::Show { dataset, port, no_browser: false } } if !env.json => {
-            commands::dashboard(&env, &name, &dataset, port).await
+        Command::Pipeline { name, action: commands::PipelineAction::Show { dataset, port, no_browser: false, destination } } if !env.json => {
+            commands::dashboard(&env, &name, &dataset, port, destination).await
         }
-        Command::Pipeline { name, action } => commands::pipeline(&env, &name, action),
+        Command::Pipeline { name, action } => commands::pipeline(&env, &name, action).await,
         Command::Schema { action } => commands::schema(&env, action),
         Command::Sandbox(args) => personio_sandbox::run_cli(args).await.map_err(Into::into),
     }
@@ -126,6 +126,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             return match p {
                 PipelineError::Locked { .. } => 6,
                 PipelineError::UnknownResource { .. } | PipelineError::InvalidName { .. } => 2,
+                // The destination cannot load what was selected: a usage problem, found before extracting.
+                PipelineError::Unsupported(_) => 2,
                 PipelineError::Load(d) if d.locked => 6,
                 PipelineError::Load(_) => 5,
                 PipelineError::Extract(inner) => extract_code(inner.as_ref()),

@@ -100,7 +100,7 @@ fn main() -> ExitCode {
         let normalize_peak = peak_rss_mib();
         let reset = reset_peak_rss();
         // Phase 2: load the package left on disk.
-        let loaded = p.resume_pending(&mut d).map_err(|e| e.to_string())?;
+        let loaded = p.resume_pending(&mut d).await.map_err(|e| e.to_string())?;
         if loaded.len() != 1 {
             return Err(format!("expected one package to load, loaded {}", loaded.len()));
         }

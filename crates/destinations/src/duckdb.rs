@@ -1,19 +1,24 @@
 //! The DuckDB destination: `<pipeline_name>.duckdb`, one DuckDB schema per dataset.
 //!
 //! Rows arrive as Arrow batches and go in through DuckDB's appender (no row-by-row INSERTs). Each package
-//! is one transaction: replace deletes and re-inserts inside it (readers see the old rows until commit),
-//! merge goes through `<dataset>_staging` tables and delete-insert SQL.
+//! is one transaction running the engine's [`LoadPlan`] as rendered by [`crate::sql`] in the
+//! [`DuckDbDialect`]: replace deletes and re-inserts inside it (readers see the old rows until commit),
+//! merge goes through `<dataset>_staging` tables and delete-insert SQL in hash buckets of the key.
+//!
+//! DuckDB's API blocks, so every [`Destination`] call runs on tokio's blocking pool with the connection
+//! moved there and back: the async runtime is never blocked.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use duckdb::{params, Connection};
-use pipeline_engine::load::{Destination, DestinationError, LoadInfo, LoadReport, StoredState, TableInfo};
+use duckdb::Connection;
+use pipeline_engine::load::{Capabilities, Destination, DestinationError, LoadInfo, LoadReport, StoredState, TableInfo};
 use pipeline_engine::package::LoadPackage;
-use pipeline_engine::schema::{bookkeeping_tables, DataType, Schema, Table, WriteDisposition, SCHEMA_ENGINE_VERSION};
+use pipeline_engine::plan::{Catalog, LoadPlan};
+use pipeline_engine::schema::{DataType, Schema};
 use pipeline_engine::state::StateRow;
 
-use crate::sql::{column_def, ident, literal, qualified};
+use crate::sql::{self, literal, qualified, Dialect, Report, Step};
 
 const KIND: &str = "duckdb";
 
@@ -182,6 +187,40 @@ impl std::fmt::Debug for DuckDbDestination {
     }
 }
 
+
+/// DuckDB's SQL for the shared plan rendering ([`crate::sql`]).
+#[derive(Debug, Clone)]
+pub struct DuckDbDialect {
+    /// [`DuckDbConfig::merge_chunk_rows`].
+    pub merge_chunk_rows: u64,
+}
+
+impl Dialect for DuckDbDialect {
+    fn type_name(&self, dt: DataType) -> &'static str {
+        duckdb_type(dt)
+    }
+
+    fn staging_row_order(&self) -> &'static str {
+        "rowid"
+    }
+
+    fn create_staging_table(&self, staging: &str, dataset: &str, table: &str) -> Vec<String> {
+        vec![format!("CREATE OR REPLACE TABLE {} AS SELECT * FROM {} LIMIT 0", qualified(staging, table), qualified(dataset, table))]
+    }
+
+    fn create_table_as(&self, qualified: &str, select: &str) -> Vec<String> {
+        vec![format!("CREATE OR REPLACE TABLE {qualified} AS {select}")]
+    }
+
+    fn merge_chunk_rows(&self) -> Option<u64> {
+        Some(self.merge_chunk_rows)
+    }
+
+    fn bucket_of(&self, key_list: &str, buckets: u64) -> String {
+        format!("hash({key_list}) % {buckets}")
+    }
+}
+
 impl DuckDbDestination {
     /// A connection for queries (tests, `pipeline show`): a clone of the open one, or a new one that
     /// holds the database file until dropped.
@@ -219,34 +258,45 @@ impl DuckDbDestination {
         &self.config.dataset_name
     }
 
-    fn staging(&self) -> String {
-        format!("{}_staging", self.config.dataset_name)
+    fn dialect(&self) -> DuckDbDialect {
+        DuckDbDialect { merge_chunk_rows: self.config.merge_chunk_rows }
+    }
+
+    /// Run `f` with the connection on tokio's blocking pool (DuckDB's calls block), moving the
+    /// connection there and back; inline when no tokio runtime is running.
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut DuckDbDestination) -> Result<T, DestinationError> + Send + 'static,
+    ) -> Result<T, DestinationError> {
+        let mut me = DuckDbDestination { conn: self.conn.take(), config: self.config.clone() };
+        if tokio::runtime::Handle::try_current().is_err() {
+            let r = f(&mut me);
+            self.conn = me.conn;
+            return r;
+        }
+        let (me, r) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut me);
+            (me, r)
+        })
+        .await
+        .map_err(|e| DestinationError::new(KIND, format!("the DuckDB worker failed: {e}")))?;
+        self.conn = me.conn;
+        r
     }
 
     fn table_exists(&self, schema: &str, table: &str) -> Result<bool, DestinationError> {
-        let n: i64 = self
-            .c()?
-            .query_row(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                params![schema, table],
-                |r| r.get(0),
-            )
-            .map_err(db_err("reading information_schema"))?;
-        Ok(n > 0)
+        Ok(self.existing_columns(schema)?.contains_key(table))
     }
 
-    fn existing_columns(&self, schema: &str) -> Result<HashMap<String, HashSet<String>>, DestinationError> {
-        let mut stmt = self
-            .c()?
-            .prepare("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ?")
-            .map_err(db_err("reading information_schema"))?;
+    fn existing_columns(&self, schema: &str) -> Result<Catalog, DestinationError> {
+        let mut stmt = self.c()?.prepare(&sql::catalog_query(schema)).map_err(db_err("reading information_schema"))?;
         let rows = stmt
-            .query_map(params![schema], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(db_err("reading information_schema"))?;
-        let mut out: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut out: Catalog = HashMap::new();
         for row in rows {
             let (t, c) = row.map_err(db_err("reading information_schema"))?;
-            out.entry(t).or_default().insert(c);
+            out.entry(t).or_insert_with(HashSet::new).insert(c);
         }
         Ok(out)
     }
@@ -258,42 +308,6 @@ impl DuckDbDestination {
     /// Run one statement and return the rows it changed.
     fn insert_count(&self, sql: &str) -> Result<u64, DestinationError> {
         Ok(self.c()?.execute(sql, []).map_err(sql_err(sql))? as u64)
-    }
-
-    /// Create missing bookkeeping and data tables and add missing columns.
-    fn sync_schema(&self, schema: &Schema) -> Result<(), DestinationError> {
-        let ds = self.ds().to_string();
-        self.exec(&format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&ds)))?;
-        let existing = self.existing_columns(&ds)?;
-        for (name, cols) in bookkeeping_tables() {
-            if !existing.contains_key(name) {
-                let defs: Vec<String> = cols.iter().map(|c| column_def(c, duckdb_type)).collect();
-                self.exec(&format!("CREATE TABLE {} ({})", qualified(&ds, name), defs.join(", ")))?;
-            }
-        }
-        for table in schema.tables.values() {
-            if table.columns.is_empty() {
-                continue;
-            }
-            match existing.get(&table.name) {
-                None => {
-                    let defs: Vec<String> = table.columns.values().map(|c| column_def(c, duckdb_type)).collect();
-                    self.exec(&format!("CREATE TABLE {} ({})", qualified(&ds, &table.name), defs.join(", ")))?;
-                }
-                Some(have) => {
-                    for col in table.columns.values().filter(|c| !have.contains(&c.name)) {
-                        // Added columns are nullable: existing rows have no value.
-                        self.exec(&format!(
-                            "ALTER TABLE {} ADD COLUMN {} {}",
-                            qualified(&ds, &table.name),
-                            ident(&col.name),
-                            duckdb_type(col.data_type)
-                        ))?;
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Append a package table's batches into `schema.table` through the appender.
@@ -314,256 +328,78 @@ impl DuckDbDestination {
         Ok(rows)
     }
 
-    fn existing_chain(&self, schema: &Schema, root: &str, existing: &HashMap<String, HashSet<String>>) -> Vec<Table> {
-        schema.table_chain(root).into_iter().filter(|t| existing.contains_key(&t.name)).cloned().collect()
-    }
-
-    fn load_in_transaction(&self, package: &LoadPackage) -> Result<LoadReport, DestinationError> {
-        let m = package.manifest();
-        let schema = &m.schema;
-        let ds = self.ds().to_string();
-        // Full refresh: the old tables go in this transaction; readers see them until it commits.
-        for t in &m.drop_tables {
-            self.exec(&format!("DROP TABLE IF EXISTS {}", qualified(&ds, t)))?;
-        }
-        self.sync_schema(schema)?;
-        let existing = self.existing_columns(&ds)?;
-        let mut report = LoadReport::default();
-        self.insert_version_if_new(schema)?;
-
-        let mut done: HashSet<String> = HashSet::new();
-        // Replace: empty every existing table of the chain, then insert the package's rows.
-        for root in &m.replace_roots {
-            for t in self.existing_chain(schema, root, &existing) {
-                self.exec(&format!("DELETE FROM {}", qualified(&ds, &t.name)))?;
-                let n = self.append_batches(package, &t.name, &ds)?;
-                report.rows.push((t.name.clone(), n));
-                done.insert(t.name.clone());
-            }
-        }
-
-        // Merge: per merge root with rows, delete-insert through staging.
-        let merge_roots: Vec<&str> = m
-            .tables
-            .keys()
-            .filter(|t| !done.contains(*t))
-            .map(|t| schema.root_of(t))
-            .filter(|r| schema.disposition_of(r) == WriteDisposition::Merge)
-            .collect::<indexmap::IndexSet<_>>()
-            .into_iter()
-            .collect();
-        for root in merge_roots {
-            let Some(root_table) = schema.tables.get(root) else { continue };
-            let pk: Vec<String> = root_table.primary_key().into_iter().map(str::to_string).collect();
-            let chain = self.existing_chain(schema, root, &existing);
-            if pk.is_empty() {
-                for t in &chain {
-                    let n = self.append_batches(package, &t.name, &ds)?;
-                    report.rows.push((t.name.clone(), n));
-                    done.insert(t.name.clone());
+    /// Run a rendered plan; bulk inserts read `package` (none for `pipeline drop`).
+    fn run_steps(&self, steps: &[Step], package: Option<&LoadPackage>) -> Result<LoadReport, DestinationError> {
+        let mut report = Report::default();
+        for step in steps {
+            match step {
+                Step::Exec(sql) => self.exec(sql)?,
+                Step::ExecCounted { sql, table } => {
+                    let n = self.insert_count(sql)?;
+                    report.add(table, n);
                 }
-                continue;
-            }
-            let stg = self.staging();
-            self.exec(&format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&stg)))?;
-            for t in &chain {
-                self.exec(&format!(
-                    "CREATE OR REPLACE TABLE {} AS SELECT * FROM {} LIMIT 0",
-                    qualified(&stg, &t.name),
-                    qualified(&ds, &t.name)
-                ))?;
-                self.append_batches(package, &t.name, &stg)?;
-            }
-            let staged = m.tables.get(root).map(|j| j.rows).unwrap_or(0);
-            let root_rows = self.merge_chain(&ds, &stg, &chain, &pk, staged)?;
-            report.rows.push((root.to_string(), root_rows));
-            for child in chain.iter().skip(1) {
-                report.rows.push((child.name.clone(), m.tables.get(&child.name).map(|j| j.rows).unwrap_or(0)));
-            }
-            for t in &chain {
-                done.insert(t.name.clone());
+                Step::BulkInsert { table, schema, report: counted } => {
+                    let n = match package {
+                        Some(p) => self.append_batches(p, table, schema)?,
+                        None => 0,
+                    };
+                    if *counted {
+                        report.add(table, n);
+                    }
+                }
+                Step::Report { table, rows } => report.add(table, *rows),
             }
         }
-
-        // Append: everything else.
-        for table in m.tables.keys() {
-            if done.contains(table) {
-                continue;
-            }
-            let n = self.append_batches(package, table, &ds)?;
-            report.rows.push((table.clone(), n));
-        }
-
-        if let Some(state) = &m.state {
-            self.insert_state(state, package.load_id())?;
-        }
-        self.insert_load(package.load_id(), schema)?;
-        Ok(report)
+        Ok(report.finish())
     }
 
-    /// Delete-insert a merge root and its children from staging into the dataset, in hash buckets of
-    /// about `merge_chunk_rows` staged root rows so that every join and aggregate works on a bounded
-    /// slice. Per key the last staged row wins (the highest `rowid`: the last one extracted); children
-    /// follow their root row through `_dlt_root_id`. Returns the root rows inserted.
-    fn merge_chain(&self, ds: &str, stg: &str, chain: &[Table], pk: &[String], staged: u64) -> Result<u64, DestinationError> {
-        let Some(root) = chain.first() else { return Ok(0) };
-        let d_root = qualified(ds, &root.name);
-        let s_root = qualified(stg, &root.name);
-        let winners = qualified(stg, "_dlt_merge_winners");
-        let buckets = staged.div_ceil(self.config.merge_chunk_rows).max(1);
-        let pk_list = |alias: &str| pk.iter().map(|k| format!("{alias}.{}", ident(k))).collect::<Vec<_>>().join(", ");
-        let in_bucket = |alias: &str, b: u64| {
-            if buckets == 1 {
-                "TRUE".to_string()
-            } else {
-                format!("hash({}) % {buckets} = {b}", pk_list(alias))
+    /// Run `f` in a transaction: commit on success, roll back on error.
+    fn in_transaction<T>(&self, f: impl FnOnce(&Self) -> Result<T, DestinationError>) -> Result<T, DestinationError> {
+        self.exec("BEGIN TRANSACTION")?;
+        match f(self) {
+            Ok(v) => {
+                self.exec("COMMIT")?;
+                Ok(v)
             }
-        };
-        let key_match = pk.iter().map(|k| format!("s.{0} = d.{0}", ident(k))).collect::<Vec<_>>().join(" AND ");
-        let mut inserted = 0u64;
-        for b in 0..buckets {
-            let sb = in_bucket("s", b);
-            // Destination roots of this bucket whose key is staged.
-            let replaced = format!("{} AND EXISTS (SELECT 1 FROM {s_root} s WHERE {sb} AND {key_match})", in_bucket("d", b));
-            for child in chain.iter().skip(1) {
-                self.exec(&format!(
-                    "DELETE FROM {} WHERE _dlt_root_id IN (SELECT d._dlt_id FROM {d_root} d WHERE {replaced})",
-                    qualified(ds, &child.name)
-                ))?;
-            }
-            self.exec(&format!("DELETE FROM {d_root} d WHERE {replaced}"))?;
-            // The winning staged row of every key in this bucket, and its _dlt_id for the children.
-            self.exec(&format!(
-                "CREATE OR REPLACE TABLE {winners} AS SELECT s.rowid AS _dlt_row, s._dlt_id FROM {s_root} s \
-                 WHERE s.rowid IN (SELECT max(s.rowid) FROM {s_root} s WHERE {sb} GROUP BY {})",
-                pk_list("s")
-            ))?;
-            inserted += self.insert_count(&format!(
-                "INSERT INTO {d_root} BY NAME SELECT * FROM {s_root} WHERE rowid IN (SELECT _dlt_row FROM {winners})"
-            ))?;
-            for child in chain.iter().skip(1) {
-                self.exec(&format!(
-                    "INSERT INTO {} BY NAME SELECT * FROM {} WHERE _dlt_root_id IN (SELECT _dlt_id FROM {winners})",
-                    qualified(ds, &child.name),
-                    qualified(stg, &child.name)
-                ))?;
+            Err(e) => {
+                if let Ok(c) = self.c() {
+                    let _ = c.execute_batch("ROLLBACK");
+                }
+                Err(e)
             }
         }
-        self.exec(&format!("DROP TABLE IF EXISTS {winners}"))?;
-        Ok(inserted)
     }
 
-    /// A `_dlt_version` row for the schema unless its hash is stored already.
-    fn insert_version_if_new(&self, schema: &Schema) -> Result<(), DestinationError> {
-        let versions = qualified(self.ds(), "_dlt_version");
-        let known: i64 = self
-            .c()?
-            .query_row(
-                &format!("SELECT count(*) FROM {versions} WHERE schema_name = ? AND version_hash = ?"),
-                params![schema.name, schema.version_hash],
-                |r| r.get(0),
-            )
-            .map_err(db_err("reading _dlt_version"))?;
-        if known == 0 {
-            self.c()?
-                .execute(
-                    &format!("INSERT INTO {versions} VALUES (?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?)"),
-                    params![
-                        schema.version,
-                        SCHEMA_ENGINE_VERSION,
-                        chrono::Utc::now().to_rfc3339(),
-                        schema.name,
-                        schema.version_hash,
-                        schema.to_dlt_json().to_string()
-                    ],
-                )
-                .map_err(db_err("writing _dlt_version"))?;
-        }
-        Ok(())
-    }
-
-    /// The `_dlt_loads` row of a completed load (status 0).
-    fn insert_load(&self, load_id: &str, schema: &Schema) -> Result<(), DestinationError> {
-        self.c()?
-            .execute(
-                &format!("INSERT INTO {} VALUES (?, ?, 0, CAST(? AS TIMESTAMPTZ), ?)", qualified(self.ds(), "_dlt_loads")),
-                params![load_id, schema.name, chrono::Utc::now().to_rfc3339(), schema.version_hash],
-            )
-            .map_err(db_err("writing _dlt_loads"))?;
-        Ok(())
-    }
-
-    fn insert_state(&self, state: &StateRow, load_id: &str) -> Result<(), DestinationError> {
-        self.c()?
-            .execute(
-                &format!(
-                    "INSERT INTO {} VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?)",
-                    qualified(self.ds(), "_dlt_pipeline_state")
-                ),
-                params![
-                    state.version,
-                    state.engine_version,
-                    state.pipeline_name,
-                    state.state,
-                    state.created_at.to_rfc3339(),
-                    state.version_hash,
-                    load_id,
-                    state.dlt_id
-                ],
-            )
-            .map_err(db_err("writing _dlt_pipeline_state"))?;
-        Ok(())
-    }
-}
-
-impl Destination for DuckDbDestination {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn destination_type(&self) -> &'static str {
-        "dlt.destinations.duckdb"
-    }
-
-    fn identity(&self) -> String {
-        let path = std::path::absolute(&self.config.path).unwrap_or_else(|_| self.config.path.clone());
-        let path = std::fs::canonicalize(&path).unwrap_or(path);
-        format!("{KIND}:{}", path.display())
-    }
-
-    fn disconnect(&mut self) {
-        self.conn = None;
-    }
-
-    fn health_check(&mut self) -> Result<(), DestinationError> {
+    fn load_sync(&mut self, package: &LoadPackage) -> Result<LoadReport, DestinationError> {
         self.connect()?;
-        self.c()?.execute_batch("SELECT 1").map_err(db_err("health check"))
+        self.in_transaction(|me| {
+            let m = package.manifest();
+            let plan = LoadPlan::build(m, &me.existing_columns(me.ds())?);
+            let steps = sql::plan_steps(&plan, me.ds(), |t| m.tables.get(t).map(|j| j.rows).unwrap_or(0), &me.dialect());
+            me.run_steps(&steps, Some(package))
+        })
     }
 
-    fn existing_tables(&mut self) -> Result<Vec<String>, DestinationError> {
+    fn drop_sync(&mut self, tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &str) -> Result<(), DestinationError> {
         self.connect()?;
-        let ds = self.ds().to_string();
-        let mut names: Vec<String> = self.existing_columns(&ds)?.into_keys().collect();
-        names.sort();
-        Ok(names)
+        self.in_transaction(|me| {
+            let plan = LoadPlan::for_drop(tables, new_schema, state, load_id, &me.existing_columns(me.ds())?);
+            let steps = sql::plan_steps(&plan, me.ds(), |_| 0, &me.dialect());
+            me.run_steps(&steps, None).map(|_| ())
+        })
     }
 
-    fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>, DestinationError> {
+    /// The newest completed state row of a pipeline (blocking; see [`Destination::stored_state`]).
+    pub fn stored_state_sync(&mut self, pipeline_name: &str) -> Result<Option<StoredState>, DestinationError> {
         self.connect()?;
         let ds = self.ds().to_string();
         if !self.table_exists(&ds, "_dlt_pipeline_state")? || !self.table_exists(&ds, "_dlt_loads")? {
             return Ok(None);
         }
-        let sql = format!(
-            "SELECT s.version, s.engine_version, s.pipeline_name, s.state, CAST(s.created_at AS VARCHAR), s.version_hash, s._dlt_load_id \
-             FROM {} s JOIN {} l ON l.load_id = s._dlt_load_id AND l.status = 0 \
-             WHERE s.pipeline_name = ? ORDER BY s._dlt_load_id DESC LIMIT 1",
-            qualified(&ds, "_dlt_pipeline_state"),
-            qualified(&ds, "_dlt_loads")
-        );
+        let sql = sql::stored_state_query(&ds, pipeline_name);
         let mut stmt = self.c()?.prepare(&sql).map_err(db_err("reading _dlt_pipeline_state"))?;
         let mut rows = stmt
-            .query_map(params![pipeline_name], |r| {
+            .query_map([], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
@@ -578,16 +414,13 @@ impl Destination for DuckDbDestination {
         let Some(row) = rows.next() else { return Ok(None) };
         let (version, engine_version, pipeline_name, state, created_at, version_hash, load_id) =
             row.map_err(db_err("reading _dlt_pipeline_state"))?;
-        let created_at = chrono::DateTime::parse_from_str(&created_at, "%Y-%m-%d %H:%M:%S%.f%#z")
-            .map(|d| d.with_timezone(&chrono::Utc))
-            .unwrap_or_else(|_| chrono::Utc::now());
         Ok(Some(StoredState {
             row: StateRow {
                 version,
                 engine_version,
                 pipeline_name,
                 state,
-                created_at,
+                created_at: sql::parse_created_at(&created_at),
                 version_hash: version_hash.unwrap_or_default(),
                 dlt_id: String::new(),
             },
@@ -595,18 +428,15 @@ impl Destination for DuckDbDestination {
         }))
     }
 
-    fn stored_schema(&mut self, schema_name: &str) -> Result<Option<Schema>, DestinationError> {
+    fn stored_schema_sync(&mut self, schema_name: &str) -> Result<Option<Schema>, DestinationError> {
         self.connect()?;
         let ds = self.ds().to_string();
         if !self.table_exists(&ds, "_dlt_version")? {
             return Ok(None);
         }
-        let sql = format!(
-            "SELECT schema FROM {} WHERE schema_name = ? ORDER BY version DESC, inserted_at DESC LIMIT 1",
-            qualified(&ds, "_dlt_version")
-        );
+        let sql = sql::stored_schema_query(&ds, schema_name);
         let mut stmt = self.c()?.prepare(&sql).map_err(db_err("reading _dlt_version"))?;
-        let mut rows = stmt.query_map(params![schema_name], |r| r.get::<_, String>(0)).map_err(db_err("reading _dlt_version"))?;
+        let mut rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(db_err("reading _dlt_version"))?;
         let Some(text) = rows.next() else { return Ok(None) };
         let text = text.map_err(db_err("reading _dlt_version"))?;
         let value: serde_json::Value = serde_json::from_str(&text)
@@ -614,41 +444,18 @@ impl Destination for DuckDbDestination {
         Ok(Schema::from_dlt_json(&value))
     }
 
-    fn is_loaded(&mut self, load_id: &str) -> Result<bool, DestinationError> {
+    fn is_loaded_sync(&mut self, load_id: &str) -> Result<bool, DestinationError> {
         self.connect()?;
         let ds = self.ds().to_string();
         if !self.table_exists(&ds, "_dlt_loads")? {
             return Ok(false);
         }
-        let n: i64 = self
-            .c()?
-            .query_row(
-                &format!("SELECT count(*) FROM {} WHERE load_id = ? AND status = 0", qualified(&ds, "_dlt_loads")),
-                params![load_id],
-                |r| r.get(0),
-            )
-            .map_err(db_err("reading _dlt_loads"))?;
+        let n: i64 = self.c()?.query_row(&sql::is_loaded_query(&ds, load_id), [], |r| r.get(0)).map_err(db_err("reading _dlt_loads"))?;
         Ok(n > 0)
     }
 
-    fn load_package(&mut self, package: &LoadPackage) -> Result<LoadReport, DestinationError> {
-        self.connect()?;
-        self.exec("BEGIN TRANSACTION")?;
-        match self.load_in_transaction(package) {
-            Ok(report) => {
-                self.exec("COMMIT")?;
-                Ok(report)
-            }
-            Err(e) => {
-                if let Ok(c) = self.c() {
-                    let _ = c.execute_batch("ROLLBACK");
-                }
-                Err(e)
-            }
-        }
-    }
-
-    fn tables(&mut self) -> Result<Vec<TableInfo>, DestinationError> {
+    /// Tables of the dataset with their row counts (blocking; see [`Destination::tables`]).
+    pub fn tables_sync(&mut self) -> Result<Vec<TableInfo>, DestinationError> {
         self.connect()?;
         let ds = self.ds().to_string();
         let mut names: Vec<String> = self.existing_columns(&ds)?.into_keys().collect();
@@ -664,46 +471,95 @@ impl Destination for DuckDbDestination {
         Ok(out)
     }
 
-    fn recent_loads(&mut self, limit: usize) -> Result<Vec<LoadInfo>, DestinationError> {
+    /// The newest loads (blocking; see [`Destination::recent_loads`]).
+    pub fn recent_loads_sync(&mut self, limit: usize) -> Result<Vec<LoadInfo>, DestinationError> {
         self.connect()?;
         let ds = self.ds().to_string();
         if !self.table_exists(&ds, "_dlt_loads")? {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT load_id, status, CAST(inserted_at AS VARCHAR) FROM {} ORDER BY load_id DESC LIMIT {limit}",
-            qualified(&ds, "_dlt_loads")
-        );
-        let mut stmt = self.c()?.prepare(&sql).map_err(db_err("reading _dlt_loads"))?;
+        let mut stmt = self.c()?.prepare(&sql::recent_loads_query(&ds, limit)).map_err(db_err("reading _dlt_loads"))?;
         let rows = stmt
             .query_map([], |r| Ok(LoadInfo { load_id: r.get(0)?, status: r.get(1)?, inserted_at: r.get(2)? }))
             .map_err(db_err("reading _dlt_loads"))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_err("reading _dlt_loads"))
     }
+}
 
-    fn drop_tables(&mut self, tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &str) -> Result<(), DestinationError> {
-        self.connect()?;
-        let ds = self.ds().to_string();
-        self.exec("BEGIN TRANSACTION")?;
-        let result = (|| {
-            for t in tables {
-                self.exec(&format!("DROP TABLE IF EXISTS {}", qualified(&ds, t)))?;
-            }
-            self.sync_schema(new_schema)?;
-            self.insert_version_if_new(new_schema)?;
-            self.insert_state(state, load_id)?;
-            self.insert_load(load_id, new_schema)?;
-            Ok(())
-        })();
-        match result {
-            Ok(()) => self.exec("COMMIT"),
-            Err(e) => {
-                if let Ok(c) = self.c() {
-                    let _ = c.execute_batch("ROLLBACK");
-                }
-                Err(e)
-            }
-        }
+#[async_trait::async_trait]
+impl Destination for DuckDbDestination {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn destination_type(&self) -> &'static str {
+        "dlt.destinations.duckdb"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // DuckDB's identifier limit (65536) is never reached: names are not shortened, as in dlt.
+        Capabilities::full()
+    }
+
+    fn identity(&self) -> String {
+        let path = std::path::absolute(&self.config.path).unwrap_or_else(|_| self.config.path.clone());
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
+        format!("{KIND}:{}", path.display())
+    }
+
+    async fn disconnect(&mut self) {
+        self.conn = None;
+    }
+
+    async fn health_check(&mut self) -> Result<(), DestinationError> {
+        self.blocking(|d| {
+            d.connect()?;
+            d.c()?.execute_batch("SELECT 1").map_err(db_err("health check"))
+        })
+        .await
+    }
+
+    async fn existing_tables(&mut self) -> Result<Vec<String>, DestinationError> {
+        self.blocking(|d| {
+            d.connect()?;
+            let mut names: Vec<String> = d.existing_columns(d.ds())?.into_keys().collect();
+            names.sort();
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>, DestinationError> {
+        let name = pipeline_name.to_string();
+        self.blocking(move |d| d.stored_state_sync(&name)).await
+    }
+
+    async fn stored_schema(&mut self, schema_name: &str) -> Result<Option<Schema>, DestinationError> {
+        let name = schema_name.to_string();
+        self.blocking(move |d| d.stored_schema_sync(&name)).await
+    }
+
+    async fn is_loaded(&mut self, load_id: &str) -> Result<bool, DestinationError> {
+        let id = load_id.to_string();
+        self.blocking(move |d| d.is_loaded_sync(&id)).await
+    }
+
+    async fn load_package(&mut self, package: &LoadPackage) -> Result<LoadReport, DestinationError> {
+        let package = package.clone();
+        self.blocking(move |d| d.load_sync(&package)).await
+    }
+
+    async fn tables(&mut self) -> Result<Vec<TableInfo>, DestinationError> {
+        self.blocking(|d| d.tables_sync()).await
+    }
+
+    async fn recent_loads(&mut self, limit: usize) -> Result<Vec<LoadInfo>, DestinationError> {
+        self.blocking(move |d| d.recent_loads_sync(limit)).await
+    }
+
+    async fn drop_tables(&mut self, tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &str) -> Result<(), DestinationError> {
+        let (tables, schema, state, id) = (tables.to_vec(), new_schema.clone(), state.clone(), load_id.to_string());
+        self.blocking(move |d| d.drop_sync(&tables, &schema, &state, &id)).await
     }
 }
 

@@ -1,11 +1,15 @@
 //! Destinations for the pipeline engine, one module each behind [`pipeline_engine::load::Destination`].
 //!
 //! * `duckdb` (feature `duckdb`, default): the embedded default, `<pipeline_name>.duckdb`.
+//! * `postgres`: PostgreSQL through tokio-postgres, binary `COPY` from the package's Arrow batches.
 //!
-//! Adding a destination means one module implementing the trait, plus a feature; see `docs/destinations.md`.
+//! SQL destinations share [`sql`]: the engine's [`pipeline_engine::plan::LoadPlan`] rendered through a
+//! [`sql::Dialect`]. Adding a destination means one module implementing the trait and passing the
+//! conformance suite (`tests/it/conformance.rs`); see `docs/destinations.md`.
 #![deny(missing_docs)]
 
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
+pub mod postgres;
 pub mod read;
 pub mod sql;

@@ -1,5 +1,17 @@
-//! SQL text helpers shared by SQL destinations.
+//! The SQL rendering of a [`LoadPlan`], shared by every SQL destination through a [`Dialect`].
+//!
+//! [`plan_steps`] turns the engine's plan into [`Step`]s: SQL statements, bulk inserts of a package
+//! table (the destination's own fast path: DuckDB's appender, PostgreSQL's binary `COPY`) and row counts
+//! for the report. A destination runs the steps in order inside its transaction with its own driver
+//! ([`Report`] sums the counts), so the merge/replace/append logic exists once, here, and a dialect only
+//! says how its SQL differs: type names, how a staging copy of a table is made, which column orders staged
+//! rows, how a merge is split into buckets.
+//!
+//! The read side (catalog, stored state and schema, loads) is shared SQL too.
 
+use indexmap::IndexMap;
+use pipeline_engine::load::LoadReport;
+use pipeline_engine::plan::{LoadJob, LoadPlan};
 use pipeline_engine::schema::{Column, DataType};
 
 /// Quote an identifier with double quotes (doubling embedded quotes).
@@ -21,6 +33,300 @@ pub fn column_def(column: &Column, type_name: impl Fn(DataType) -> &'static str)
 /// A string literal.
 pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A `TIMESTAMPTZ` literal (microseconds, UTC).
+pub fn timestamp_literal(t: &chrono::DateTime<chrono::Utc>) -> String {
+    format!("CAST({} AS TIMESTAMPTZ)", literal(&t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)))
+}
+
+/// How one SQL destination's SQL differs from the shared plan rendering.
+pub trait Dialect: Send + Sync {
+    /// The destination's type for a dlt type.
+    fn type_name(&self, dt: DataType) -> &'static str;
+
+    /// SQL that orders the rows of a staging table by arrival (the last extracted row is the largest).
+    fn staging_row_order(&self) -> &'static str;
+
+    /// Statements that (re)create `staging.table` as an empty copy of `dataset.table`, ready for a bulk
+    /// insert of the package's columns (and with [`Dialect::staging_row_order`] available).
+    fn create_staging_table(&self, staging: &str, dataset: &str, table: &str) -> Vec<String>;
+
+    /// Statements that (re)create table `qualified` (already quoted) from a query.
+    fn create_table_as(&self, qualified: &str, select: &str) -> Vec<String>;
+
+    /// Staged root rows merged per bucket (`None`: one bucket, whatever the package size).
+    fn merge_chunk_rows(&self) -> Option<u64> {
+        None
+    }
+
+    /// An expression assigning a row to one of `buckets` by its key columns (a quoted, comma-separated
+    /// list); used only when [`Dialect::merge_chunk_rows`] splits a merge.
+    fn bucket_of(&self, key_list: &str, buckets: u64) -> String;
+}
+
+/// One step of a rendered plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Run a statement.
+    Exec(String),
+    /// Run a statement; the rows it changed are reported for `table`.
+    ExecCounted {
+        /// The statement.
+        sql: String,
+        /// Table the count belongs to.
+        table: String,
+    },
+    /// Bulk-insert the package's rows of `table` into `schema.table`.
+    BulkInsert {
+        /// Package table (and target table name).
+        table: String,
+        /// Target schema (dataset or staging).
+        schema: String,
+        /// Whether the rows count in the report.
+        report: bool,
+    },
+    /// Report `rows` for `table`.
+    Report {
+        /// Table.
+        table: String,
+        /// Rows.
+        rows: u64,
+    },
+}
+
+/// Rows per table, summed over steps, in first-seen order.
+#[derive(Debug, Default)]
+pub struct Report(IndexMap<String, u64>);
+
+impl Report {
+    /// Add `rows` to `table`.
+    pub fn add(&mut self, table: &str, rows: u64) {
+        *self.0.entry(table.to_string()).or_default() += rows;
+    }
+
+    /// The load report.
+    pub fn finish(self) -> LoadReport {
+        LoadReport { rows: self.0.into_iter().collect() }
+    }
+}
+
+/// Render a plan for `dataset` (staging in `<dataset>_staging`). `package_rows` gives a package table's
+/// row count (for the merge's children in the report).
+pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) -> u64, d: &dyn Dialect) -> Vec<Step> {
+    let ds = dataset;
+    let stg = format!("{dataset}_staging");
+    let mut steps = vec![Step::Exec(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(ds)))];
+    let exec = |steps: &mut Vec<Step>, sql: String| steps.push(Step::Exec(sql));
+    for t in &plan.drop_tables {
+        exec(&mut steps, format!("DROP TABLE IF EXISTS {}", qualified(ds, t)));
+    }
+    for t in &plan.create_tables {
+        let defs: Vec<String> = t.columns.iter().map(|c| column_def(c, |dt| d.type_name(dt))).collect();
+        exec(&mut steps, format!("CREATE TABLE {} ({})", qualified(ds, &t.name), defs.join(", ")));
+    }
+    for a in &plan.add_columns {
+        exec(
+            &mut steps,
+            format!("ALTER TABLE {} ADD COLUMN {} {}", qualified(ds, &a.table), ident(&a.column.name), d.type_name(a.column.data_type)),
+        );
+    }
+    let v = &plan.version;
+    let versions = qualified(ds, "_dlt_version");
+    exec(
+        &mut steps,
+        format!(
+            "INSERT INTO {versions} (version, engine_version, inserted_at, schema_name, version_hash, {schema}) \
+             SELECT {}, {}, {}, {}, {}, {} WHERE NOT EXISTS (SELECT 1 FROM {versions} WHERE schema_name = {} AND version_hash = {})",
+            v.version,
+            v.engine_version,
+            timestamp_literal(&v.inserted_at),
+            literal(&v.schema_name),
+            literal(&v.version_hash),
+            literal(&v.schema_json),
+            literal(&v.schema_name),
+            literal(&v.version_hash),
+            schema = ident("schema"),
+        ),
+    );
+    let mut staging_ready = false;
+    for job in &plan.jobs {
+        match job {
+            LoadJob::Append { table } => steps.push(Step::BulkInsert { table: table.clone(), schema: ds.to_string(), report: true }),
+            LoadJob::Replace { chain, .. } => {
+                for t in chain {
+                    exec(&mut steps, format!("DELETE FROM {}", qualified(ds, t)));
+                    steps.push(Step::BulkInsert { table: t.clone(), schema: ds.to_string(), report: true });
+                }
+            }
+            LoadJob::Merge { chain, key, staged_root_rows, .. } => {
+                if !staging_ready {
+                    exec(&mut steps, format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&stg)));
+                    staging_ready = true;
+                }
+                for t in chain {
+                    for sql in d.create_staging_table(&stg, ds, &t.name) {
+                        exec(&mut steps, sql);
+                    }
+                    steps.push(Step::BulkInsert { table: t.name.clone(), schema: stg.clone(), report: false });
+                }
+                merge_steps(&mut steps, ds, &stg, chain, key, *staged_root_rows, d);
+                for child in chain.iter().skip(1) {
+                    steps.push(Step::Report { table: child.name.clone(), rows: package_rows(&child.name) });
+                }
+            }
+        }
+    }
+    if let Some(s) = &plan.state {
+        exec(
+            &mut steps,
+            format!(
+                "INSERT INTO {} (version, engine_version, pipeline_name, state, created_at, version_hash, _dlt_load_id, _dlt_id) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
+                qualified(ds, "_dlt_pipeline_state"),
+                s.version,
+                s.engine_version,
+                literal(&s.pipeline_name),
+                literal(&s.state),
+                timestamp_literal(&s.created_at),
+                literal(&s.version_hash),
+                literal(&plan.load_id),
+                literal(&s.dlt_id)
+            ),
+        );
+    }
+    let l = &plan.loads;
+    exec(
+        &mut steps,
+        format!(
+            "INSERT INTO {} (load_id, schema_name, status, inserted_at, schema_version_hash) VALUES ({}, {}, {}, {}, {})",
+            qualified(ds, "_dlt_loads"),
+            literal(&l.load_id),
+            literal(&l.schema_name),
+            l.status,
+            timestamp_literal(&l.inserted_at),
+            literal(&l.schema_version_hash)
+        ),
+    );
+    steps
+}
+
+/// Delete-insert a merge root and its children from staging, in hash buckets of about
+/// [`Dialect::merge_chunk_rows`] staged root rows so that every join and aggregate works on a bounded
+/// slice. Per key the last staged row wins ([`Dialect::staging_row_order`]); children follow their root
+/// through `_dlt_root_id`.
+fn merge_steps(
+    steps: &mut Vec<Step>,
+    ds: &str,
+    stg: &str,
+    chain: &[pipeline_engine::plan::ChainTable],
+    pk: &[String],
+    staged: u64,
+    d: &dyn Dialect,
+) {
+    let Some(root) = chain.first() else { return };
+    let d_root = qualified(ds, &root.name);
+    let s_root = qualified(stg, &root.name);
+    let winners = qualified(stg, "_dlt_merge_winners");
+    let row = d.staging_row_order();
+    let buckets = d.merge_chunk_rows().map(|n| staged.div_ceil(n.max(1)).max(1)).unwrap_or(1);
+    let pk_list = |alias: &str| pk.iter().map(|k| format!("{alias}.{}", ident(k))).collect::<Vec<_>>().join(", ");
+    let in_bucket = |alias: &str, b: u64| {
+        if buckets == 1 {
+            "TRUE".to_string()
+        } else {
+            format!("{} = {b}", d.bucket_of(&pk_list(alias), buckets))
+        }
+    };
+    let key_match = pk.iter().map(|k| format!("s.{0} = d.{0}", ident(k))).collect::<Vec<_>>().join(" AND ");
+    let cols = |t: &pipeline_engine::plan::ChainTable| t.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+    for b in 0..buckets {
+        let sb = in_bucket("s", b);
+        // Destination roots of this bucket whose key is staged.
+        let replaced = format!("{} AND EXISTS (SELECT 1 FROM {s_root} s WHERE {sb} AND {key_match})", in_bucket("d", b));
+        for child in chain.iter().skip(1) {
+            steps.push(Step::Exec(format!(
+                "DELETE FROM {} WHERE _dlt_root_id IN (SELECT d._dlt_id FROM {d_root} d WHERE {replaced})",
+                qualified(ds, &child.name)
+            )));
+        }
+        steps.push(Step::Exec(format!("DELETE FROM {d_root} d WHERE {replaced}")));
+        // The winning staged row of every key in this bucket, and its _dlt_id for the children.
+        for sql in d.create_table_as(
+            &winners,
+            &format!(
+                "SELECT s.{row} AS _dlt_row, s._dlt_id FROM {s_root} s WHERE s.{row} IN (SELECT max(s.{row}) FROM {s_root} s WHERE {sb} GROUP BY {})",
+                pk_list("s")
+            ),
+        ) {
+            steps.push(Step::Exec(sql));
+        }
+        let c = cols(root);
+        steps.push(Step::ExecCounted {
+            sql: format!("INSERT INTO {d_root} ({c}) SELECT {c} FROM {s_root} WHERE {row} IN (SELECT _dlt_row FROM {winners})"),
+            table: root.name.clone(),
+        });
+        for child in chain.iter().skip(1) {
+            let c = cols(child);
+            steps.push(Step::Exec(format!(
+                "INSERT INTO {} ({c}) SELECT {c} FROM {} WHERE _dlt_root_id IN (SELECT _dlt_id FROM {winners})",
+                qualified(ds, &child.name),
+                qualified(stg, &child.name)
+            )));
+        }
+    }
+    steps.push(Step::Exec(format!("DROP TABLE IF EXISTS {winners}")));
+}
+
+/// `table_name, column_name` of every column in `schema` (the catalog a plan is built against).
+pub fn catalog_query(schema: &str) -> String {
+    format!(
+        "SELECT CAST(table_name AS VARCHAR), CAST(column_name AS VARCHAR) FROM information_schema.columns WHERE table_schema = {}",
+        literal(schema)
+    )
+}
+
+/// The newest completed state row of a pipeline: version, engine_version, pipeline_name, state,
+/// created_at (text), version_hash, _dlt_load_id.
+pub fn stored_state_query(ds: &str, pipeline_name: &str) -> String {
+    format!(
+        "SELECT s.version, s.engine_version, s.pipeline_name, s.state, CAST(s.created_at AS VARCHAR), s.version_hash, s._dlt_load_id \
+         FROM {} s JOIN {} l ON l.load_id = s._dlt_load_id AND l.status = 0 \
+         WHERE s.pipeline_name = {} ORDER BY s._dlt_load_id DESC LIMIT 1",
+        qualified(ds, "_dlt_pipeline_state"),
+        qualified(ds, "_dlt_loads"),
+        literal(pipeline_name)
+    )
+}
+
+/// Parse `created_at` as the stored-state query renders it (`2024-05-01 10:00:00.123+00`).
+pub fn parse_created_at(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+        .map(|d| d.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now())
+}
+
+/// The newest stored schema JSON with this name.
+pub fn stored_schema_query(ds: &str, schema_name: &str) -> String {
+    format!(
+        "SELECT {} FROM {} WHERE schema_name = {} ORDER BY version DESC, inserted_at DESC LIMIT 1",
+        ident("schema"),
+        qualified(ds, "_dlt_version"),
+        literal(schema_name)
+    )
+}
+
+/// Count of completed `_dlt_loads` rows with this load id.
+pub fn is_loaded_query(ds: &str, load_id: &str) -> String {
+    format!("SELECT count(*) FROM {} WHERE load_id = {} AND status = 0", qualified(ds, "_dlt_loads"), literal(load_id))
+}
+
+/// The newest loads: load_id, status, inserted_at (text).
+pub fn recent_loads_query(ds: &str, limit: usize) -> String {
+    format!(
+        "SELECT load_id, status, CAST(inserted_at AS VARCHAR) FROM {} ORDER BY load_id DESC LIMIT {limit}",
+        qualified(ds, "_dlt_loads")
+    )
 }
 
 #[cfg(test)]

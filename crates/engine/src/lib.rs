@@ -6,7 +6,9 @@
 //! * [`schema`]: the versioned dataset schema.
 //! * [`package`]: load packages on disk between normalize and load.
 //! * [`state`]: the pipeline state document, committed with the data.
-//! * [`load`]: the [`load::Destination`] trait.
+//! * [`load`]: the [`load::Destination`] trait and the [`load::Capabilities`] a destination declares.
+//! * [`plan`]: the [`plan::LoadPlan`] a package becomes: what each destination executes.
+//! * [`memory`]: the in-memory reference destination.
 //! * [`pipeline`]: a run that ties them together.
 #![deny(missing_docs)]
 
@@ -14,10 +16,12 @@ pub mod extract;
 pub mod fixture;
 pub mod incremental;
 pub mod load;
+pub mod memory;
 pub mod naming;
 pub mod normalize;
 pub mod package;
 pub mod pipeline;
+pub mod plan;
 pub mod schema;
 pub mod state;
 pub mod typed;

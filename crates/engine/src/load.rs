@@ -1,4 +1,8 @@
-//! Load: the [`Destination`] trait every destination implements (DuckDB now; Postgres and Parquet next).
+//! Load: the [`Destination`] trait every destination implements (DuckDB, PostgreSQL, the in-memory
+//! reference [`crate::memory::MemoryDestination`]) and the [`Capabilities`] each declares.
+//!
+//! Which tables a package replaces, merges (by which key, with which child chain) or appends is decided
+//! by the engine's [`crate::plan::LoadPlan`]; a destination only executes it.
 //!
 //! A destination receives whole [`LoadPackage`]s. [`Destination::load_package`] must apply the package in
 //! one transaction — schema changes, every table job under its write disposition, the `_dlt_version` row
@@ -18,7 +22,7 @@
 //! created again from the package's schema, so readers see the old tables until the new ones commit.
 
 use crate::package::LoadPackage;
-use crate::schema::Schema;
+use crate::schema::{DataType, Schema, WriteDisposition};
 use crate::state::StateRow;
 
 /// An error from a destination, with what to do about it in the message.
@@ -91,7 +95,92 @@ pub struct LoadInfo {
     pub inserted_at: String,
 }
 
-/// A destination. Synchronous: the engine calls it from a blocking thread.
+/// What a destination can do, declared up front so the pipeline can refuse a run it cannot load
+/// **before** extracting anything (see [`Capabilities::check`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capabilities {
+    /// Write dispositions the destination can apply.
+    pub write_dispositions: Vec<WriteDisposition>,
+    /// A package is applied in one transaction (readers never see half a package; a failure leaves the
+    /// dataset as it was). A non-transactional destination must still make a retried package idempotent.
+    pub transactional: bool,
+    /// Longest table or column name; longer names are shortened by the naming convention (dlt's hash tag).
+    pub max_identifier_len: Option<usize>,
+    /// dlt data types the destination can store.
+    pub types: Vec<DataType>,
+    /// Merge (delete-insert by primary key with child chains) runs inside the destination, e.g. as SQL.
+    pub native_merge: bool,
+}
+
+impl Capabilities {
+    /// Every disposition and type, transactional, native merge, no identifier limit: what the SQL
+    /// destinations and the in-memory reference offer.
+    pub fn full() -> Self {
+        use DataType::*;
+        Capabilities {
+            write_dispositions: vec![WriteDisposition::Append, WriteDisposition::Replace, WriteDisposition::Merge],
+            transactional: true,
+            max_identifier_len: None,
+            types: vec![Text, Bigint, Double, Bool, Timestamp, Date, Time, Decimal, Json, Binary],
+            native_merge: true,
+        }
+    }
+
+    /// Check that the selected resources (name, write disposition) and the tables of the schema they
+    /// load into fit: dispositions supported, types storable, names within the identifier limit.
+    pub fn check(
+        &self,
+        destination: &'static str,
+        resources: &[(String, WriteDisposition)],
+        schema: &Schema,
+    ) -> Result<(), DestinationError> {
+        for (name, disposition) in resources {
+            if !self.write_dispositions.contains(disposition) {
+                let supported: Vec<&str> = self.write_dispositions.iter().map(|d| d.as_str()).collect();
+                return Err(DestinationError::new(
+                    destination,
+                    format!(
+                        "cannot load resource `{name}` with write disposition `{disposition}` (it supports {}); choose another destination or leave the resource out",
+                        supported.join(", ")
+                    ),
+                ));
+            }
+        }
+        let selected = |t: &crate::schema::Table| {
+            t.resource.as_deref().is_some_and(|r| resources.iter().any(|(n, _)| n == r))
+        };
+        for table in schema.tables.values().filter(|t| selected(t)) {
+            if let Some(max) = self.max_identifier_len {
+                let long = std::iter::once(&table.name).chain(table.columns.keys()).find(|n| n.len() > max);
+                if let Some(name) = long {
+                    return Err(DestinationError::new(
+                        destination,
+                        format!(
+                            "`{name}` in table `{}` is {} bytes, longer than this destination's limit of {max}: this pipeline's schema was made for a destination with longer names; use another --pipeline-name for {destination}",
+                            table.name,
+                            name.len()
+                        ),
+                    ));
+                }
+            }
+            if let Some(col) = table.columns.values().find(|c| !self.types.contains(&c.data_type)) {
+                return Err(DestinationError::new(
+                    destination,
+                    format!(
+                        "column `{}.{}` has type {}, which this destination cannot store",
+                        table.name, col.name, col.data_type
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A destination. Asynchronous, so the engine never blocks its runtime: a destination with a blocking
+/// driver (DuckDB) runs its calls on tokio's blocking pool; a network destination (PostgreSQL) awaits
+/// its client. Object-safe (`&mut dyn Destination`) through `async_trait`.
+#[async_trait::async_trait]
 pub trait Destination: Send {
     /// Short kind name (`duckdb`).
     fn kind(&self) -> &'static str;
@@ -99,49 +188,52 @@ pub trait Destination: Send {
     /// dlt's destination type string for the state document (`dlt.destinations.duckdb`).
     fn destination_type(&self) -> &'static str;
 
-    /// Identifier length limit (names longer are shortened by the naming convention).
-    fn max_identifier_len(&self) -> Option<usize> {
-        None
+    /// What the destination can do; checked by the pipeline against the selected resources before it
+    /// extracts. Defaults to [`Capabilities::full`].
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::full()
     }
 
     /// Where the data goes (e.g. `duckdb:/abs/path/file.duckdb`), recorded in every load package: a
-    /// package is only loaded into the destination (and dataset) it was made for.
+    /// package is only loaded into the destination (and dataset) it was made for. Never a secret.
     fn identity(&self) -> String {
         self.kind().to_string()
     }
 
     /// Release connections and file locks. The next call reconnects. The engine disconnects while it
     /// extracts, so other processes can read the dataset meanwhile.
-    fn disconnect(&mut self) {}
+    async fn disconnect(&mut self) {}
 
     /// Check the destination is reachable and writable.
-    fn health_check(&mut self) -> Result<(), DestinationError>;
+    async fn health_check(&mut self) -> Result<(), DestinationError>;
 
     /// Names of the tables (data and bookkeeping) the dataset has now.
-    fn existing_tables(&mut self) -> Result<Vec<String>, DestinationError> {
-        Ok(self.tables()?.into_iter().map(|t| t.name).collect())
+    async fn existing_tables(&mut self) -> Result<Vec<String>, DestinationError> {
+        Ok(self.tables().await?.into_iter().map(|t| t.name).collect())
     }
 
     /// The newest completed state row of a pipeline in the dataset, if any.
-    fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>, DestinationError>;
+    async fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>, DestinationError>;
 
     /// The newest stored schema (from `_dlt_version`) with this name, if any.
-    fn stored_schema(&mut self, schema_name: &str) -> Result<Option<Schema>, DestinationError>;
+    async fn stored_schema(&mut self, schema_name: &str) -> Result<Option<Schema>, DestinationError>;
 
     /// Whether `_dlt_loads` already has this load id (so a package is never loaded twice).
-    fn is_loaded(&mut self, load_id: &str) -> Result<bool, DestinationError>;
+    async fn is_loaded(&mut self, load_id: &str) -> Result<bool, DestinationError>;
 
-    /// Apply a package in one transaction; see the module docs.
-    fn load_package(&mut self, package: &LoadPackage) -> Result<LoadReport, DestinationError>;
+    /// Apply a package in one transaction; see the module docs. The destination builds the package's
+    /// [`crate::plan::LoadPlan`] against its current tables and executes it.
+    async fn load_package(&mut self, package: &LoadPackage) -> Result<LoadReport, DestinationError>;
 
     /// Data and bookkeeping tables of the dataset with their row counts.
-    fn tables(&mut self) -> Result<Vec<TableInfo>, DestinationError>;
+    async fn tables(&mut self) -> Result<Vec<TableInfo>, DestinationError>;
 
     /// The most recent loads, newest first.
-    fn recent_loads(&mut self, limit: usize) -> Result<Vec<LoadInfo>, DestinationError>;
+    async fn recent_loads(&mut self, limit: usize) -> Result<Vec<LoadInfo>, DestinationError>;
 
     /// Drop tables (for `pipeline drop`) in one transaction that also writes the schema version without
     /// them, the state row without the dropped resources and a `_dlt_loads` row for `load_id` — so a
-    /// fresh worker restoring state from the destination does not resume the dropped cursors.
-    fn drop_tables(&mut self, tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &str) -> Result<(), DestinationError>;
+    /// fresh worker restoring state from the destination does not resume the dropped cursors
+    /// ([`crate::plan::LoadPlan::for_drop`]).
+    async fn drop_tables(&mut self, tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &str) -> Result<(), DestinationError>;
 }

@@ -21,6 +21,7 @@ use crate::normalize::{NormalizeConfig, NormalizeError, Normalizer, RootHints};
 use crate::package::{discard_package, mark_loaded, pending_packages, LoadPackage, PackageError, PackageManifest, PackageWriter};
 use crate::schema::{Schema, WriteDisposition};
 use crate::state::{PipelineState, StateError};
+use crate::trace::{StepClock, TraceStep};
 
 /// Errors of a pipeline run.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,10 @@ pub enum PipelineError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The destination cannot load what was selected (a write disposition, a type or a name length it
+    /// does not support); found before anything was extracted.
+    #[error("{0}")]
+    Unsupported(#[source] DestinationError),
     /// The destination's state moved while this run was extracting (another worker loaded the same
     /// dataset): the new package was made from an older state and is discarded, not loaded.
     #[error("the destination's pipeline state changed while this run was extracting (another worker loaded dataset `{dataset}`); package {load_id} was discarded and nothing was loaded; run again to continue from the destination's state")]
@@ -181,6 +186,13 @@ pub struct RunReport {
     pub discarded_packages: Vec<String>,
     /// Things the user must know (state reset, packages left for another dataset).
     pub warnings: Vec<String>,
+    /// When the run started (RFC 3339, UTC).
+    pub started_at: String,
+    /// The steps with their wall times (`sync`, `extract`, `normalize`, `load`); see [`crate::trace`].
+    pub steps: Vec<TraceStep>,
+    /// Why the run failed (the error as printed); absent for a completed run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl std::fmt::Display for RunReport {
@@ -318,12 +330,12 @@ impl Pipeline {
     }
 
     /// State and schema to start from, reconciled with the destination (see [`Pipeline::sync_state`]).
-    pub fn current_state(
+    pub async fn current_state(
         &self,
         schema_name: &str,
         destination: &mut dyn Destination,
     ) -> Result<(PipelineState, Schema), PipelineError> {
-        let synced = self.sync_state(schema_name, destination)?;
+        let synced = self.sync_state(schema_name, destination).await?;
         Ok((synced.state, synced.schema))
     }
 
@@ -337,10 +349,10 @@ impl Pipeline {
     ///
     /// Resources whose tables the chosen schema lists but the destination no longer has are returned in
     /// [`SyncedState::missing`]; a run reloads them from scratch.
-    pub fn sync_state(&self, schema_name: &str, destination: &mut dyn Destination) -> Result<SyncedState, PipelineError> {
+    pub async fn sync_state(&self, schema_name: &str, destination: &mut dyn Destination) -> Result<SyncedState, PipelineError> {
         let local_state = self.local_state()?;
         let local_schema = self.local_schema(schema_name)?;
-        let stored = destination.stored_state(&self.config.pipeline_name).map_err(PipelineError::Load)?;
+        let stored = destination.stored_state(&self.config.pipeline_name).await.map_err(PipelineError::Load)?;
         let pipeline = &self.config.pipeline_name;
         let dataset = &self.config.dataset_name;
         let fresh = PipelineState::new(pipeline, dataset, schema_name, destination.destination_type());
@@ -380,6 +392,7 @@ impl Pipeline {
                         }
                         let schema = destination
                             .stored_schema(schema_name)
+                            .await
                             .map_err(PipelineError::Load)?
                             .unwrap_or_else(|| Schema::new(schema_name));
                         (remote, schema, hash)
@@ -387,7 +400,7 @@ impl Pipeline {
                 }
             }
         };
-        let existing: Vec<String> = destination.existing_tables().map_err(PipelineError::Load)?;
+        let existing: Vec<String> = destination.existing_tables().await.map_err(PipelineError::Load)?;
         let mut missing: Vec<String> = Vec::new();
         for t in schema.tables.values() {
             if t.columns.is_empty() || existing.contains(&t.name) {
@@ -415,23 +428,23 @@ impl Pipeline {
     /// destination drops them and records the new schema and state in one transaction; the local copy
     /// follows. Pending packages of these resources are removed first (they would bring the dropped
     /// cursors back); other pending packages are loaded first. Returns the dropped tables.
-    pub fn drop_resources(
+    pub async fn drop_resources(
         &self,
         source_name: &str,
         resources: &[String],
         destination: &mut dyn Destination,
     ) -> Result<Vec<String>, PipelineError> {
-        let result = self.drop_inner(source_name, resources, destination);
-        destination.disconnect();
+        let result = self.drop_inner(source_name, resources, destination).await;
+        destination.disconnect().await;
         result
     }
 
-    fn drop_inner(&self, source_name: &str, resources: &[String], destination: &mut dyn Destination) -> Result<Vec<String>, PipelineError> {
+    async fn drop_inner(&self, source_name: &str, resources: &[String], destination: &mut dyn Destination) -> Result<Vec<String>, PipelineError> {
         validate_name("dataset", &self.config.dataset_name)?;
         self.remove_pending_of(resources, destination)?;
         let mut resumed = RunReport::default();
-        self.resume_into(destination, &mut resumed)?;
-        let SyncedState { mut state, mut schema, .. } = self.sync_state(source_name, destination)?;
+        self.resume_into(destination, &mut resumed).await?;
+        let SyncedState { mut state, mut schema, .. } = self.sync_state(source_name, destination).await?;
         let mut dropped = Vec::new();
         for name in resources {
             let tables = resource_tables(&schema, name);
@@ -453,6 +466,7 @@ impl Pipeline {
         let load_id = self.new_load_id();
         destination
             .drop_tables(&dropped, &schema, &state.to_row(chrono::Utc::now()), &load_id)
+            .await
             .map_err(PipelineError::Load)?;
         self.save_local(&state, &schema)?;
         Ok(dropped)
@@ -485,17 +499,17 @@ impl Pipeline {
     /// Load complete packages left by an earlier run. Returns their load ids. Packages made for another
     /// dataset or destination stay pending; packages made from a state the destination no longer has
     /// are discarded (their data is fetched again).
-    pub fn resume_pending(&self, destination: &mut dyn Destination) -> Result<Vec<String>, PipelineError> {
+    pub async fn resume_pending(&self, destination: &mut dyn Destination) -> Result<Vec<String>, PipelineError> {
         let mut report = RunReport::default();
-        let result = self.resume_into(destination, &mut report);
-        destination.disconnect();
+        let result = self.resume_into(destination, &mut report).await;
+        destination.disconnect().await;
         result.map(|()| report.loaded_packages)
     }
 
-    fn resume_into(&self, destination: &mut dyn Destination, report: &mut RunReport) -> Result<(), PipelineError> {
+    async fn resume_into(&self, destination: &mut dyn Destination, report: &mut RunReport) -> Result<(), PipelineError> {
         for package in pending_packages(&self.load_root())? {
             let id = package.load_id().to_string();
-            match self.load_one(destination, &package)? {
+            match self.load_one(destination, &package).await? {
                 LoadOutcome::Loaded => {
                     report.loaded_packages.push(id.clone());
                     report.resumed_packages.push(id);
@@ -514,7 +528,7 @@ impl Pipeline {
         Ok(())
     }
 
-    fn load_one(&self, destination: &mut dyn Destination, package: &LoadPackage) -> Result<LoadOutcome, PipelineError> {
+    async fn load_one(&self, destination: &mut dyn Destination, package: &LoadPackage) -> Result<LoadOutcome, PipelineError> {
         let m = package.manifest();
         if !self.made_for(m, destination) {
             return Ok(LoadOutcome::Skipped(format!(
@@ -524,13 +538,14 @@ impl Pipeline {
                 if m.destination.is_empty() { "another destination" } else { &m.destination }
             )));
         }
-        let already = destination.is_loaded(package.load_id()).map_err(PipelineError::Load)?;
+        let already = destination.is_loaded(package.load_id()).await.map_err(PipelineError::Load)?;
         if already {
             tracing::info!(load_id = package.load_id(), "package already loaded; not loading it twice");
         } else {
             if let Some(base) = &m.base_state_hash {
                 let current = destination
                     .stored_state(&self.config.pipeline_name)
+                    .await
                     .map_err(PipelineError::Load)?
                     .map(|s| s.row.version_hash)
                     .unwrap_or_default();
@@ -543,7 +558,7 @@ impl Pipeline {
                     )));
                 }
             }
-            destination.load_package(package).map_err(PipelineError::Load)?;
+            destination.load_package(package).await.map_err(PipelineError::Load)?;
         }
         if let Some(doc) = &m.state_doc {
             self.save_local(&PipelineState::from_doc(doc.clone()), &m.schema)?;
@@ -577,9 +592,32 @@ impl Pipeline {
         destination: &mut dyn Destination,
         options: RunOptions,
     ) -> Result<RunReport, PipelineError> {
-        let result = self.run_inner(source, selected, destination, options).await;
-        destination.disconnect();
-        result
+        let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let started = Instant::now();
+        let mut clock = StepClock::default();
+        let result = self.run_inner(source, selected, destination, options, &mut clock).await;
+        destination.disconnect().await;
+        // The trace is written for failed runs too: `pipeline show` reports their error and steps.
+        let mut report = match &result {
+            Ok(report) => report.clone(),
+            Err(e) => {
+                let error = e.to_string();
+                clock.fail_unfinished(&error);
+                RunReport {
+                    pipeline_name: self.config.pipeline_name.clone(),
+                    dataset_name: self.config.dataset_name.clone(),
+                    destination: destination.kind().to_string(),
+                    resources: selected.map(<[String]>::to_vec).unwrap_or_default(),
+                    elapsed_secs: started.elapsed().as_secs_f64(),
+                    error: Some(error),
+                    ..Default::default()
+                }
+            }
+        };
+        report.started_at = started_at;
+        report.steps = clock.into_steps();
+        self.write_trace(&report);
+        result.map(|_| report)
     }
 
     async fn run_inner(
@@ -588,6 +626,7 @@ impl Pipeline {
         selected: Option<&[String]>,
         destination: &mut dyn Destination,
         options: RunOptions,
+        clock: &mut StepClock,
     ) -> Result<RunReport, PipelineError> {
         let started = Instant::now();
         validate_name("dataset", &self.config.dataset_name)?;
@@ -601,7 +640,14 @@ impl Pipeline {
             return Err(PipelineError::UnknownResource { unknown, available: specs.iter().map(|r| r.name.clone()).collect() });
         }
         source.validate_selection(&selected).map_err(PipelineError::Extract)?;
-        destination.health_check().map_err(PipelineError::Load)?;
+        // What the destination cannot load is refused before anything is fetched or connected.
+        let capabilities = destination.capabilities();
+        let selected_dispositions: Vec<(String, WriteDisposition)> =
+            specs.iter().filter(|s| selected.contains(&s.name)).map(|s| (s.name.clone(), s.write_disposition)).collect();
+        capabilities
+            .check(destination.kind(), &selected_dispositions, &Schema::new(source.name()))
+            .map_err(PipelineError::Unsupported)?;
+        destination.health_check().await.map_err(PipelineError::Load)?;
 
         let mut report = RunReport {
             pipeline_name: self.config.pipeline_name.clone(),
@@ -612,16 +658,19 @@ impl Pipeline {
         };
 
         // 1. Finish what an earlier run left; a full refresh first removes the packages it supersedes.
+        let sync_step = clock.start("sync");
         let mut refresh: Vec<String> = if options.full_refresh { selected.clone() } else { Vec::new() };
         if !refresh.is_empty() {
             self.remove_pending_of(&refresh, destination)?;
         }
-        self.resume_into(destination, &mut report)?;
+        self.resume_into(destination, &mut report).await?;
 
         // 2. State and schema, reconciled with the destination.
         let SyncedState { mut state, mut schema, base_hash, missing, existing_tables, warnings } =
-            self.sync_state(source.name(), destination)?;
+            self.sync_state(source.name(), destination).await?;
+        clock.finish(sync_step);
         report.warnings.extend(warnings);
+        capabilities.check(destination.kind(), &selected_dispositions, &schema).map_err(PipelineError::Unsupported)?;
         for spec in &specs {
             let marked = selected.contains(&spec.name)
                 && state.resource(source.name(), &spec.name).is_some_and(|r| r.contains_key(RESET_MARKER));
@@ -681,7 +730,7 @@ impl Pipeline {
         }
         let shared = Arc::new(Mutex::new(shared));
         // Nobody is locked out of the dataset while extracting.
-        destination.disconnect();
+        destination.disconnect().await;
 
         // 4. Extract and normalize concurrently into a new package.
         let load_id = self.new_load_id();
@@ -698,12 +747,20 @@ impl Pipeline {
                 })
             })
             .collect();
-        let norm_config = NormalizeConfig { max_identifier_len: destination.max_identifier_len(), batch_rows: self.config.batch_rows };
+        let norm_config = NormalizeConfig { max_identifier_len: capabilities.max_identifier_len, batch_rows: self.config.batch_rows };
         let norm_load_id = load_id.clone();
+        let extract_step = clock.start("extract");
+        let normalize_step = clock.start("normalize");
         let normalizer = tokio::task::spawn_blocking(move || normalize_loop(rx, schema, writer, hints, norm_config, &norm_load_id));
         let ctx = ExtractContext::new(selected.clone(), tx, shared.clone());
         let extracted = source.extract(ctx).await;
+        if extracted.is_ok() {
+            clock.finish(extract_step);
+        }
         let normalized = normalizer.await.map_err(|e| PipelineError::LocalFiles(format!("normalizer thread failed: {e}")))?;
+        if normalized.is_ok() {
+            clock.finish(normalize_step);
+        }
         let (mut schema, writer, rows) = match (extracted, normalized) {
             (Ok(()), Ok(out)) => out,
             (Err(e), Ok((_, w, _))) => {
@@ -761,7 +818,6 @@ impl Pipeline {
             // Nothing to load; the state the run started from is mirrored locally.
             self.save_local(&state, &schema)?;
             report.elapsed_secs = started.elapsed().as_secs_f64();
-            self.write_trace(&report);
             return Ok(report);
         }
         schema.bump_version();
@@ -786,14 +842,15 @@ impl Pipeline {
         }
 
         // 7. Load.
-        match self.load_one(destination, &package)? {
+        let load_step = clock.start("load");
+        match self.load_one(destination, &package).await? {
             LoadOutcome::Loaded => report.loaded_packages.push(load_id),
             LoadOutcome::Skipped(_) | LoadOutcome::Discarded(_) => {
                 return Err(PipelineError::DestinationChanged { load_id, dataset: self.config.dataset_name.clone() })
             }
         }
+        clock.finish(load_step);
         report.elapsed_secs = started.elapsed().as_secs_f64();
-        self.write_trace(&report);
         Ok(report)
     }
 

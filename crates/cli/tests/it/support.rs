@@ -435,12 +435,11 @@ pub mod cli_run {
 
     /// The newest state the destination holds (`_dlt_pipeline_state`), decoded, if any.
     pub fn destination_state(db: &Path) -> Option<Value> {
-        use pipeline_engine::load::Destination;
         if !db.exists() {
             return None;
         }
         let mut d = DuckDbConfig::at(db, DATASET).build().ok()?;
-        let stored = d.stored_state(PIPELINE).ok()??;
+        let stored = d.stored_state_sync(PIPELINE).ok()??;
         let state = pipeline_engine::state::PipelineState::decode(&stored.row.state).ok()?;
         Some(Value::Object(state.doc().clone()))
     }

@@ -126,6 +126,6 @@ async fn the_database_file_is_closed_between_uses() {
     let other = pipeline_destinations::duckdb::DuckDbConfig::for_pipeline(env.dir.path(), "test_pipeline", "test_data").build().expect("config");
     other.connection().expect("open").execute_batch("CREATE TABLE test_data.note AS SELECT 1 AS x").expect("write");
     drop(other);
-    p.drop_resources("fixtures", &sel(&["people"]), &mut d).expect("drop");
+    p.drop_resources("fixtures", &sel(&["people"]), &mut d).await.expect("drop");
     assert!(!d.is_connected(), "closed after a drop");
 }

@@ -89,7 +89,7 @@ async fn destination_state_newer_than_the_local_mirror_wins() {
     run(&a, &src, &mut d, &["parents"]).await;
     let b = open(dir_b.path(), "ds");
     // B drops the table from its working directory.
-    let dropped = b.drop_resources("tree", &sel(&["parents"]), &mut d).expect("drop");
+    let dropped = b.drop_resources("tree", &sel(&["parents"]), &mut d).await.expect("drop");
     assert_eq!(dropped, vec!["parents".to_string()]);
     assert_eq!(d.keys("parents"), None);
     // A's mirror says everything is loaded; the destination's newer state says it is not.
@@ -221,7 +221,7 @@ async fn a_dropped_child_is_reloaded_for_every_parent() {
     let p = open(dir.path(), "ds");
     let mut d = MemDestination::new("mem:a");
     run(&p, &src, &mut d, &["parents", "kids"]).await;
-    p.drop_resources("tree", &sel(&["kids"]), &mut d).expect("drop");
+    p.drop_resources("tree", &sel(&["kids"]), &mut d).await.expect("drop");
     assert_eq!(d.keys("kids"), None);
     src.reset_counters();
     run(&p, &src, &mut d, &["kids"]).await;
@@ -247,7 +247,7 @@ async fn refresh_and_drop_remove_pending_packages_of_reset_resources() {
         .expect_err("injected");
     let pending = || pipeline_engine::package::pending_packages(&p.workdir().join("load")).expect("list").len();
     assert_eq!(pending(), 1);
-    p.drop_resources("tree", &sel(&["parents"]), &mut d).expect("drop");
+    p.drop_resources("tree", &sel(&["parents"]), &mut d).await.expect("drop");
     assert_eq!(pending(), 0, "drop removed the package that would bring the cursor back");
     assert_eq!(parent_cursor(&p), None);
     let r = run(&p, &src, &mut d, &["parents"]).await;

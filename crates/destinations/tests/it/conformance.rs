@@ -1,0 +1,409 @@
+//! The destination conformance suite: one set of cases, run against every destination — the engine's
+//! in-memory reference, DuckDB and PostgreSQL — and each destination's rows compared with what the
+//! records say (and so with each other). Adding a destination means adding a [`Target`] here and passing.
+//!
+//! PostgreSQL: the server at 127.0.0.1:5432 (trust auth, database `test`, user `postgres`), or
+//! `PERSONIO_TEST_POSTGRES=postgresql://…`. Every case uses its own randomly named dataset and drops it
+//! (and its staging schema) afterwards. A server that is down fails the suite with a clear message;
+//! `PERSONIO_SKIP_POSTGRES=1` skips the PostgreSQL target instead, and says so by name on stderr.
+
+use pipeline_destinations::duckdb::{DuckDbConfig, DuckDbDestination};
+use pipeline_destinations::postgres::{PostgresConfig, PostgresDestination};
+use pipeline_engine::extract::ResourceSpec;
+use pipeline_engine::fixture::FixtureSource;
+use pipeline_engine::load::{Capabilities, Destination};
+use pipeline_engine::memory::MemoryDestination;
+use pipeline_engine::pipeline::{Pipeline, PipelineConfig, PipelineError, RunOptions};
+use pipeline_engine::schema::WriteDisposition;
+use serde_json::{json, Value};
+
+/// Where a case runs: a destination plus a way to read its rows back.
+enum Kind {
+    Memory(MemoryDestination),
+    DuckDb(DuckDbConfig),
+    Postgres(PostgresConfig),
+}
+
+struct Target {
+    kind: Kind,
+    dir: tempfile::TempDir,
+    dataset: String,
+}
+
+const PIPELINE: &str = "conformance";
+
+fn postgres_url() -> String {
+    std::env::var("PERSONIO_TEST_POSTGRES").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// The targets of this machine: memory and DuckDB always, PostgreSQL unless skipped.
+async fn targets() -> Vec<Target> {
+    let mut out = Vec::new();
+    for name in ["memory", "duckdb", "postgres"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dataset = format!("conf_{}", &uuid_like()[..12]);
+        let kind = match name {
+            "memory" => Kind::Memory(MemoryDestination::new(&format!("memory:{dataset}"))),
+            "duckdb" => Kind::DuckDb(DuckDbConfig::for_pipeline(dir.path(), PIPELINE, &dataset)),
+            _ => {
+                if std::env::var("PERSONIO_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+                    eprintln!("SKIPPED: conformance on postgres (PERSONIO_SKIP_POSTGRES=1)");
+                    continue;
+                }
+                let config = PostgresConfig::from_connection_string(&postgres_url(), &dataset).expect("PERSONIO_TEST_POSTGRES");
+                if let Err(e) = config.build().expect("config").health_check().await {
+                    panic!(
+                        "PostgreSQL is not reachable for the conformance suite ({e}); start it (127.0.0.1:5432, trust auth, database `test`) or set PERSONIO_SKIP_POSTGRES=1 to skip the postgres target"
+                    );
+                }
+                Kind::Postgres(config)
+            }
+        };
+        out.push(Target { kind, dir, dataset });
+    }
+    out
+}
+
+fn uuid_like() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    format!("{:016x}{:016x}", h.finish(), std::process::id() as u64 ^ h.finish().rotate_left(17))
+}
+
+impl Target {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Memory(_) => "memory",
+            Kind::DuckDb(_) => "duckdb",
+            Kind::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A destination handle (memory: the same dataset every time).
+    fn destination(&self) -> Box<dyn Destination> {
+        match &self.kind {
+            Kind::Memory(m) => Box::new(m.clone()),
+            Kind::DuckDb(c) => Box::new(c.build().expect("duckdb")),
+            Kind::Postgres(c) => Box::new(c.build().expect("postgres")),
+        }
+    }
+
+    fn pipeline(&self) -> Pipeline {
+        Pipeline::open(PipelineConfig::new(PIPELINE, &self.dataset, self.dir.path().join("pipelines"))).expect("pipeline")
+    }
+
+    /// A new, empty working directory (a fresh worker).
+    fn wipe_working_dir(&self) {
+        let _ = std::fs::remove_dir_all(self.dir.path().join("pipelines"));
+    }
+
+    /// `columns` of every row of `table`, `|`-joined (NULL as `∅`), sorted; `None` if no such table.
+    async fn rows(&self, table: &str, columns: &[&str]) -> Option<Vec<String>> {
+        let mut out: Vec<String> = match &self.kind {
+            Kind::Memory(m) if table == "_dlt_loads" => {
+                let loads = m.dataset().loads;
+                if loads.is_empty() {
+                    return None;
+                }
+                loads.iter().map(|l| l.status.to_string()).collect()
+            }
+            Kind::Memory(m) => m
+                .rows(table)?
+                .iter()
+                .map(|r| {
+                    columns
+                        .iter()
+                        .map(|c| r.get(*c).cloned().flatten().map(|v| canonical(&v)).unwrap_or_else(|| "∅".into()))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect(),
+            Kind::DuckDb(c) => {
+                let d: DuckDbDestination = c.build().expect("duckdb");
+                let conn = d.connection().expect("connection");
+                let exists: i64 = conn
+                    .query_row(
+                        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                        duckdb::params![self.dataset, table],
+                        |r| r.get(0),
+                    )
+                    .expect("catalog");
+                if exists == 0 {
+                    return None;
+                }
+                let sql = select(&self.dataset, table, columns);
+                let mut stmt = conn.prepare(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0)).expect("query");
+                rows.map(|r| canonical(&r.expect("row"))).collect()
+            }
+            Kind::Postgres(c) => {
+                let d: PostgresDestination = c.build().expect("postgres");
+                let client = d.query_client().await.expect("connect");
+                let exists = client
+                    .query_one(
+                        "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
+                        &[&self.dataset, &table],
+                    )
+                    .await
+                    .expect("catalog")
+                    .get::<_, i64>(0);
+                if exists == 0 {
+                    return None;
+                }
+                let sql = select(&self.dataset, table, columns);
+                let rows = client.query(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                rows.iter().map(|r| canonical(&r.get::<_, String>(0))).collect()
+            }
+        };
+        out.sort();
+        Some(out)
+    }
+
+    /// Column names of a table as the destination has them.
+    async fn columns(&self, table: &str) -> Vec<String> {
+        let mut cols = match &self.kind {
+            Kind::Memory(m) => m.dataset().tables.get(table).map(|t| t.columns.clone()).unwrap_or_default(),
+            Kind::DuckDb(c) => {
+                let d = c.build().expect("duckdb");
+                let conn = d.connection().expect("connection");
+                let mut stmt = conn
+                    .prepare("SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?")
+                    .expect("prepare");
+                let rows = stmt.query_map(duckdb::params![self.dataset, table], |r| r.get::<_, String>(0)).expect("query");
+                rows.map(|r| r.expect("row")).collect()
+            }
+            Kind::Postgres(c) => {
+                let client = c.build().expect("postgres").query_client().await.expect("connect");
+                let rows = client
+                    .query(
+                        "SELECT CAST(column_name AS VARCHAR) FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+                        &[&self.dataset, &table],
+                    )
+                    .await
+                    .expect("columns");
+                rows.iter().map(|r| r.get::<_, String>(0)).collect()
+            }
+        };
+        cols.sort();
+        cols
+    }
+
+    /// Drop what the case created.
+    async fn cleanup(&self) {
+        if let Kind::Postgres(c) = &self.kind {
+            if let Ok(client) = c.build().expect("postgres").query_client().await {
+                let _ = client
+                    .batch_execute(&format!(
+                        "DROP SCHEMA IF EXISTS \"{0}\" CASCADE; DROP SCHEMA IF EXISTS \"{0}_staging\" CASCADE",
+                        self.dataset
+                    ))
+                    .await;
+            }
+        }
+    }
+}
+
+/// One rendering of a value for every destination: timestamps as `YYYY-MM-DD HH:MM:SS+00`.
+fn canonical(v: &str) -> String {
+    v.split('|')
+        .map(|part| {
+            let b = part.as_bytes();
+            if b.len() >= 20 && b[4] == b'-' && b[10] == b'T' && part.ends_with('Z') {
+                format!("{}+00", part.trim_end_matches('Z').replacen('T', " ", 1))
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+fn select(ds: &str, table: &str, columns: &[&str]) -> String {
+    let parts: Vec<String> = columns.iter().map(|c| format!("COALESCE(CAST(\"{c}\" AS VARCHAR), '∅')")).collect();
+    format!("SELECT {} FROM \"{ds}\".\"{table}\"", parts.join(" || '|' || "))
+}
+
+fn specs() -> Vec<ResourceSpec> {
+    vec![
+        ResourceSpec::new("people", &["id"], WriteDisposition::Merge).with_cursor("updated_at"),
+        ResourceSpec::new("types", &["id"], WriteDisposition::Replace),
+        ResourceSpec::new("events", &[], WriteDisposition::Append),
+    ]
+}
+
+fn sel(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn person(id: i64, day: u32, centers: &[i64]) -> Value {
+    json!({
+        "id": id,
+        "name": format!("p{id}"),
+        "updated_at": format!("\u{F027}2024-01-{day:02}T00:00:00+00:00"),
+        "cost_centers": centers.iter().map(|c| json!({"id": c})).collect::<Vec<_>>(),
+    })
+}
+
+/// Run a case on every target, naming the target on stderr; datasets are dropped even when it fails.
+macro_rules! on_every_destination {
+    ($case:ident) => {{
+        for t in targets().await {
+            eprintln!("conformance `{}` on {}", stringify!($case), t.name());
+            let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe($case(&t))).await;
+            t.cleanup().await;
+            if let Err(panic) = outcome {
+                eprintln!("conformance `{}` FAILED on {}", stringify!($case), t.name());
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }};
+}
+
+async fn dispositions(t: &Target) {
+    let p = t.pipeline();
+    let mut d = t.destination();
+    let mut src = FixtureSource::new("fixtures", specs());
+    src.set("people", vec![person(1, 1, &[10, 11]), person(2, 1, &[20])]);
+    src.set("types", vec![json!({"id": 1, "name": "a"}), json!({"id": 2, "name": "b"})]);
+    src.set("events", vec![json!({"kind": "x"}), json!({"kind": "y"})]);
+    p.run(&src, Some(&sel(&["people", "types", "events"])), d.as_mut()).await.expect("run 1");
+
+    // Person 1 twice in one package (the last wins), losing its cost centers; person 3 new.
+    let mut first = person(1, 2, &[12]);
+    first["name"] = json!("first-version");
+    src.set("people", vec![first, person(1, 3, &[]), person(3, 3, &[30, 31])]);
+    src.set("types", vec![json!({"id": 3, "name": "c"})]);
+    src.set("events", vec![json!({"kind": "z"})]);
+    p.run(&src, Some(&sel(&["people", "types", "events"])), d.as_mut()).await.expect("run 2");
+
+    assert_eq!(t.rows("people", &["id", "name"]).await, Some(sel(&["1|p1", "2|p2", "3|p3"])), "{}", t.name());
+    let centers = t.rows("people__cost_centers", &["id"]).await;
+    assert_eq!(centers, Some(sel(&["20", "30", "31"])), "merged entities replace their child rows ({})", t.name());
+    assert_eq!(t.rows("types", &["id", "name"]).await, Some(sel(&["3|c"])), "replace ({})", t.name());
+    assert_eq!(t.rows("events", &["kind"]).await, Some(sel(&["x", "y", "z"])), "append ({})", t.name());
+    assert_eq!(t.rows("_dlt_loads", &["status"]).await, Some(sel(&["0", "0"])));
+
+    // A replace resource that yields nothing empties its table.
+    src.set("types", vec![]);
+    p.run(&src, Some(&sel(&["types"])), d.as_mut()).await.expect("run 3");
+    assert_eq!(t.rows("types", &["id"]).await, Some(vec![]), "empty replace ({})", t.name());
+}
+
+async fn type_drift_makes_variant_columns(t: &Target) {
+    let p = t.pipeline();
+    let mut d = t.destination();
+    let mut src = FixtureSource::new("fixtures", specs());
+    src.set("events", vec![json!({"kind": "a", "days": 1, "flag": true})]);
+    p.run(&src, Some(&sel(&["events"])), d.as_mut()).await.expect("run 1");
+    src.set("events", vec![json!({"kind": "b", "days": 0.5, "flag": "yes", "note": "new column"})]);
+    p.run(&src, Some(&sel(&["events"])), d.as_mut()).await.expect("run 2");
+    let cols = t.columns("events").await;
+    for c in ["days", "days__v_double", "note", "flag"] {
+        assert!(cols.contains(&c.to_string()), "{c} in {cols:?} ({})", t.name());
+    }
+    assert_eq!(t.rows("events", &["kind", "days", "days__v_double", "flag", "note"]).await, Some(sel(&["a|1|∅|true|∅", "b|∅|0.5|true|new column"])), "{}", t.name());
+}
+
+async fn state_is_restored_on_an_empty_working_dir(t: &Target) {
+    let mut d = t.destination();
+    let mut src = FixtureSource::new("fixtures", specs());
+    src.set("people", vec![person(1, 1, &[]), person(2, 2, &[])]);
+    t.pipeline().run(&src, Some(&sel(&["people"])), d.as_mut()).await.expect("run 1");
+    t.wipe_working_dir();
+    let p = t.pipeline();
+    // The source re-sends everything; the restored cursor drops all of it: no package.
+    let r = p.run(&src, Some(&sel(&["people"])), d.as_mut()).await.expect("run on a fresh worker");
+    assert!(r.loaded_packages.is_empty(), "{} : {r:?}", t.name());
+    let state = p.local_state().expect("state").expect("restored");
+    let cursor = &state.resource("fixtures", "people").and_then(|r| r.get("incremental")).expect("cursor")["updated_at"]["last_value"];
+    assert_eq!(cursor, &json!("\u{F027}2024-01-02T00:00:00+00:00"), "{}", t.name());
+    assert_eq!(t.rows("_dlt_loads", &["status"]).await.map(|v| v.len()), Some(1), "{}", t.name());
+}
+
+async fn drop_and_full_refresh(t: &Target) {
+    let p = t.pipeline();
+    let mut d = t.destination();
+    let mut src = FixtureSource::new("fixtures", specs());
+    src.set("people", vec![person(1, 1, &[10]), person(2, 1, &[])]);
+    src.set("events", vec![json!({"kind": "x"})]);
+    p.run(&src, Some(&sel(&["people", "events"])), d.as_mut()).await.expect("run 1");
+    let dropped = p.drop_resources("fixtures", &sel(&["people"]), d.as_mut()).await.expect("drop");
+    assert_eq!(dropped, sel(&["people", "people__cost_centers"]), "{}", t.name());
+    assert_eq!(t.rows("people", &["id"]).await, None, "dropped ({})", t.name());
+    assert_eq!(t.rows("events", &["kind"]).await, Some(sel(&["x"])), "others untouched ({})", t.name());
+    // The next run loads people from scratch.
+    p.run(&src, Some(&sel(&["people"])), d.as_mut()).await.expect("run 2");
+    assert_eq!(t.rows("people", &["id"]).await, Some(sel(&["1", "2"])), "{}", t.name());
+    // A full refresh replaces the resource's tables with exactly the new extract.
+    src.set("events", vec![json!({"kind": "y"})]);
+    p.run_with(&src, Some(&sel(&["events"])), d.as_mut(), RunOptions { full_refresh: true, ..RunOptions::default() })
+        .await
+        .expect("refresh");
+    assert_eq!(t.rows("events", &["kind"]).await, Some(sel(&["y"])), "refresh ({})", t.name());
+    assert_eq!(t.rows("people", &["id"]).await, Some(sel(&["1", "2"])), "{}", t.name());
+}
+
+async fn a_failed_load_is_resumed(t: &Target) {
+    let p = t.pipeline();
+    let mut d = t.destination();
+    let mut src = FixtureSource::new("fixtures", specs());
+    src.set("people", vec![person(1, 1, &[10, 11])]);
+    let err = p
+        .run_with(&src, Some(&sel(&["people"])), d.as_mut(), RunOptions { fail_before_load: true, ..RunOptions::default() })
+        .await
+        .expect_err("injected failure");
+    assert!(matches!(err, PipelineError::Load(_)), "{err}");
+    assert_eq!(t.rows("people", &["id"]).await, None, "nothing loaded ({})", t.name());
+    // Nothing new upstream: the pending package is loaded, without fetching rows twice.
+    let r = p.resume_pending(d.as_mut()).await.expect("resume");
+    assert_eq!(r.len(), 1, "{}", t.name());
+    assert_eq!(t.rows("people", &["id"]).await, Some(sel(&["1"])), "{}", t.name());
+    assert_eq!(t.rows("people__cost_centers", &["id"]).await, Some(sel(&["10", "11"])), "{}", t.name());
+    // Loading the same package again is refused by its load id (exactly once).
+    let r = p.run(&src, Some(&sel(&["people"])), d.as_mut()).await.expect("rerun");
+    assert!(r.loaded_packages.is_empty(), "{}", t.name());
+}
+
+#[tokio::test]
+async fn conformance_dispositions() {
+    on_every_destination!(dispositions);
+}
+
+#[tokio::test]
+async fn conformance_type_drift() {
+    on_every_destination!(type_drift_makes_variant_columns);
+}
+
+#[tokio::test]
+async fn conformance_state_restore() {
+    on_every_destination!(state_is_restored_on_an_empty_working_dir);
+}
+
+#[tokio::test]
+async fn conformance_drop_and_refresh() {
+    on_every_destination!(drop_and_full_refresh);
+}
+
+#[tokio::test]
+async fn conformance_resume_after_failed_load() {
+    on_every_destination!(a_failed_load_is_resumed);
+}
+
+/// The pipeline refuses, before extracting, what a destination declares it cannot load.
+#[tokio::test]
+async fn capabilities_are_checked_before_extracting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Pipeline::open(PipelineConfig::new(PIPELINE, "caps", dir.path().join("pipelines"))).expect("pipeline");
+    let caps = Capabilities { write_dispositions: vec![WriteDisposition::Append, WriteDisposition::Replace], ..Capabilities::full() };
+    let mut d = MemoryDestination::new("memory:caps").with_capabilities(caps);
+    let mut src = FixtureSource::new("fixtures", specs());
+    src.set("people", vec![person(1, 1, &[])]);
+    let err = p.run(&src, Some(&sel(&["people"])), &mut d).await.expect_err("merge unsupported");
+    assert!(matches!(err, PipelineError::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("`people` with write disposition `merge`"), "{err}");
+    assert_eq!(src.extract_calls(), 0, "refused before extracting");
+    // Resources it can load still run.
+    src.set("events", vec![json!({"kind": "x"})]);
+    p.run(&src, Some(&sel(&["events"])), &mut d).await.expect("append is fine");
+}

@@ -1,0 +1,362 @@
+//! The load plan: what a destination does with a package, decided by the engine.
+//!
+//! [`LoadPlan::build`] turns a package's manifest and the destination's current tables (a [`Catalog`])
+//! into explicit steps, in the order a destination applies them inside one transaction:
+//!
+//! 1. `drop_tables` (full refresh): dropped, then created again from the schema;
+//! 2. `create_tables` (bookkeeping tables first) and `add_columns` (new columns are nullable);
+//! 3. the `_dlt_version` row, inserted unless its `(schema_name, version_hash)` is stored already;
+//! 4. the table [`LoadJob`]s: replace chains, merge roots with their key and child chain, appends;
+//! 5. the `_dlt_pipeline_state` row, when the state changed;
+//! 6. the `_dlt_loads` row (status 0), last.
+//!
+//! The plan is pure data: SQL destinations render it through a dialect, the in-memory reference
+//! destination applies it to vectors of rows, and both give the same dataset.
+
+use std::collections::{HashMap, HashSet};
+
+use indexmap::IndexSet;
+
+use crate::package::PackageManifest;
+use crate::schema::{bookkeeping_tables, Column, Schema, WriteDisposition, SCHEMA_ENGINE_VERSION};
+use crate::state::StateRow;
+
+/// The destination's tables and their column names right now (before the plan runs).
+pub type Catalog = HashMap<String, HashSet<String>>;
+
+/// A table to create, with its columns in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTable {
+    /// Table name.
+    pub name: String,
+    /// Columns in creation order.
+    pub columns: Vec<Column>,
+}
+
+/// A column to add to an existing table (always nullable: existing rows have no value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddColumn {
+    /// Table name.
+    pub table: String,
+    /// The column.
+    pub column: Column,
+}
+
+/// The `_dlt_version` row of the package's schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRow {
+    /// Schema version.
+    pub version: i64,
+    /// dlt's schema engine version.
+    pub engine_version: i64,
+    /// Insert time.
+    pub inserted_at: chrono::DateTime<chrono::Utc>,
+    /// Schema name.
+    pub schema_name: String,
+    /// Schema content hash.
+    pub version_hash: String,
+    /// The schema as dlt's JSON.
+    pub schema_json: String,
+}
+
+/// The `_dlt_loads` row that completes a package.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadsRow {
+    /// Load id.
+    pub load_id: String,
+    /// Schema name.
+    pub schema_name: String,
+    /// 0 = completed.
+    pub status: i64,
+    /// Insert time.
+    pub inserted_at: chrono::DateTime<chrono::Utc>,
+    /// The schema hash that was loaded.
+    pub schema_version_hash: String,
+}
+
+/// A table of a merge chain, with the columns the insert names (the schema's columns, which the
+/// destination table has after the plan's schema changes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainTable {
+    /// Table name.
+    pub name: String,
+    /// Column names.
+    pub columns: Vec<String>,
+}
+
+/// How duplicates of a merge key in one package are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dedup {
+    /// Per primary key, the last extracted row wins; child rows follow their root through `_dlt_root_id`.
+    LastExtracted,
+}
+
+/// What to do with one table (or one chain) of the package.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadJob {
+    /// Insert the package's rows of `table`.
+    Append {
+        /// Table name.
+        table: String,
+    },
+    /// Empty every table of the chain (root first) and insert the package's rows of each, inside the
+    /// transaction, so readers never see an empty table. Runs even when the package has no rows.
+    Replace {
+        /// Root table.
+        root: String,
+        /// The root and its existing descendants, parents first.
+        chain: Vec<String>,
+    },
+    /// Delete-insert by primary key through the staging dataset: stage the package's rows of every chain
+    /// table; delete destination roots whose key is staged and their children (by `_dlt_root_id`);
+    /// insert the winning staged root per key ([`Dedup`]) and the staged children of the winners.
+    Merge {
+        /// The root, then its existing descendants, parents first.
+        chain: Vec<ChainTable>,
+        /// Primary-key columns of the root.
+        key: Vec<String>,
+        /// Which duplicate survives.
+        dedup: Dedup,
+        /// Root rows in the package (destinations may split the merge into buckets by this).
+        staged_root_rows: u64,
+    },
+}
+
+/// A package turned into explicit steps; see the module docs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadPlan {
+    /// Load id.
+    pub load_id: String,
+    /// Tables dropped first (full refresh or `pipeline drop`).
+    pub drop_tables: Vec<String>,
+    /// Tables to create, bookkeeping tables first.
+    pub create_tables: Vec<CreateTable>,
+    /// Columns to add to existing tables.
+    pub add_columns: Vec<AddColumn>,
+    /// The `_dlt_version` row, inserted unless stored already.
+    pub version: VersionRow,
+    /// Table jobs in order.
+    pub jobs: Vec<LoadJob>,
+    /// The state row, when the state changed.
+    pub state: Option<StateRow>,
+    /// The `_dlt_loads` row, written last.
+    pub loads: LoadsRow,
+}
+
+impl LoadPlan {
+    /// The plan of a package against the destination's current tables.
+    pub fn build(manifest: &PackageManifest, catalog: &Catalog) -> LoadPlan {
+        let schema = &manifest.schema;
+        let now = chrono::Utc::now();
+        let mut plan = LoadPlan::schema_only(&manifest.load_id, &manifest.drop_tables, schema, catalog, now);
+        let existing = plan.tables_after(catalog);
+        let existing_chain =
+            |root: &str| -> Vec<String> { schema.table_chain(root).into_iter().filter(|t| existing.contains(&t.name)).map(|t| t.name.clone()).collect() };
+
+        let mut done: HashSet<String> = HashSet::new();
+        for root in &manifest.replace_roots {
+            let chain = existing_chain(root);
+            done.extend(chain.iter().cloned());
+            plan.jobs.push(LoadJob::Replace { root: root.clone(), chain });
+        }
+        let merge_roots: IndexSet<&str> = manifest
+            .tables
+            .keys()
+            .filter(|t| !done.contains(*t))
+            .map(|t| schema.root_of(t))
+            .filter(|r| schema.disposition_of(r) == WriteDisposition::Merge)
+            .collect();
+        for root in merge_roots {
+            let Some(root_table) = schema.tables.get(root) else { continue };
+            let key: Vec<String> = root_table.primary_key().into_iter().map(str::to_string).collect();
+            let chain = existing_chain(root);
+            done.extend(chain.iter().cloned());
+            if key.is_empty() {
+                // No key to merge on: rows are appended (dlt does the same).
+                plan.jobs.extend(chain.into_iter().map(|table| LoadJob::Append { table }));
+                continue;
+            }
+            let chain = chain
+                .into_iter()
+                .map(|name| {
+                    let columns = schema.tables.get(&name).map(|t| t.columns.keys().cloned().collect()).unwrap_or_default();
+                    ChainTable { name, columns }
+                })
+                .collect();
+            let staged_root_rows = manifest.tables.get(root).map(|j| j.rows).unwrap_or(0);
+            plan.jobs.push(LoadJob::Merge { chain, key, dedup: Dedup::LastExtracted, staged_root_rows });
+        }
+        for table in manifest.tables.keys().filter(|t| !done.contains(*t)) {
+            plan.jobs.push(LoadJob::Append { table: table.clone() });
+        }
+        plan.state = manifest.state.clone();
+        plan
+    }
+
+    /// The plan of `pipeline drop`: drop `tables`, bring the rest in line with `new_schema`, record its
+    /// version, the state row without the dropped resources and a `_dlt_loads` row.
+    pub fn for_drop(tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &str, catalog: &Catalog) -> LoadPlan {
+        let mut plan = LoadPlan::schema_only(load_id, tables, new_schema, catalog, chrono::Utc::now());
+        plan.state = Some(state.clone());
+        plan
+    }
+
+    fn schema_only(load_id: &str, drop_tables: &[String], schema: &Schema, catalog: &Catalog, now: chrono::DateTime<chrono::Utc>) -> LoadPlan {
+        let mut present: Catalog = catalog.clone();
+        for t in drop_tables {
+            present.remove(t);
+        }
+        let mut create_tables = Vec::new();
+        let mut add_columns = Vec::new();
+        for (name, cols) in bookkeeping_tables() {
+            if !present.contains_key(name) {
+                create_tables.push(CreateTable { name: name.to_string(), columns: cols });
+            }
+        }
+        for table in schema.tables.values().filter(|t| !t.columns.is_empty()) {
+            match present.get(&table.name) {
+                None => create_tables.push(CreateTable { name: table.name.clone(), columns: table.columns.values().cloned().collect() }),
+                Some(have) => {
+                    for col in table.columns.values().filter(|c| !have.contains(&c.name)) {
+                        add_columns.push(AddColumn { table: table.name.clone(), column: Column { nullable: true, ..col.clone() } });
+                    }
+                }
+            }
+        }
+        LoadPlan {
+            load_id: load_id.to_string(),
+            drop_tables: drop_tables.to_vec(),
+            create_tables,
+            add_columns,
+            version: VersionRow {
+                version: schema.version,
+                engine_version: SCHEMA_ENGINE_VERSION,
+                inserted_at: now,
+                schema_name: schema.name.clone(),
+                version_hash: schema.version_hash.clone(),
+                schema_json: schema.to_dlt_json().to_string(),
+            },
+            jobs: Vec::new(),
+            state: None,
+            loads: LoadsRow {
+                load_id: load_id.to_string(),
+                schema_name: schema.name.clone(),
+                status: 0,
+                inserted_at: now,
+                schema_version_hash: schema.version_hash.clone(),
+            },
+        }
+    }
+
+    /// Table names that exist once the drops and creates of this plan ran.
+    fn tables_after(&self, catalog: &Catalog) -> HashSet<String> {
+        let mut out: HashSet<String> = catalog.keys().filter(|t| !self.drop_tables.contains(t)).cloned().collect();
+        out.extend(self.create_tables.iter().map(|t| t.name.clone()));
+        out
+    }
+
+    /// Whether a job stages rows (the destination then needs its staging dataset).
+    pub fn needs_staging(&self) -> bool {
+        self.jobs.iter().any(|j| matches!(j, LoadJob::Merge { .. }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::TableJob;
+    use crate::schema::{DataType, Table};
+    use indexmap::IndexMap;
+
+    fn table(name: &str, parent: Option<&str>, resource: &str, wd: WriteDisposition, pk: bool) -> Table {
+        let mut t = Table::root(name, resource, wd);
+        if let Some(p) = parent {
+            t.parent = Some(p.to_string());
+            t.write_disposition = None;
+        }
+        let mut id = Column::not_null("id", DataType::Bigint);
+        id.primary_key = pk && parent.is_none();
+        t.columns.insert("id".into(), id);
+        t.columns.insert("_dlt_id".into(), Column::not_null("_dlt_id", DataType::Text));
+        t.seen_data = true;
+        t
+    }
+
+    fn manifest() -> PackageManifest {
+        let mut s = Schema::new("s");
+        for t in [
+            table("e", None, "e", WriteDisposition::Merge, true),
+            table("e__c", Some("e"), "e", WriteDisposition::Merge, true),
+            table("r", None, "r", WriteDisposition::Replace, false),
+            table("r__c", Some("r"), "r", WriteDisposition::Replace, false),
+            table("a", None, "a", WriteDisposition::Append, false),
+        ] {
+            s.tables.insert(t.name.clone(), t);
+        }
+        s.bump_version();
+        let mut tables = IndexMap::new();
+        for (t, n) in [("e", 3), ("a", 2)] {
+            tables.insert(t.to_string(), TableJob { files: vec![], rows: n });
+        }
+        PackageManifest {
+            load_id: "1.0".into(),
+            dataset_name: "d".into(),
+            pipeline_name: "p".into(),
+            schema: s,
+            tables,
+            replace_roots: vec!["r".into()],
+            state: None,
+            state_doc: None,
+            resources: vec![],
+            destination: String::new(),
+            base_state_hash: None,
+            drop_tables: vec![],
+        }
+    }
+
+    #[test]
+    fn first_load_creates_everything_and_plans_each_disposition() {
+        let plan = LoadPlan::build(&manifest(), &Catalog::new());
+        let created: Vec<&str> = plan.create_tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(created, ["_dlt_version", "_dlt_loads", "_dlt_pipeline_state", "e", "e__c", "r", "r__c", "a"]);
+        assert_eq!(plan.jobs[0], LoadJob::Replace { root: "r".into(), chain: vec!["r".into(), "r__c".into()] });
+        match &plan.jobs[1] {
+            LoadJob::Merge { chain, key, staged_root_rows, .. } => {
+                assert_eq!(chain.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["e", "e__c"]);
+                assert_eq!(key, &["id"]);
+                assert_eq!(*staged_root_rows, 3);
+            }
+            other => panic!("expected a merge, got {other:?}"),
+        }
+        assert_eq!(plan.jobs[2], LoadJob::Append { table: "a".into() });
+        assert!(plan.needs_staging());
+        assert_eq!(plan.loads.schema_version_hash, plan.version.version_hash);
+    }
+
+    #[test]
+    fn existing_tables_get_only_new_columns_and_drops_are_recreated() {
+        let mut m = manifest();
+        let mut catalog = Catalog::new();
+        for (name, _) in bookkeeping_tables() {
+            catalog.insert(name.to_string(), HashSet::new());
+        }
+        for t in ["e", "e__c", "r", "r__c"] {
+            catalog.insert(t.to_string(), ["id".to_string(), "_dlt_id".to_string()].into());
+        }
+        catalog.insert("a".into(), ["id".to_string()].into());
+        m.drop_tables = vec!["r".into()];
+        let plan = LoadPlan::build(&m, &catalog);
+        assert_eq!(plan.create_tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["r"]);
+        assert_eq!(plan.add_columns.len(), 1);
+        assert_eq!(plan.add_columns[0].table, "a");
+        assert!(plan.add_columns[0].column.nullable, "added columns are nullable");
+    }
+
+    #[test]
+    fn a_replace_chain_lists_only_tables_that_exist() {
+        let mut m = manifest();
+        m.schema.tables.get_mut("r__c").map(|t| t.columns.clear());
+        let plan = LoadPlan::build(&m, &Catalog::new());
+        assert_eq!(plan.jobs[0], LoadJob::Replace { root: "r".into(), chain: vec!["r".into()] });
+    }
+}
