@@ -308,6 +308,12 @@ async fn dashboard_pages_show_the_sandbox_load_in_headless_chromium() {
     assert_eq!(browser.value("#card-loads").await, 1);
     assert!(browser.text("#state-sync").await.starts_with("In sync"), "{}", browser.text("#state-sync").await);
     assert_eq!(browser.text("#errors").await, "None recorded in the last trace.");
+    // The steps of the last run, from trace.json.
+    let steps = browser.text("#trace-steps").await;
+    for step in ["sync", "extract", "normalize", "load"] {
+        assert!(steps.contains(step), "step {step} missing: {steps}");
+    }
+    assert!(steps.contains("done") && !steps.contains("failed"), "{steps}");
     assert_eq!(browser.value("#run-rows-employees").await, n_employees);
     browser.screenshot(&shots.join("overview.png")).await;
 

@@ -10,6 +10,7 @@
 //! * [`plan`]: the [`plan::LoadPlan`] a package becomes: what each destination executes.
 //! * [`memory`]: the in-memory reference destination.
 //! * [`pipeline`]: a run that ties them together.
+//! * [`trace`]: the steps of a run, written to `trace.json`.
 #![deny(missing_docs)]
 
 pub mod extract;
@@ -24,4 +25,5 @@ pub mod pipeline;
 pub mod plan;
 pub mod schema;
 pub mod state;
+pub mod trace;
 pub mod typed;

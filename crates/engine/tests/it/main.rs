@@ -3,3 +3,4 @@
 mod memdest;
 mod normalize;
 mod state_trust;
+mod trace;
