@@ -52,9 +52,9 @@ pub struct PartitionOptions {
 }
 
 impl PartitionOptions {
-    /// Defaults: 2 probe pages, 16 windows with more than a page, 2 pages of prefetch per window.
+    /// Defaults: 3 probe pages, 16 windows with more than a page, 2 pages of prefetch per window.
     pub fn new(anchor: DateTime<Utc>) -> Self {
-        Self { anchor, probe_pages: 2, target_windows: 16, prefetch: 2 }
+        Self { anchor, probe_pages: 3, target_windows: 16, prefetch: 2 }
     }
 }
 
@@ -65,6 +65,9 @@ const MARGIN_HOURS: i64 = 24;
 const MIN_SPLIT_DAYS: i64 = 32;
 /// A window is split into this many.
 const FAN_OUT: i32 = 8;
+/// An unbounded window is split over this many days next to its bound (2 years); the rest stays one
+/// unbounded window, split again if it still has more pages.
+const OPEN_SPLIT_DAYS: i64 = 730;
 /// At most this many rounds of splitting.
 const MAX_DEPTH: usize = 3;
 
@@ -93,19 +96,32 @@ impl Window {
         p
     }
 
+    /// Bounded windows at least `MIN_SPLIT_DAYS` wide, and the unbounded ends, can be split.
     fn splittable(&self) -> bool {
-        matches!((self.lo, self.hi), (Some(lo), Some(hi)) if hi - lo >= TimeDelta::days(MIN_SPLIT_DAYS))
+        match (self.lo, self.hi) {
+            (Some(lo), Some(hi)) => hi - lo >= TimeDelta::days(MIN_SPLIT_DAYS),
+            _ => true,
+        }
     }
 
+    /// `FAN_OUT` equal touching windows; an unbounded end keeps an unbounded remainder beyond
+    /// `OPEN_SPLIT_DAYS` (`(−∞, b]` → `(−∞, b − span]` + `FAN_OUT` × `[b − span, b]`).
     fn split(&self) -> Vec<Window> {
-        let (Some(lo), Some(hi)) = (self.lo, self.hi) else { return vec![*self] };
+        let span = TimeDelta::days(OPEN_SPLIT_DAYS);
+        let (lo, hi, head, tail) = match (self.lo, self.hi) {
+            (Some(lo), Some(hi)) => (lo, hi, None, None),
+            (None, Some(hi)) => (hi - span, hi, Some(Window { lo: None, hi: Some(hi - span) }), None),
+            (Some(lo), None) => (lo, lo + span, None, Some(Window { lo: Some(lo + span), hi: None })),
+            (None, None) => return base_cuts(Utc::now().naive_utc()),
+        };
         let step = (hi - lo) / FAN_OUT;
-        (0..FAN_OUT)
-            .map(|i| Window {
-                lo: Some(lo + step * i),
-                hi: Some(if i == FAN_OUT - 1 { hi } else { lo + step * (i + 1) }),
-            })
-            .collect()
+        let mut out: Vec<Window> = head.into_iter().collect();
+        out.extend((0..FAN_OUT).map(|i| Window {
+            lo: Some(lo + step * i),
+            hi: Some(if i == FAN_OUT - 1 { hi } else { lo + step * (i + 1) }),
+        }));
+        out.extend(tail);
+        out
     }
 
     /// Where a record whose field reads `t` stands relative to this window, allowing `MARGIN_HOURS`.
@@ -133,9 +149,13 @@ enum Place {
 /// The first level: the whole time line, cut finer near the anchor where most data is.
 fn base_windows(anchor: DateTime<Utc>) -> Vec<Window> {
     let day = anchor.date_naive().succ_opt().unwrap_or(anchor.date_naive());
-    let a = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    base_cuts(day.and_hms_opt(0, 0, 0).unwrap_or_default())
+}
+
+/// `(−∞, a−4y] [a−4y, a−2y] [a−2y, a−1y] [a−1y, a−6m] [a−6m, a] [a, +∞)`.
+fn base_cuts(a: NaiveDateTime) -> Vec<Window> {
     let days = |n: i64| a - TimeDelta::days(n);
-    let cuts = [days(16 * 365), days(8 * 365), days(4 * 365), days(2 * 365), days(365), days(182), a, a + TimeDelta::days(365)];
+    let cuts = [days(4 * 365), days(2 * 365), days(365), days(182), a];
     let mut out = Vec::with_capacity(cuts.len() + 1);
     let mut lo = None;
     for c in cuts {
@@ -238,8 +258,8 @@ impl PersonioClient {
     ///    there (or its records lack `spec.field`), nothing is split and it is paged to the end as is;
     /// 2. otherwise the time line is cut into windows (finer near `anchor`), each window's first page
     ///    is fetched concurrently, and windows with more pages are split again (8 ways, up to three
-    ///    times) until `target_windows` of them have more than one page; a split window's page is
-    ///    dropped;
+    ///    times) until `target_windows` of them have more than one page or a split finds no more such
+    ///    windows than the one before; a split window's page is dropped;
     /// 3. the windows are paged side by side, at most `prefetch` pages ahead each, and emitted round
     ///    robin: the first page of every window in time order, then the second, and so on.
     ///
@@ -328,6 +348,7 @@ impl PersonioClient {
         // 2. Plan: probe windows level by level; split the ones with more pages until enough have.
         let mut leaves: Vec<Chain> = Vec::new();
         let mut frontier = base_windows(options.anchor);
+        let mut full_before = 0;
         for depth in 0..=MAX_DEPTH {
             let probes: Vec<Result<Chain, ClientError>> = stream::iter(frontier.drain(..))
                 .map(|window| {
@@ -344,7 +365,10 @@ impl PersonioClient {
                 .await;
             let probes = probes.into_iter().collect::<Result<Vec<_>, _>>()?;
             let full = leaves.iter().chain(&probes).filter(|c| c.has_more()).count();
-            let split_more = depth < MAX_DEPTH && full < options.target_windows;
+            // Split again only while it pays: fewer windows with more pages than wanted, and the last
+            // split found more of them (otherwise the data is thin and more windows only cost requests).
+            let split_more = depth < MAX_DEPTH && full < options.target_windows && (depth == 0 || full > full_before);
+            full_before = full;
             for chain in probes {
                 if split_more && chain.has_more() && chain.window.splittable() {
                     frontier.extend(chain.window.split());
@@ -439,12 +463,16 @@ mod tests {
         for pair in w.windows(2) {
             assert_eq!(pair[0].hi, pair[1].lo);
         }
-        let split = w[4].split();
-        assert_eq!(split.len(), 8);
-        assert_eq!((split[0].lo, split[7].hi), (w[4].lo, w[4].hi));
-        for pair in split.windows(2) {
-            assert_eq!(pair[0].hi, pair[1].lo);
+        for window in &w {
+            let split = window.split();
+            assert_eq!(split.first().unwrap().lo, window.lo);
+            assert_eq!(split.last().unwrap().hi, window.hi);
+            for pair in split.windows(2) {
+                assert_eq!(pair[0].hi, pair[1].lo);
+            }
         }
+        assert_eq!(w[2].split().len(), 8);
+        assert_eq!(w[0].split().len(), 9);
     }
 
     #[test]

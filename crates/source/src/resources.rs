@@ -5,6 +5,7 @@
 //! filters by update time (operator and date-time format), and the credential scope it needs. The
 //! generic extractor in [`crate::source`] only sends what a row declares; nothing here is a hand-written loop.
 
+use personio_client::WindowSpec;
 use pipeline_engine::schema::WriteDisposition::{self, Merge, Replace};
 
 /// Which API a resource uses.
@@ -122,6 +123,9 @@ pub struct Resource {
     pub filters: &'static [&'static str],
     /// How the endpoint filters by update time; `None`: it cannot (every run reads everything).
     pub updated_filter: Option<UpdatedFilter>,
+    /// v2 cursor listings: the date-time filter whose windows split the listing into cursor chains
+    /// fetched side by side (`PersonioClient::v2_pages_partitioned`); `None`: one chain.
+    pub windows: Option<WindowSpec>,
     /// The scope the credential needs, in Personio's v2 naming (`personio:persons:read` and
     /// `personio:absences:read` are published; the others follow the pattern, UNVERIFIED). A 403 names it.
     pub scope: &'static str,
@@ -154,6 +158,7 @@ const fn r(name: &'static str, api: Api, path: &'static str, paging: Paging, sha
         max_limit: 200,
         filters: &[],
         updated_filter: None,
+        windows: None,
         scope: "",
         lifecycle: Lifecycle::Live,
         shape,
@@ -191,6 +196,33 @@ const F_ATTENDANCE_PERIODS: &[&str] = &[
 ];
 const F_PROJECTS: &[&str] = &["id", "name", "status", "project_code", "parent_project.id", "top_level_only"];
 
+// Windows per v2 endpoint (§13.1): on the field every record has and the endpoint filters on.
+/// Attendance periods by start (zone-less values: a `Z` gives 400).
+const W_ATTENDANCE: Option<WindowSpec> = Some(WindowSpec {
+    lower: "start.date_time.gte",
+    upper: "start.date_time.lte",
+    strict: false,
+    zoned: false,
+    field: "/start/date_time",
+});
+/// Absence periods by start (the hub says these filters match overlapping periods; either reading works).
+const W_ABSENCE: Option<WindowSpec> = Some(WindowSpec {
+    lower: "starts_from.date_time.gte",
+    upper: "starts_from.date_time.lte",
+    strict: false,
+    zoned: false,
+    field: "/starts_from/date_time",
+});
+/// Persons by creation time (strict `.gt`/`.lt` only, with `Z`). Not split when the records lack
+/// `created_at` (a credential without whitelisted attributes).
+const W_PERSONS: Option<WindowSpec> = Some(WindowSpec {
+    lower: "created_at.gt",
+    upper: "created_at.lt",
+    strict: true,
+    zoned: true,
+    field: "/created_at",
+});
+
 /// What a credential needs for `persons.updated_at` (and the other person fields) to be sent.
 const PERSONS_HINT: &str = "whitelist the person attributes (at least `created_at` and `updated_at`) for this API credential in Personio (Settings > Integrations > API credentials > Readable attributes)";
 
@@ -208,10 +240,10 @@ pub const RESOURCES: &[Resource] = &[
     Resource { filters: F_REPORTS, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), ..r("custom_reports_list", Api::V1, "company/custom-reports/reports", Paging::RecordNoLimit, Shape::Attributes) },
     Resource { filters: F_REPORT, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), primary_key: &["report_id", "item_id"], disposition: Merge, parent: Some("custom_reports_list"), ..r("custom_reports", Api::V1, "company/custom-reports/reports/{id}", Paging::PageNumber, Shape::ReportItems) },
     // v2 (§13.1). attendance_periods and projects_v2 replace the retired v1 attendances and projects.
-    Resource { max_limit: 50, filters: F_PERSONS, updated_filter: upd("updated_at.gt", After, UtcZ), scope: "personio:persons:read", disposition: Merge, default: false, cursor: Some("updated_at"), cursor_hint: Some(PERSONS_HINT), ..r("persons", Api::V2, "persons", Paging::Cursor, Shape::V2) },
+    Resource { max_limit: 50, filters: F_PERSONS, updated_filter: upd("updated_at.gt", After, UtcZ), windows: W_PERSONS, scope: "personio:persons:read", disposition: Merge, default: false, cursor: Some("updated_at"), cursor_hint: Some(PERSONS_HINT), ..r("persons", Api::V2, "persons", Paging::Cursor, Shape::V2) },
     Resource { max_limit: 50, filters: F_EMPLOYMENTS, updated_filter: upd("updated_at.gt", After, UtcZ), scope: "personio:employments:read", disposition: Merge, default: false, parent: Some("persons"), ..r("employments", Api::V2, "persons/{id}/employments", Paging::Cursor, Shape::V2Employment) },
-    Resource { max_limit: 100, filters: F_ABSENCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), scope: "personio:absences:read", disposition: Merge, default: false, cursor: Some("updated_at"), ..r("absence_periods", Api::V2, "absence-periods", Paging::Cursor, Shape::V2) },
-    Resource { max_limit: 100, filters: F_ATTENDANCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), scope: "personio:attendances:read", disposition: Merge, cursor: Some("updated_at"), ..r("attendance_periods", Api::V2, "attendance-periods", Paging::Cursor, Shape::V2) },
+    Resource { max_limit: 100, filters: F_ABSENCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), windows: W_ABSENCE, scope: "personio:absences:read", disposition: Merge, default: false, cursor: Some("updated_at"), ..r("absence_periods", Api::V2, "absence-periods", Paging::Cursor, Shape::V2) },
+    Resource { max_limit: 100, filters: F_ATTENDANCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), windows: W_ATTENDANCE, scope: "personio:attendances:read", disposition: Merge, cursor: Some("updated_at"), ..r("attendance_periods", Api::V2, "attendance-periods", Paging::Cursor, Shape::V2) },
     Resource { max_limit: 100, filters: F_PROJECTS, scope: "personio:projects:read", ..r("projects_v2", Api::V2, "projects", Paging::Cursor, Shape::V2) },
 ];
 
@@ -284,5 +316,22 @@ mod tests {
         assert_eq!(p.updated_filter, upd("updated_at.gt", After, UtcZ));
         assert_eq!(find("attendance_periods").unwrap().updated_filter.map(|f| f.format), Some(NaiveUtc));
         assert!(find("projects_v2").unwrap().updated_filter.is_none());
+    }
+
+    /// Windows only on v2 cursor listings, only with filters the endpoint declares.
+    #[test]
+    fn windows_use_declared_filters() {
+        for r in RESOURCES {
+            if let Some(w) = &r.windows {
+                assert_eq!((r.api, r.paging, r.parent), (Api::V2, Paging::Cursor, None), "{}", r.name);
+                assert!(r.filters.contains(&w.lower) && r.filters.contains(&w.upper), "{}", r.name);
+            }
+        }
+        for name in ["attendance_periods", "absence_periods", "persons"] {
+            assert!(find(name).unwrap().windows.is_some(), "{name}");
+        }
+        // persons has only strict operators; attendance-periods refuses a `Z`.
+        assert!(find("persons").unwrap().windows.as_ref().is_some_and(|w| w.strict && w.zoned));
+        assert!(find("attendance_periods").unwrap().windows.as_ref().is_some_and(|w| !w.zoned));
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use futures::{StreamExt, TryStreamExt};
-use personio_client::{ClientError, PagingMode, PersonioClient};
+use personio_client::{ClientError, PagingMode, PartitionOptions, PersonioClient};
 use pipeline_engine::extract::{ExtractContext, ResourceSpec, Source, SourceError};
 use serde_json::Value;
 
@@ -79,7 +79,9 @@ pub struct SourceOptions {
     pub allow_retired_v1: bool,
     /// Fetch balances for every employee, not only new or changed ones.
     pub refresh_all_balances: bool,
-    /// Concurrent transformer calls (balances, reports); results keep parent order.
+    /// Transformer calls (balances, report rows, employments) one listing may have in flight at once,
+    /// across its parent pages; results keep parent order. The client's adaptive limit
+    /// (`max_concurrency`) applies on top, so this only caps it.
     pub transformer_concurrency: usize,
     /// Progress callback.
     pub progress: Option<ProgressFn>,
@@ -106,7 +108,7 @@ impl Default for SourceOptions {
             end_date: None,
             allow_retired_v1: false,
             refresh_all_balances: false,
-            transformer_concurrency: 4,
+            transformer_concurrency: 32,
             progress: None,
         }
     }
@@ -124,12 +126,15 @@ pub struct PersonioSource {
 impl PersonioSource {
     /// A source over a client.
     pub fn new(client: PersonioClient, options: SourceOptions) -> Self {
-        let page_concurrency = options.transformer_concurrency.max(1);
+        let page_concurrency = client.config().concurrency.max.max(1);
         PersonioSource { client, options, page_concurrency, warnings: Arc::default() }
     }
 
-    /// Pages of a v1 listing requested at a time once its first page announced the total (default: the
-    /// transformer concurrency; 1 = one after another, as dlt). Records keep the page order.
+    /// How many pages of one listing may be requested at a time (default: the client's
+    /// `max_concurrency`; the client's adaptive limit decides how many actually are). v1 listings: pages
+    /// after the first, once it announced the total; v2 listings with declared windows: cursor chains
+    /// side by side (half this many windows with more than a page). `1` = one page after another, as dlt.
+    /// Records keep a deterministic order either way.
     pub fn with_page_concurrency(mut self, n: usize) -> Self {
         self.page_concurrency = n.max(1);
         self
@@ -200,10 +205,32 @@ impl PersonioSource {
         params: Vec<(String, String)>,
     ) -> futures::stream::BoxStream<'a, Result<Vec<Value>, PersonioSourceError>> {
         let err = move |source| api_error(r, source);
-        match r.api {
-            Api::V1 => self.client.v1_pages_concurrent(&path, params, self.mode(r), self.page_concurrency).map_ok(|p| p.data).map_err(err).boxed(),
-            Api::V2 => self.client.v2_pages(&path, params).map_ok(|p| p.data).map_err(err).boxed(),
+        let pages = match (r.api, r.windows) {
+            (Api::V1, _) => self.client.v1_pages_concurrent(&path, params, self.mode(r), self.page_concurrency),
+            (Api::V2, Some(spec)) if self.page_concurrency > 1 => {
+                let mut options = PartitionOptions::new(self.anchor());
+                options.target_windows = (self.page_concurrency / 2).max(2);
+                self.client.v2_pages_partitioned(&path, params, spec, options)
+            }
+            (Api::V2, _) => self.client.v2_pages(&path, params),
+        };
+        pages.map_ok(|p| p.data).map_err(err).boxed()
+    }
+
+    /// Where v2 windows are laid out: the end of the data (`end_date`, else now).
+    fn anchor(&self) -> DateTime<Utc> {
+        match self.options.end_date.and_then(|d| d.and_hms_opt(0, 0, 0)) {
+            Some(t) => t.and_utc(),
+            None => Utc::now(),
         }
+    }
+
+    fn shape_page(r: &Resource, page: Vec<Value>) -> Result<Vec<Value>, PersonioSourceError> {
+        let mut shaped = Vec::with_capacity(page.len());
+        for item in page {
+            shaped.extend(Self::shape(r, &Value::Null, &item)?);
+        }
+        Ok(shaped)
     }
 
     fn shape(r: &Resource, parent_id: &Value, item: &Value) -> Result<Vec<Value>, PersonioSourceError> {
@@ -266,52 +293,94 @@ impl PersonioSource {
         let mut pages = self.pages(r, r.path.to_string(), self.params(r, since));
         // Set when the records lack the cursor field: no filter, no cursor move, every record kept.
         let mut without_cursor = false;
-        let mut first = true;
-        while let Some(page) = pages.next().await {
-            let mut shaped = Vec::new();
-            for item in page? {
-                shaped.extend(Self::shape(r, &Value::Null, &item)?);
+        let Some(first) = pages.next().await else { return Ok(()) };
+        let mut first = Self::shape_page(r, first?)?;
+        if let Some(cursor) = r.cursor {
+            if first.iter().any(|rec| rec.get(cursor).is_none_or(Value::is_null)) {
+                without_cursor = true;
+                self.warn(missing_cursor_warning(r, cursor));
+                if since.is_some() {
+                    // The pushed filter would hide unchanged records: start over without it.
+                    pages = self.pages(r, r.path.to_string(), self.params(r, None));
+                    first = match pages.next().await {
+                        Some(page) => Self::shape_page(r, page?)?,
+                        None => Vec::new(),
+                    };
+                }
             }
-            if let (Some(cursor), false) = (r.cursor, without_cursor) {
-                if shaped.iter().any(|rec| rec.get(cursor).is_none_or(Value::is_null)) {
-                    without_cursor = true;
-                    self.warn(missing_cursor_warning(r, cursor));
-                    if first && since.is_some() {
-                        // The pushed filter would hide unchanged records: start over without it.
-                        pages = self.pages(r, r.path.to_string(), self.params(r, None));
-                        continue;
+        }
+        let shaped_pages = futures::stream::once(futures::future::ready(Ok(first)))
+            .chain(pages.map(|page| page.and_then(|p| Self::shape_page(r, p))));
+        // Each page becomes work in order: one item per transformer call (children of the page), then the
+        // page itself. Calls run concurrently across page boundaries, bounded, and are emitted in order.
+        let work = shaped_pages
+            .map(move |shaped| -> Vec<Work> {
+                let shaped = match shaped {
+                    Ok(s) => s,
+                    Err(e) => return vec![Work::Failed(e)],
+                };
+                if let (Some(cursor), false) = (r.cursor, without_cursor) {
+                    if shaped.iter().any(|rec| rec.get(cursor).is_none_or(Value::is_null)) {
+                        without_cursor = true;
+                        self.warn(missing_cursor_warning(r, cursor));
                     }
                 }
-            }
-            first = false;
-            let all_ids: Vec<Value> = if self.options.refresh_all_balances {
-                shaped.iter().filter_map(|rec| rec.get("id").cloned()).collect()
-            } else {
-                Vec::new()
-            };
-            let kept = if without_cursor { shaped } else { ctx.filter(r.name, shaped)? };
-            self.report(r.name, kept.len());
-            for child in &children {
-                let ids: Vec<Value> = if self.options.refresh_all_balances && child.name == "employees_absences_balance" {
-                    all_ids.clone()
+                let all_ids: Vec<Value> = if self.options.refresh_all_balances {
+                    shaped.iter().filter_map(|rec| rec.get("id").cloned()).collect()
                 } else {
-                    kept.iter().filter_map(|rec| rec.get("id").cloned()).collect()
+                    Vec::new()
                 };
-                // Concurrent, bounded, and emitted in parent order.
-                let mut results = futures::stream::iter(ids.into_iter().map(|id| self.child_records(child, id)))
-                    .buffered(self.options.transformer_concurrency.max(1));
-                while let Some(records) = results.next().await {
-                    let records = records?;
-                    self.report(child.name, records.len());
-                    ctx.emit(child.name, records)
-                        .await
-                        .map_err(|e| PersonioSourceError::Stopped { resource: child.name, message: e.to_string() })?;
+                let kept = if without_cursor {
+                    shaped
+                } else {
+                    match ctx.filter(r.name, shaped) {
+                        Ok(k) => k,
+                        Err(e) => return vec![Work::Failed(e.into())],
+                    }
+                };
+                self.report(r.name, kept.len());
+                let mut items = Vec::new();
+                for child in &children {
+                    let ids = if self.options.refresh_all_balances && child.name == "employees_absences_balance" {
+                        all_ids.clone()
+                    } else {
+                        kept.iter().filter_map(|rec| rec.get("id").cloned()).collect()
+                    };
+                    items.extend(ids.into_iter().map(|id| Work::Child(child, id)));
                 }
+                items.push(Work::Parent(kept));
+                items
+            })
+            .flat_map(futures::stream::iter);
+        let width = self.options.transformer_concurrency.max(1);
+        let mut results = work
+            .map(|item| async move {
+                match item {
+                    Work::Child(child, id) => self.child_records(child, id).await.map(|records| (child.name, records)),
+                    Work::Parent(records) => Ok((r.name, records)),
+                    Work::Failed(e) => Err(e),
+                }
+            })
+            .buffered(width);
+        while let Some(result) = results.next().await {
+            let (name, records) = result?;
+            if name != r.name {
+                self.report(name, records.len());
             }
-            ctx.emit(r.name, kept).await.map_err(|e| PersonioSourceError::Stopped { resource: r.name, message: e.to_string() })?;
+            ctx.emit(name, records).await.map_err(|e| PersonioSourceError::Stopped { resource: name, message: e.to_string() })?;
         }
         Ok(())
     }
+}
+
+/// One step of a listing, in emission order.
+enum Work {
+    /// The records of one transformer call for this parent id.
+    Child(&'static Resource, Value),
+    /// A page of the listing, shaped and filtered.
+    Parent(Vec<Value>),
+    /// Shaping or filtering failed.
+    Failed(PersonioSourceError),
 }
 
 /// The one warning line of a resource whose records come without the cursor field.

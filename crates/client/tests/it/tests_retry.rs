@@ -387,13 +387,18 @@ async fn auth_pacing_spaces_token_requests() {
     cfg.pacing = PacingConfig { enabled: true, employees_per_min: 6000, employees_burst_per_sec: 100, global_per_min: 60_000, auth_per_min: 300, ..PacingConfig::default() };
     let client = PersonioClient::new(cfg).unwrap();
     let start = Instant::now();
-    // Each call: auth (or cached), 401, re-auth, 401 → error. Two calls → 3 token requests.
+    // Each call: auth (or cached), 401, re-auth while the token server hands out new tokens (up to
+    // max_attempts − 1 times, see tests_auth), 401 → error. Every token request is ≥ 200 ms after the last.
     for _ in 0..2 {
         assert_eq!(client.get_v1_json("company/time-offs", &[]).await.unwrap_err().status(), Some(401));
     }
     let auths = fake.requests_to("/v1/auth");
-    assert_eq!(auths.len(), 3);
-    assert!(auths[1].at - auths[0].at >= Duration::from_millis(190));
-    assert!(auths[2].at - auths[1].at >= Duration::from_millis(190));
+    assert!(auths.len() >= 3, "{}", auths.len());
+    // (Arrival times jitter on a loaded machine: each gap loosely, the whole span strictly.)
+    for pair in auths.windows(2) {
+        assert!(pair[1].at - pair[0].at >= Duration::from_millis(120), "{:?}", pair[1].at - pair[0].at);
+    }
+    let span = auths[auths.len() - 1].at - auths[0].at;
+    assert!(span >= Duration::from_millis(190) * (auths.len() as u32 - 1), "{span:?} for {}", auths.len());
     assert!(start.elapsed() >= Duration::from_millis(380));
 }
