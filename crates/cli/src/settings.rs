@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use personio_client::{ClientConfig, PacingConfig};
+use personio_client::{ClientConfig, ConcurrencyConfig, PacingConfig};
 
 use crate::commands::UsageError;
 use crate::config::{ConfigError, ConfigResolver, Origin, SecondsBounds};
@@ -118,7 +118,17 @@ pub fn client_config(resolver: &ConfigResolver, endpoint: Endpoint) -> Result<Cl
     let (lo, hi) = ClientConfig::MAX_BODY_BYTES_RANGE;
     c.max_body_bytes = resolver.integer(&RUNTIME, "max_body_bytes", c.max_body_bytes, lo, hi)?;
     c.pacing = pacing(resolver, c.pacing)?;
+    c.concurrency = concurrency(resolver, c.concurrency)?;
     Ok(c)
+}
+
+/// The adaptive concurrency cap, `max_concurrency` under `[sources.personio]` (or
+/// `SOURCES__PERSONIO__MAX_CONCURRENCY`): 1 to 256, default 32. The starting limit is never above it.
+pub fn concurrency(resolver: &ConfigResolver, defaults: ConcurrencyConfig) -> Result<ConcurrencyConfig, ConfigError> {
+    let (lo, hi) = ConcurrencyConfig::RANGE;
+    let max = resolver.integer(&SOURCE, "max_concurrency", defaults.max as u64, lo as u64, hi as u64)?;
+    let max = usize::try_from(max).unwrap_or(hi);
+    Ok(ConcurrencyConfig { max, initial: defaults.initial.min(max) })
 }
 
 /// Pacing limits from `[sources.personio]` (or `SOURCES__PERSONIO__*`); unset keys keep `defaults`
@@ -132,6 +142,7 @@ pub fn pacing(resolver: &ConfigResolver, defaults: PacingConfig) -> Result<Pacin
     p.global_per_min = per_min("requests_per_minute", p.global_per_min)?;
     p.employees_per_min = per_min("employees_requests_per_minute", p.employees_per_min)?;
     p.auth_per_min = per_min("auth_requests_per_minute", p.auth_per_min)?;
+    p.v2_auth_per_min = per_min("v2_token_requests_per_minute", p.v2_auth_per_min)?;
     p.employees_burst_per_sec =
         u32::try_from(resolver.integer(&SOURCE, "employees_burst", u64::from(p.employees_burst_per_sec), 1, 10_000)?).unwrap_or(10_000);
     let default_scope = if p.balances_in_employees_limit { "employees" } else { "global" };
@@ -218,6 +229,9 @@ mod tests {
             ("SOURCES__PERSONIO__EMPLOYEES_REQUESTS_PER_MINUTE", "lots"),
             ("SOURCES__PERSONIO__EMPLOYEES_BURST", "0"),
             ("SOURCES__PERSONIO__BALANCE_SCOPE", "all"),
+            ("SOURCES__PERSONIO__MAX_CONCURRENCY", "0"),
+            ("SOURCES__PERSONIO__MAX_CONCURRENCY", "1000"),
+            ("SOURCES__PERSONIO__V2_TOKEN_REQUESTS_PER_MINUTE", "-1"),
         ] {
             let e = client_config(&resolver(&[(k, v)], "", ""), ep()).expect_err(k).to_string();
             assert!(e.contains(k) && e.contains("allowed"), "{e}");
@@ -225,16 +239,19 @@ mod tests {
         let r = resolver(
             &[("RUNTIME__REQUEST_TIMEOUT", "2.5"), ("SOURCES__PERSONIO__EMPLOYEES_REQUESTS_PER_MINUTE", "600")],
             "",
-            "[runtime]\nrequest_max_attempts = 3\n[sources.personio]\nrequests_per_minute = 1000\nemployees_burst = 20\nauth_requests_per_minute = 0\nbalance_scope = \"global\"\n",
+            "[runtime]\nrequest_max_attempts = 3\n[sources.personio]\nrequests_per_minute = 1000\nemployees_burst = 20\nauth_requests_per_minute = 0\nbalance_scope = \"global\"\nmax_concurrency = 2\nv2_token_requests_per_minute = 100\n",
         );
         let c = client_config(&r, ep()).expect("valid");
         assert_eq!(c.request_timeout, Duration::from_millis(2500));
         assert_eq!(c.max_attempts, 3);
         assert_eq!((c.pacing.global_per_min, c.pacing.employees_per_min, c.pacing.employees_burst_per_sec, c.pacing.auth_per_min), (1000, 600, 20, 0));
         assert!(!c.pacing.balances_in_employees_limit);
+        assert_eq!(c.pacing.v2_auth_per_min, 100);
+        assert_eq!(c.concurrency, ConcurrencyConfig { max: 2, initial: 2 });
         // Unset: Personio's published limits.
         let d = client_config(&resolver(&[], "", ""), ep()).expect("defaults");
         assert_eq!(d.pacing, PacingConfig::default());
+        assert_eq!(d.concurrency, ConcurrencyConfig::default());
         assert_eq!(items_per_page(&resolver(&[], "", "")).ok(), Some(200));
         assert!(items_per_page(&resolver(&[("SOURCES__PERSONIO__ITEMS_PER_PAGE", "0")], "", "")).is_err());
     }
