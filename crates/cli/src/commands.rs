@@ -329,7 +329,10 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     progress.finish();
     drop(sandbox);
     let report = report?;
-    let look = format!("personio-pipeline pipeline {pipeline_name} show{}", if dataset == settings::DEFAULT_DATASET { String::new() } else { format!(" --dataset {dataset}") });
+    let mut look = format!("personio-pipeline pipeline {pipeline_name} show{}", if dataset == settings::DEFAULT_DATASET { String::new() } else { format!(" --dataset {dataset}") });
+    if args.destination != DestinationKind::Duckdb {
+        look.push_str(&format!(" --no-browser --destination {}", dd.kind()));
+    }
     if env.json {
         let mut out = serde_json::to_value(&report)?;
         if let Some(obj) = out.as_object_mut() {
