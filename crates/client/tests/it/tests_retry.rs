@@ -377,8 +377,9 @@ async fn employees_pacing_limits_rate_and_is_shared_by_clones() {
 
 #[tokio::test]
 async fn auth_pacing_spaces_token_requests() {
-    let fake = Fake::start(|req, n| match req.path.as_str() {
-        "/v1/auth" => auth_ok(&format!("papi-t{n}")),
+    // Personio hands out the same token for the same credentials: one re-authentication per refusal.
+    let fake = Fake::start(|req, _| match req.path.as_str() {
+        "/v1/auth" => auth_ok("papi-same"),
         _ => v1_error(401, "Authorization is not provided"),
     })
     .await;
