@@ -169,6 +169,12 @@ def run_pipeline(cli, sb, work, name, resources, pacing):
             if "loaded_at" in r:
                 stages["load_secs"] = round(r["loaded_at"] - r["normalized_at"], 3)
                 stages["finish_secs"] = round(r["t0"] + r["wall_secs"] - r["loaded_at"], 3)
+    # The engine's own step times (trace.json / the run report's `steps`), when this build records them.
+    trace = {}
+    for step in report.get("steps") or []:
+        trace[step["step"]] = round(trace.get(step["step"], 0.0) + step.get("duration_secs", 0.0), 3)
+    if trace:
+        stages["trace_steps_secs"] = trace
     return {
         "wall_secs": r["wall_secs"],
         "cpu_secs": r["cpu_secs"],
@@ -263,7 +269,6 @@ def section_realistic(bins, cli, preset, logfile, venv, dlt_sources, skip_dlt):
     sb = Sandbox(cli, preset, extra, logfile)
     out = {"preset": preset, "sandbox": sb.company, "resources": REALISTIC_RESOURCES, "latency": lat, "rate_limits": True}
     try:
-        sb.admin("POST", "warm")
         log(f"realistic: ours ({preset}, {', '.join(REALISTIC_RESOURCES)})")
         ours = run_pipeline(cli, sb, work, "bench_realistic", REALISTIC_RESOURCES, pacing=True)
         entries = sb.admin("GET", "requests")["requests"]
@@ -385,6 +390,10 @@ def markdown(res):
                 f"{fmt(f['cpu_secs'], 1)} | {fmt(f['peak_rss_mib'])} | {fmt(f['floor']['seconds'], 2)} (×{f['floor']['concurrency']}) | "
                 f"{fmt(f['ratio_to_floor'], 2)} | {fmt(s.get('start_and_fetch_secs'), 2)} / {fmt(s.get('normalize_tail_secs'), 2)} / "
                 f"{fmt(s.get('load_secs'), 2)} / {fmt(s.get('finish_secs'), 2)} |")
+        steps = {p: r["full"]["stages"].get("trace_steps_secs") for p, r in res["full"].items()}
+        if any(steps.values()):
+            lines += ["", "The engine's step times (trace.json; extract and normalize overlap): " + "; ".join(
+                f"{p}: " + ", ".join(f"{k} {v:.2f} s" for k, v in st.items()) for p, st in steps.items() if st) + "."]
         lines += ["", "Incremental run after 1 % of employees, absences and attendances changed (clock +1 h):", "",
                   "| preset | changed (employees / absences / attendances) | requests | of the full load's | wall (s) | of the full load's |",
                   "|---|---|---|---|---|---|"]
@@ -429,6 +438,7 @@ def main():
     p.add_argument("--dlt-sources", type=Path, default=Path(os.environ.get(
         "BENCH_DLT_SOURCES", Path.home() / ".cache" / "personio-pipeline" / "verified-sources")))
     p.add_argument("--skip-dlt", action="store_true")
+    p.add_argument("--presets", default="medium,large", help="presets of the full-load section")
     args = p.parse_args()
     bins = args.bin_dir.resolve()
     cli = bins / "personio-pipeline"
@@ -447,7 +457,8 @@ def main():
             log("engine + DuckDB synthetic load")
             res["engine"] = section_engine(bins, args.quick)
         if "full" in sections:
-            res["full"] = section_full(bins, cli, ["tiny", "small"] if args.quick else ["medium", "large"], logfile)
+            presets = ["tiny", "small"] if args.quick else [x.strip() for x in args.presets.split(",") if x.strip()]
+            res["full"] = section_full(bins, cli, presets, logfile)
         if "realistic" in sections:
             res["realistic"] = section_realistic(bins, cli, "small" if args.quick else "medium", logfile, args.venv,
                                                  args.dlt_sources, args.skip_dlt)

@@ -6,7 +6,9 @@
 `DIR/personio/` is dlt-hub/verified-sources `sources/personio` as published (not part of this repository).
 Its client has Personio's host built in; only that attribute is pointed at the sandbox. Employees are asked
 for 100 at a time (Personio's limit on that endpoint since 2025-01-31, which the sandbox enforces), the
-other resources use the source's default of 200. Prints one JSON line: rows per table, versions.
+other resources use the source's default of 200. dlt >= 1.31 refuses the source's cursors
+(`allow_external_schedulers=True`) when no scheduler is present; the runner restores the earlier behaviour
+(load everything). Prints one JSON line: rows, tables, versions.
 """
 
 import argparse
@@ -33,6 +35,18 @@ def main():
     from personio import helpers
 
     helpers.PersonioAPI.base_url = args.base_url.rstrip("/") + "/v1/"
+    # The source declares its cursors with allow_external_schedulers=True; dlt >= 1.31 then refuses to run
+    # without a scheduler's interval (ExternalSchedulerNotAvailable). Without one, earlier dlt versions
+    # simply loaded everything: keep that behaviour.
+    from dlt.extract.incremental import Incremental
+
+    join = Incremental._join_external_scheduler
+
+    def join_if_scheduled(self, ctx):
+        if ctx.interval is not None:
+            join(self, ctx)
+
+    Incremental._join_external_scheduler = join_if_scheduled
     resources = [r.strip() for r in args.resources.split(",") if r.strip()]
     source = personio.personio_source(client_id="papi-sandbox-client", client_secret="papi-sandbox-secret")
     source = source.with_resources(*resources)
