@@ -70,9 +70,11 @@ pub struct RunArgs {
     /// Fetch every employee's balance, not only new or changed employees'.
     #[arg(long)]
     refresh_all_balances: bool,
-    /// Concurrent transformer calls (balances, reports), 1 to 64.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    concurrency: u16,
+    /// Concurrent transformer calls (balances, reports, employments) and pages per listing, 1 to 256.
+    /// Default: `[sources.personio] max_concurrency` (32); the client's limiter still holds every
+    /// rate limit and adapts the requests in flight.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: Option<u16>,
 }
 
 /// `pipeline <name> ...` actions.
@@ -306,6 +308,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
         }
         sandbox = Some(running);
     }
+    let concurrency = args.concurrency.map_or(client_config.concurrency.max, usize::from);
     let client = PersonioClient::new(client_config).context("building the Personio client")?;
 
     let progress = crate::progress::Progress::new(env.json);
@@ -315,7 +318,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
         end_date: args.end_date,
         allow_retired_v1: args.allow_retired_v1,
         refresh_all_balances: args.refresh_all_balances,
-        transformer_concurrency: usize::from(args.concurrency),
+        transformer_concurrency: concurrency,
         progress: Some(progress.callback()),
     };
     let source = PersonioSource::new(client, options);
