@@ -10,8 +10,9 @@
 //! * **Retries** (backon exponential schedule): 429, 5xx, connection errors, timeouts, broken or
 //!   invalid JSON bodies; `Retry-After` honoured (seconds or HTTP date, clamped to
 //!   `max_retry_delay`) with a growing floor so `Retry-After: 0` never hammers.
-//! * **Pacing** (governor token buckets shared by all clones): `company/employees*` 300/min, burst
-//!   15; every call 2000/min; auth 60/min.
+//! * **Pacing** (the `pacing` module's token buckets shared by all clones, with adaptive concurrency and
+//!   server-announced pauses): `company/employees*` 300/min, burst 15; every call 2000/min; v1 auth
+//!   60/min; v2 token 150/min.
 //! * **Paging** exactly as dlt's personio source pages ([`PagingMode`]), and v2 cursors.
 //! * **Envelope check** (dlt-compat F8): a 2xx with `success: false` or without `data` is an error.
 //! * **Hostile servers are bounded**: redirects are never followed (the token request's body holds the

@@ -10,6 +10,11 @@
 //!
 //! A request waiting on a bucket or a pause holds no permit, so a slow bucket (employees, 5/s) never
 //! blocks requests to other endpoints. Tokens are taken immediately before the request is sent.
+//!
+//! Why not `governor` (used before): its limiters take a token one limiter at a time, so a request that
+//! passes the employees bucket and then finds the global bucket empty has already spent an employees
+//! token; two buckets checked and taken *together*, pauses announced by the server and the in-flight limit
+//! under one admission need the small token bucket here (tested in this module).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

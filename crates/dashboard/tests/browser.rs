@@ -167,9 +167,27 @@ impl Browser {
         self.cmd("POST", &self.s(&format!("/element/{e}/value")), Some(json!({"text": text}))).await.expect("type");
     }
 
+    async fn script(&self, js: &str) -> Value {
+        self.cmd("POST", &self.s("/execute/sync"), Some(json!({"script": js, "args": []}))).await.expect("execute script")
+    }
+
+    /// Click a link or submit button and wait until the page it leads to has loaded (WebDriver's click
+    /// does not always wait for a form submission; reading the old page meanwhile made the test flaky).
     async fn click(&self, css: &str) {
         let e = self.one(css).await;
+        self.script("window.__ppOldPage = true; return null;").await;
         self.cmd("POST", &self.s(&format!("/element/{e}/click")), Some(json!({}))).await.expect("click");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // While the new page loads, the script may fail (no document yet): not ready.
+            let js = json!({"script": "return !window.__ppOldPage && document.readyState === 'complete';", "args": []});
+            let ready = self.cmd("POST", &self.s("/execute/sync"), Some(js)).await;
+            if matches!(ready, Ok(Value::Bool(true))) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "clicking {css} did not load a new page within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn title(&self) -> String {
