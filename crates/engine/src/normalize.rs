@@ -1274,16 +1274,21 @@ mod tests {
         assert_eq!(c(Val::Text("1.5"), DataType::Decimal).as_deref(), Some("Dec(1500000000)"));
     }
 
-    /// Found by the `normalize` fuzz target: a list nested two levels under `""` and a list under
-    /// an object at `""."“` both normalize to `things___empty___empty`, with different parents.
-    #[test]
-    fn child_tables_colliding_under_different_parents_are_refused() {
-        let hints = RootHints {
+    /// Root hints of an append resource `things` without a key.
+    fn things_hints() -> RootHints {
+        RootHints {
             resource: "things".into(),
             table: "things".into(),
             primary_key: vec![],
             disposition: WriteDisposition::Append,
-        };
+        }
+    }
+
+    /// Found by the `normalize` fuzz target: a list nested two levels under `""` and a list under
+    /// an object at `""."“` both normalize to `things___empty___empty`, with different parents.
+    #[test]
+    fn child_tables_colliding_under_different_parents_are_refused() {
+        let hints = things_hints();
         let mut schema = Schema::new("t");
         let mut n = Normalizer::new(NormalizeConfig { max_identifier_len: None, batch_rows: 10 });
         n.ensure_root(&mut schema, &hints);
@@ -1304,12 +1309,7 @@ mod tests {
     /// `things___empty`; a later run whose records put it directly under `things` is refused.
     #[test]
     fn child_table_colliding_with_the_stored_schema_is_refused() {
-        let hints = RootHints {
-            resource: "things".into(),
-            table: "things".into(),
-            primary_key: vec![],
-            disposition: WriteDisposition::Append,
-        };
+        let hints = things_hints();
         let mut schema = Schema::new("t");
         let mut first = Normalizer::new(NormalizeConfig { max_identifier_len: None, batch_rows: 10 });
         first.ensure_root(&mut schema, &hints);

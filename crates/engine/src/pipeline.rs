@@ -598,12 +598,12 @@ impl Pipeline {
         let result = self.run_inner(source, selected, destination, options, &mut clock).await;
         destination.disconnect().await;
         // The trace is written for failed runs too: `pipeline show` reports their error and steps.
-        let mut report = match &result {
-            Ok(report) => report.clone(),
+        let (mut report, failure) = match result {
+            Ok(report) => (report, None),
             Err(e) => {
                 let error = e.to_string();
                 clock.fail_unfinished(&error);
-                RunReport {
+                let report = RunReport {
                     pipeline_name: self.config.pipeline_name.clone(),
                     dataset_name: self.config.dataset_name.clone(),
                     destination: destination.kind().to_string(),
@@ -611,13 +611,17 @@ impl Pipeline {
                     elapsed_secs: started.elapsed().as_secs_f64(),
                     error: Some(error),
                     ..Default::default()
-                }
+                };
+                (report, Some(e))
             }
         };
         report.started_at = started_at;
         report.steps = clock.into_steps();
         self.write_trace(&report);
-        result.map(|_| report)
+        match failure {
+            None => Ok(report),
+            Some(e) => Err(e),
+        }
     }
 
     async fn run_inner(
