@@ -9,6 +9,10 @@ use personio_client::{ClientError, PagingMode, PartitionOptions, PersonioClient}
 use pipeline_engine::extract::{ExtractContext, ResourceSpec, Source, SourceError};
 use serde_json::Value;
 
+/// Pages of an incrementally filtered v2 listing read in one chain before it is split into windows:
+/// up to 2,500 changed records cost exactly their pages (see `PartitionOptions::probe_pages`).
+const INCREMENTAL_PROBE_PAGES: u32 = 25;
+
 use crate::resources::{Api, Bound, Paging, Resource, Shape, TimeFormat, UpdatedFilter, RESOURCES};
 use crate::shape;
 
@@ -210,6 +214,12 @@ impl PersonioSource {
             (Api::V2, Some(spec)) if self.page_concurrency > 1 => {
                 let mut options = PartitionOptions::new(self.anchor());
                 options.target_windows = (self.page_concurrency / 2).max(2);
+                // An incremental run's listing (the update-time filter is in the query) is mostly a
+                // few pages: page more of it before splitting, since every window costs a request of
+                // its own (medium, 1 % changed: 99 requests for 14 pages with 3 probe pages).
+                if r.updated_filter.is_some_and(|f| params.iter().any(|(k, _)| k == f.param)) {
+                    options.probe_pages = INCREMENTAL_PROBE_PAGES;
+                }
                 self.client.v2_pages_partitioned(&path, params, spec, options)
             }
             (Api::V2, _) => self.client.v2_pages(&path, params),

@@ -275,3 +275,38 @@ async fn the_source_loads_the_same_rows_at_any_concurrency() {
     assert_eq!(count("employees_absences_balance"), truth.balances.values().map(Vec::len).sum::<usize>());
     assert_eq!(balance_calls, truth.employees.len());
 }
+
+/// An incremental run's v2 listing costs exactly its pages: the changed records are read in one chain
+/// before any window is split (windows cost a request each, mostly for nothing on a short listing).
+#[tokio::test]
+async fn an_incremental_v2_listing_costs_only_its_pages() {
+    let sandbox = Sandbox::start(SandboxConfig::preset(Preset::Small, 11), "127.0.0.1:0").await.expect("sandbox");
+    let h = sandbox.handle();
+    let end = h.now().date_naive() + chrono::Duration::days(1);
+    let dir = std::env::temp_dir().join(format!("pp-source-incremental-pages-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let selected = vec!["attendance_periods".to_string()];
+    let mut dest = MemoryDestination::new("memory:incremental-pages");
+    let base = sandbox.base_url();
+    run_into(&base, end, &dir, &selected, &mut dest).await;
+    let full_requests = requests_to(&h, "/v2/attendance-periods");
+    h.advance_clock(chrono::Duration::hours(1));
+    h.mutate_share(0.02);
+    h.reset_request_log();
+    let report = run_into(&base, end, &dir, &selected, &mut dest).await;
+    let changed = report.rows.get("attendance_periods").copied().unwrap_or(0) as usize;
+    let requests = requests_to(&h, "/v2/attendance-periods");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(changed > 3 * 25 && changed <= 25 * 25, "a listing of 4 to 25 pages is the case under test: {changed} records");
+    assert!(requests <= changed.div_ceil(25) + 1, "{requests} requests for {changed} changed records (pages of 25)");
+    assert!(full_requests > 3 * requests, "the full load ({full_requests} requests) was the bigger listing");
+    let truth = h.truth();
+    assert_eq!(dest.data().tables["attendance_periods"].len(), truth.attendance_periods.len(), "the dataset has every period once");
+}
+
+async fn run_into(base: &str, end: chrono::NaiveDate, dir: &std::path::Path, selected: &[String], dest: &mut MemoryDestination) -> pipeline_engine::pipeline::RunReport {
+    let options = SourceOptions { end_date: Some(end), items_per_page: 25, ..SourceOptions::default() };
+    let source = PersonioSource::new(client(base.to_string()), options).with_page_concurrency(32);
+    let pipeline = Pipeline::open(PipelineConfig::new("p", "d", dir)).expect("pipeline");
+    pipeline.run(&source, Some(selected), dest).await.expect("run")
+}
