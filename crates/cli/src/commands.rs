@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use personio_client::{ClientConfig, PersonioClient};
 use personio_source::{PersonioSource, SourceOptions};
 use pipeline_destinations::duckdb::DuckDbConfig;
+use pipeline_destinations::filesystem::{FileFormat, FilesystemConfig, S3Credentials, TableFormat};
 use pipeline_destinations::postgres::PostgresConfig;
 use pipeline_engine::extract::Source;
 use pipeline_engine::load::Destination;
@@ -40,8 +41,9 @@ pub struct RunArgs {
     /// Resources to load (comma-separated); default: every resource that works against today's API.
     #[arg(long, value_delimiter = ',')]
     resources: Vec<String>,
-    /// Destination: `duckdb` (`<pipeline_name>.duckdb`, or `destination.duckdb.credentials`) or
-    /// `postgres` (`destination.postgres.credentials`, see docs/destinations.md).
+    /// Destination: `duckdb` (`<pipeline_name>.duckdb`, or `destination.duckdb.credentials`),
+    /// `postgres` (`destination.postgres.credentials`) or `filesystem` (`destination.filesystem.bucket_url`:
+    /// a local path or s3://bucket/prefix); see docs/destinations.md.
     #[arg(long, value_enum, default_value_t = DestinationKind::Duckdb)]
     destination: DestinationKind,
     /// Dataset name (a DuckDB schema) [default: personio_data].
@@ -187,14 +189,16 @@ fn duckdb_config_for(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, 
     Ok(config)
 }
 
-/// The destinations `--destination` accepts. The lake issue adds `filesystem` here: a variant, its
-/// config in [`DestinationConfig`] (resolved in [`DestinationConfig::resolve`]) and a `build` arm.
+/// The destinations `--destination` accepts: a variant here, its config in [`DestinationConfig`]
+/// (resolved in [`DestinationConfig::resolve`]) and a `build` arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DestinationKind {
     /// DuckDB, embedded: `<pipeline_name>.duckdb` in the project directory.
     Duckdb,
     /// PostgreSQL: `destination.postgres.credentials`.
     Postgres,
+    /// Files on a local disk or S3 (`destination.filesystem.bucket_url`), Delta tables for merge.
+    Filesystem,
 }
 
 /// A destination's checked settings, resolved dlt-style and validated before any I/O.
@@ -204,6 +208,8 @@ pub enum DestinationConfig {
     Duckdb(DuckDbConfig),
     /// PostgreSQL (its `Debug` hides the password).
     Postgres(PostgresConfig),
+    /// Filesystem (its `Debug` hides the secret key).
+    Filesystem(FilesystemConfig),
 }
 
 impl DestinationConfig {
@@ -212,6 +218,7 @@ impl DestinationConfig {
         Ok(match kind {
             DestinationKind::Duckdb => DestinationConfig::Duckdb(duckdb_config_for(env, resolver, pipeline_name, dataset, demo)?),
             DestinationKind::Postgres => DestinationConfig::Postgres(postgres_config(resolver, dataset)?),
+            DestinationKind::Filesystem => DestinationConfig::Filesystem(filesystem_config(env, resolver, dataset)?),
         })
     }
 
@@ -220,14 +227,17 @@ impl DestinationConfig {
         Ok(match self {
             DestinationConfig::Duckdb(c) => Box::new(c.build()?),
             DestinationConfig::Postgres(c) => Box::new(c.build()?),
+            DestinationConfig::Filesystem(c) => Box::new(c.build()?),
         })
     }
 
-    /// Where the data goes, without secrets: a file path or `postgresql://user:***@host:port/db`.
+    /// Where the data goes, without secrets: a file path, `postgresql://user:***@host:port/db` or the
+    /// bucket URL.
     fn location(&self) -> String {
         match self {
             DestinationConfig::Duckdb(c) => c.path.display().to_string(),
             DestinationConfig::Postgres(c) => c.redacted(),
+            DestinationConfig::Filesystem(c) => c.display_url(),
         }
     }
 
@@ -235,6 +245,7 @@ impl DestinationConfig {
         match self {
             DestinationConfig::Duckdb(_) => "duckdb",
             DestinationConfig::Postgres(_) => "postgres",
+            DestinationConfig::Filesystem(_) => "filesystem",
         }
     }
 }
@@ -272,6 +283,38 @@ fn postgres_config(resolver: &ConfigResolver, dataset: &str) -> Result<PostgresC
     };
     config.validate().map_err(|e| UsageError(format!("[destination.postgres]: {}", e.message)))?;
     Ok(config)
+}
+
+/// The filesystem destination's settings, as dlt reads them: `[destination.filesystem]` `bucket_url`
+/// (`DESTINATION__FILESYSTEM__BUCKET_URL`: a local path, relative to the project directory,
+/// `file:///abs/dir` or `s3://bucket/prefix`), `loader_file_format` (`parquet` or `jsonl`, for plain
+/// tables) and `table_format` (`delta`: every table a Delta table; default: merge and replace tables), and
+/// `[destination.filesystem.credentials]` `aws_access_key_id`, `aws_secret_access_key`,
+/// `aws_session_token`, `region_name`, `endpoint_url`. Secrets come from the environment and
+/// `secrets.toml` only, and are never printed.
+fn filesystem_config(env: &Env, resolver: &ConfigResolver, dataset: &str) -> Result<FilesystemConfig> {
+    let section = ["destination", "filesystem"];
+    let creds = ["destination", "filesystem", "credentials"];
+    let mut c = FilesystemConfig::new(resolver.get(&section, "bucket_url", false).unwrap_or_default(), dataset);
+    c.base_dir = env.project_dir.clone();
+    let value = |key: &str, secret: bool| resolver.get(&creds, key, secret).filter(|v| !v.trim().is_empty());
+    c.credentials = S3Credentials {
+        aws_access_key_id: value("aws_access_key_id", false),
+        aws_secret_access_key: value("aws_secret_access_key", true),
+        aws_session_token: value("aws_session_token", true),
+        region_name: value("region_name", false),
+        endpoint_url: value("endpoint_url", false),
+    };
+    c.loader_file_format = match resolver.choice(&section, "loader_file_format", "parquet", &["parquet", "jsonl"])? {
+        "jsonl" => FileFormat::Jsonl,
+        _ => FileFormat::Parquet,
+    };
+    c.table_format = match resolver.choice(&section, "table_format", "auto", &["auto", "delta"])? {
+        "delta" => TableFormat::Delta,
+        _ => TableFormat::Auto,
+    };
+    c.validate().map_err(|e| UsageError(format!("[destination.filesystem]: {}", e.message)))?;
+    Ok(c)
 }
 
 /// `run`. Every setting is checked before the sandbox, the client or the destination starts.
@@ -374,7 +417,8 @@ pub async fn dashboard(env: &Env, name: &str, dataset: &str, port: Option<u16>, 
     settings::check_names(name, dataset)?;
     if destination != DestinationKind::Duckdb {
         return Err(UsageError(format!(
-            "the dashboard reads DuckDB datasets only for now; for {destination:?} use `pipeline {name} show --no-browser --destination postgres`"
+            "the dashboard reads DuckDB datasets only for now; for {destination:?} use `pipeline {name} show --no-browser --destination {}`",
+            format!("{destination:?}").to_lowercase()
         ))
         .into());
     }

@@ -351,7 +351,9 @@ pub fn init_secrets_toml(destination: &str) -> String {
         "postgres" => s.push_str(
             "\n[destination.postgres.credentials]\ndatabase = \"database\" # please set me up!\npassword = \"password\" # please set me up!\nusername = \"username\" # please set me up!\nhost = \"host\" # please set me up!\nport = 5432\nconnect_timeout = 15\n",
         ),
-        "filesystem" => s.push_str("\n[destination.filesystem.credentials]\n# credentials of the bucket, if any\n"),
+        "filesystem" => s.push_str(
+            "\n[destination.filesystem.credentials]\n# for s3:// buckets (or the AWS_* environment variables):\n# aws_access_key_id = \"aws_access_key_id\"\n# aws_secret_access_key = \"aws_secret_access_key\"\n# region_name = \"eu-central-1\"\n# endpoint_url = \"https://s3.example.com\" # S3-compatible servers (http only to 127.0.0.1)\n",
+        ),
         _ => {}
     }
     s

@@ -2,6 +2,8 @@
 //!
 //! * `duckdb` (feature `duckdb`, default): the embedded default, `<pipeline_name>.duckdb`.
 //! * `postgres`: PostgreSQL through tokio-postgres, binary `COPY` from the package's Arrow batches.
+//! * `filesystem`: dlt's file layout on a local disk or S3: Parquet files, Delta tables for merge and
+//!   replace (delta-rs commits), bookkeeping as JSON files.
 //!
 //! SQL destinations share [`sql`]: the engine's [`pipeline_engine::plan::LoadPlan`] rendered through a
 //! [`sql::Dialect`]. Adding a destination means one module implementing the trait and passing the
@@ -10,6 +12,7 @@
 
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
+pub mod filesystem;
 pub mod postgres;
 pub mod read;
 pub mod sql;

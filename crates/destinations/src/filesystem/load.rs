@@ -1,0 +1,581 @@
+//! Executing a [`LoadPlan`] on files: appends as new files, replaces as Delta overwrite commits, merges
+//! as copy-on-write Delta commits, then the bookkeeping files (`_dlt_loads` last).
+//!
+//! Idempotent under retries: data file names depend only on the load id, the table and a counter, and a
+//! Delta table whose log already has this load's `txn` is skipped. A merge commits its child tables
+//! first and its root last, so a retry after a partial merge recomputes the replaced roots from the
+//! still-old root.
+
+use std::collections::{HashMap, HashSet};
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow::datatypes::DataType as A;
+use bytes::Bytes;
+use object_store::path::Path;
+use pipeline_engine::load::{DestinationError, LoadReport};
+use pipeline_engine::package::LoadPackage;
+use pipeline_engine::plan::{Catalog, ChainTable, LoadJob, LoadPlan, VersionRow};
+use pipeline_engine::schema::Schema;
+use pipeline_engine::state::StateRow;
+
+use super::delta::{ActiveFile, CommitKind, LakeTable, NewFile};
+use super::files::{self, FileFormat, ParquetBuilder};
+use super::layout;
+use super::store::Bucket;
+use super::{json_bytes, FilesystemConfig, KIND};
+
+/// A data file is closed and uploaded at about this size (encoded plus buffered bytes).
+const FILE_MAX_BYTES: usize = 128 * 1024 * 1024;
+/// dlt's `max_state_files`: older state files of a pipeline are deleted beyond this many.
+const MAX_STATE_FILES: usize = 100;
+
+fn file_err(what: &str, e: files::FileError) -> DestinationError {
+    DestinationError::new(KIND, format!("{what}: {e}")).with_source(e)
+}
+
+/// The object path of a file of a table, from its path relative to the table folder.
+pub fn file_path(bucket: &Bucket, dataset: &str, table: &str, relative: &str) -> Path {
+    relative.split('/').filter(|p| !p.is_empty()).fold(bucket.path(&[dataset, table]), |p, part| p.child(part))
+}
+
+/// Rows of a Parquet file, from its footer (the file's tail only).
+pub async fn parquet_rows(bucket: &Bucket, path: &Path, size: Option<u64>) -> Result<u64, DestinationError> {
+    use object_store::ObjectStoreExt as _;
+    let size = match size {
+        Some(s) => s,
+        None => bucket.root.head(path).await.map_err(|e| super::store::store_err(&format!("reading {path}"), e))?.size,
+    };
+    let mut want = 64 * 1024u64;
+    loop {
+        let start = size.saturating_sub(want);
+        let tail = bucket.root.get_range(path, start..size).await.map_err(|e| super::store::store_err(&format!("reading {path}"), e))?;
+        match files::parquet_rows_from_tail(&tail, size).map_err(|e| file_err(&format!("reading the footer of {path}"), e))? {
+            Ok(rows) => return Ok(rows),
+            Err(needed) if (needed as u64) > want && start > 0 => want = needed as u64,
+            Err(_) => return Err(DestinationError::new(KIND, format!("{path} is not a complete Parquet file"))),
+        }
+    }
+}
+
+/// Key of a row: the display text of each key column, joined.
+fn row_key(cols: &[ArrayRef], row: usize) -> Result<String, DestinationError> {
+    let mut key = String::new();
+    for (i, c) in cols.iter().enumerate() {
+        if i > 0 {
+            key.push('\u{1f}');
+        }
+        if c.is_null(row) {
+            key.push('\u{2205}');
+        } else {
+            key.push_str(&arrow::util::display::array_value_to_string(c, row).map_err(|e| DestinationError::new(KIND, format!("reading a key value: {e}")))?);
+        }
+    }
+    Ok(key)
+}
+
+/// Text of a string column's row (`_dlt_id`, `_dlt_root_id`), `None` for NULL.
+fn text_at(col: &ArrayRef, row: usize) -> Option<String> {
+    if col.is_null(row) {
+        return None;
+    }
+    match col.as_any().downcast_ref::<arrow::array::StringArray>() {
+        Some(s) => Some(s.value(row).to_string()),
+        None => arrow::util::display::array_value_to_string(col, row).ok(),
+    }
+}
+
+fn columns_of(batch: &RecordBatch, names: &[String], table: &str) -> Result<Vec<ArrayRef>, DestinationError> {
+    names
+        .iter()
+        .map(|n| {
+            batch.column_by_name(n).cloned().ok_or_else(|| {
+                DestinationError::new(KIND, format!("table `{table}` has rows without the column `{n}` a merge needs; drop the table and load it again"))
+            })
+        })
+        .collect()
+}
+
+fn filter(batch: &RecordBatch, keep: Vec<bool>) -> Result<RecordBatch, DestinationError> {
+    arrow::compute::filter_record_batch(batch, &BooleanArray::from(keep)).map_err(|e| DestinationError::new(KIND, format!("filtering rows: {e}")))
+}
+
+/// Writes one table's data files for one load: conformed batches in, files of about
+/// [`FILE_MAX_BYTES`] out, uploaded as they fill.
+struct Sink<'a> {
+    bucket: &'a Bucket,
+    dataset: &'a str,
+    table: String,
+    load_id: &'a str,
+    format: FileFormat,
+    target: arrow::datatypes::SchemaRef,
+    json_columns: Vec<String>,
+    current: Option<ParquetBuilder>,
+    jsonl: Vec<RecordBatch>,
+    files: Vec<NewFile>,
+}
+
+impl<'a> Sink<'a> {
+    fn new(l: &'a Loader<'a>, table: &str, columns: &[(String, A)], format: FileFormat, schema: &Schema) -> Self {
+        let json_columns = schema
+            .tables
+            .get(table)
+            .map(|t| t.columns.values().filter(|c| c.data_type == pipeline_engine::schema::DataType::Json).map(|c| c.name.clone()).collect())
+            .unwrap_or_default();
+        Sink {
+            bucket: &l.bucket,
+            dataset: &l.config.dataset_name,
+            table: table.to_string(),
+            load_id: l.load_id,
+            format,
+            target: files::arrow_schema(columns),
+            json_columns,
+            current: None,
+            jsonl: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    fn what(&self) -> String {
+        format!("writing table {} of load {}", self.table, self.load_id)
+    }
+
+    async fn push(&mut self, batch: &RecordBatch) -> Result<(), DestinationError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = files::conform(batch, &self.target).map_err(|e| file_err(&self.what(), e))?;
+        if self.format == FileFormat::Jsonl {
+            self.jsonl.push(batch);
+            return Ok(());
+        }
+        if self.current.is_none() {
+            self.current = Some(ParquetBuilder::new(&self.target).map_err(|e| file_err(&self.what(), e))?);
+        }
+        let full = match self.current.as_mut() {
+            Some(w) => {
+                w.write(&batch).map_err(|e| file_err(&self.what(), e))?;
+                w.size() >= FILE_MAX_BYTES
+            }
+            None => false,
+        };
+        if full {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn upload(&mut self, bytes: Bytes, rows: u64) -> Result<(), DestinationError> {
+        let name = layout::data_file(self.load_id, &self.table, self.files.len(), self.format.extension());
+        let size = bytes.len() as u64;
+        self.bucket.put(&self.bucket.path(&[self.dataset, &self.table, &name]), bytes).await?;
+        self.files.push(NewFile { path: name, size, rows });
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), DestinationError> {
+        if let Some(w) = self.current.take() {
+            let rows = w.rows();
+            let bytes = w.finish().map_err(|e| file_err(&self.what(), e))?;
+            self.upload(bytes, rows).await?;
+        }
+        Ok(())
+    }
+
+    /// Close the files; `keep_empty`: write one file without rows if there were none (so a new plain
+    /// table exists, with its columns, like a created SQL table).
+    async fn finish(mut self, keep_empty: bool) -> Result<Vec<NewFile>, DestinationError> {
+        match self.format {
+            FileFormat::Parquet => {
+                self.flush().await?;
+                if self.files.is_empty() && keep_empty {
+                    let w = ParquetBuilder::new(&self.target).map_err(|e| file_err(&self.what(), e))?;
+                    let bytes = w.finish().map_err(|e| file_err(&self.what(), e))?;
+                    self.upload(bytes, 0).await?;
+                }
+            }
+            FileFormat::Jsonl => {
+                let rows: usize = self.jsonl.iter().map(|b| b.num_rows()).sum();
+                if rows > 0 || keep_empty {
+                    let bytes = files::encode_jsonl(&self.jsonl, &self.json_columns).map_err(|e| file_err(&self.what(), e))?;
+                    self.upload(bytes, rows as u64).await?;
+                }
+            }
+        }
+        Ok(self.files)
+    }
+}
+
+/// One load (or drop) against the bucket.
+pub struct Loader<'a> {
+    config: &'a FilesystemConfig,
+    bucket: Bucket,
+    load_id: &'a str,
+}
+
+impl<'a> Loader<'a> {
+    /// A loader for the dataset of `config` in `bucket`.
+    pub fn new(config: &'a FilesystemConfig, bucket: Bucket) -> Loader<'a> {
+        Loader { config, bucket, load_id: "" }
+    }
+
+    fn ds(&self) -> &str {
+        &self.config.dataset_name
+    }
+
+    fn catalog(schema: &Schema, folders: &[String]) -> Catalog {
+        folders
+            .iter()
+            .map(|t| (t.clone(), schema.tables.get(t).map(|s| s.columns.keys().cloned().collect()).unwrap_or_default()))
+            .collect()
+    }
+
+    fn is_delta(&self, schema: &Schema, table: &str) -> bool {
+        self.config.is_delta(schema.disposition_of(table))
+    }
+
+    /// Load a package; see the module docs.
+    pub async fn load(mut self, package: &'a LoadPackage, folders: &[String]) -> Result<LoadReport, DestinationError> {
+        let m = package.manifest();
+        self.load_id = package.load_id();
+        let plan = LoadPlan::build(m, &Self::catalog(&m.schema, folders));
+        self.init_dataset().await?;
+        self.write_version(&plan.version).await?;
+        let dropped: HashSet<&str> = plan.drop_tables.iter().map(String::as_str).collect();
+        let mut touched: HashSet<String> = HashSet::new();
+        let mut report: Vec<(String, u64)> = Vec::new();
+        for job in &plan.jobs {
+            match job {
+                LoadJob::Append { table } => {
+                    touched.insert(table.clone());
+                    let rows = self.write_table(package, &m.schema, table, dropped.contains(table.as_str())).await?;
+                    report.push((table.clone(), rows));
+                }
+                LoadJob::Replace { chain, .. } => {
+                    for table in chain.iter().rev() {
+                        touched.insert(table.clone());
+                        let rows = self.write_table(package, &m.schema, table, true).await?;
+                        report.push((table.clone(), rows));
+                    }
+                }
+                LoadJob::Merge { chain, key, .. } => {
+                    touched.extend(chain.iter().map(|c| c.name.clone()));
+                    report.extend(self.merge(package, &m.schema, chain, key, &dropped).await?);
+                }
+            }
+        }
+        // Tables created by the plan that no job wrote (no rows in this package) exist afterwards, empty.
+        for t in &plan.create_tables {
+            if !touched.contains(&t.name) && !t.name.starts_with("_dlt_") {
+                touched.insert(t.name.clone());
+                self.write_table(package, &m.schema, &t.name, dropped.contains(t.name.as_str())).await?;
+            }
+        }
+        // Dropped tables the new schema no longer has.
+        for t in plan.drop_tables.iter().filter(|t| !touched.contains(*t)) {
+            self.delete_table(t).await?;
+        }
+        if let Some(state) = &plan.state {
+            self.write_state(state, &plan.version.version_hash).await?;
+        }
+        self.write_loads(&plan).await?;
+        report.retain(|(_, n)| *n > 0);
+        Ok(LoadReport { rows: report })
+    }
+
+    /// `pipeline drop`: delete the tables, then record the schema without them, the state and a load.
+    pub async fn drop(mut self, tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &'a str, folders: &[String]) -> Result<(), DestinationError> {
+        self.load_id = load_id;
+        let plan = LoadPlan::for_drop(tables, new_schema, state, load_id, &Self::catalog(new_schema, folders));
+        self.init_dataset().await?;
+        self.write_version(&plan.version).await?;
+        for t in tables {
+            self.delete_table(t).await?;
+        }
+        if let Some(state) = &plan.state {
+            self.write_state(state, &plan.version.version_hash).await?;
+        }
+        self.write_loads(&plan).await
+    }
+
+    async fn init_dataset(&self) -> Result<(), DestinationError> {
+        let path = self.bucket.path(&[self.ds(), layout::INIT_FILE]);
+        self.bucket.put_if_absent(&path, Bytes::from_static(layout::INIT_CONTENT.as_bytes())).await.map(|_| ())
+    }
+
+    /// The `_dlt_version` file, unless one with this schema's name and hash is stored.
+    async fn write_version(&self, v: &VersionRow) -> Result<(), DestinationError> {
+        let folder = self.bucket.path(&[self.ds(), layout::VERSION]);
+        let hash = layout::path_safe_hash(&v.version_hash);
+        for meta in self.bucket.list(&folder).await? {
+            if let Some((name, _, h)) = meta.location.filename().and_then(layout::parse_bookkeeping) {
+                if name == v.schema_name && h == hash {
+                    return Ok(());
+                }
+            }
+        }
+        let name = layout::version_file(&v.schema_name, self.load_id, &v.version_hash);
+        self.bucket.put(&folder.child(name.as_str()), json_bytes(layout::version_json(v))).await
+    }
+
+    async fn write_state(&self, s: &StateRow, schema_hash: &str) -> Result<(), DestinationError> {
+        let folder = self.bucket.path(&[self.ds(), layout::STATE]);
+        let name = layout::state_file(&s.pipeline_name, self.load_id, schema_hash);
+        self.bucket.put(&folder.child(name.as_str()), json_bytes(layout::state_json(s, self.load_id))).await?;
+        // dlt's max_state_files: keep the newest of this pipeline.
+        let mut mine: Vec<(String, Path)> = self
+            .bucket
+            .list(&folder)
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                let (p, id, _) = m.location.filename().and_then(layout::parse_bookkeeping)?;
+                (p == s.pipeline_name).then_some((id, m.location))
+            })
+            .collect();
+        if mine.len() > MAX_STATE_FILES {
+            mine.sort_by(|a, b| layout::load_id_order(&b.0, &a.0));
+            self.bucket.delete_all(mine.into_iter().skip(MAX_STATE_FILES).map(|(_, p)| p).collect()).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_loads(&self, plan: &LoadPlan) -> Result<(), DestinationError> {
+        let name = layout::loads_file(&plan.loads.schema_name, &plan.loads.load_id);
+        let path = self.bucket.path(&[self.ds(), layout::LOADS, &name]);
+        self.bucket.put(&path, json_bytes(layout::loads_json(&plan.loads))).await
+    }
+
+    /// Delete a table: its files and, for a Delta table, its log.
+    async fn delete_table(&self, table: &str) -> Result<(), DestinationError> {
+        let files = self.bucket.list(&self.bucket.path(&[self.ds(), table])).await?;
+        // Data files first, the log last: a reader never sees a log whose files are gone half-way.
+        let (log, data): (Vec<_>, Vec<_>) = files.into_iter().map(|m| m.location).partition(|p| p.parts().any(|part| part.as_ref() == layout::DELTA_LOG));
+        self.bucket.delete_all(data).await?;
+        self.bucket.delete_all(log).await
+    }
+
+    /// The columns a table's files get: `existing` ones first (their types kept), then the schema's new
+    /// ones.
+    fn target_columns(schema: &Schema, table: &str, existing: Vec<(String, A)>, delta: bool) -> Vec<(String, A)> {
+        let mut cols = existing;
+        if let Some(t) = schema.tables.get(table) {
+            for c in t.columns.values() {
+                if !cols.iter().any(|(n, _)| n == &c.name) {
+                    cols.push((c.name.clone(), files::file_type(c.data_type, delta)));
+                }
+            }
+        }
+        cols
+    }
+
+    /// Write a table's package rows: appended, or replacing the table when `overwrite` (replace chains,
+    /// full refresh). Returns the rows written.
+    async fn write_table(&self, package: &LoadPackage, schema: &Schema, table: &str, overwrite: bool) -> Result<u64, DestinationError> {
+        if self.is_delta(schema, table) {
+            let lake = LakeTable::open(&self.bucket, self.ds(), table).await?;
+            if lake.committed(self.load_id).await? {
+                return Ok(0);
+            }
+            let existing = if overwrite { Vec::new() } else { lake.columns()? };
+            let columns = Self::target_columns(schema, table, existing, true);
+            let mut sink = Sink::new(self, table, &columns, FileFormat::Parquet, schema);
+            self.push_package_rows(package, table, &mut sink, None).await?;
+            let files = sink.finish(false).await?;
+            let rows = files.iter().map(|f| f.rows).sum();
+            let unchanged_schema = lake.columns()? == columns;
+            if lake.exists() && !overwrite && files.is_empty() && unchanged_schema {
+                return Ok(0);
+            }
+            let (kind, removes) = if overwrite {
+                (CommitKind::Overwrite, lake.active_files().await?.into_iter().map(|f| f.remove).collect())
+            } else {
+                (CommitKind::Append, Vec::new())
+            };
+            lake.commit(self.load_id, &columns, kind, removes, &files).await?;
+            return Ok(rows);
+        }
+        let columns = Self::target_columns(schema, table, Vec::new(), false);
+        let mut sink = Sink::new(self, table, &columns, self.config.loader_file_format, schema);
+        self.push_package_rows(package, table, &mut sink, None).await?;
+        let files = sink.finish(true).await?;
+        if overwrite {
+            // New files first, then the old ones go: readers see the old rows, then old and new for a
+            // moment, never an empty table (plain files cannot switch atomically; Delta tables do).
+            let written: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+            let old: Vec<Path> = self
+                .bucket
+                .list(&self.bucket.path(&[self.ds(), table]))
+                .await?
+                .into_iter()
+                .map(|m| m.location)
+                .filter(|p| p.filename().is_some_and(|n| !written.contains(n)))
+                .collect();
+            self.bucket.delete_all(old).await?;
+        }
+        Ok(files.iter().map(|f| f.rows).sum())
+    }
+
+    /// Push the package's batches of `table` into `sink`, keeping the rows `keep` selects.
+    async fn push_package_rows(
+        &self,
+        package: &LoadPackage,
+        table: &str,
+        sink: &mut Sink<'_>,
+        keep: Option<&dyn Fn(&RecordBatch) -> Result<Vec<bool>, DestinationError>>,
+    ) -> Result<u64, DestinationError> {
+        let batches = package.batches(table).map_err(DestinationError::from)?;
+        let mut rows = 0;
+        for batch in batches {
+            let batch = match keep {
+                Some(f) => filter(&batch, f(&batch)?)?,
+                None => batch,
+            };
+            rows += batch.num_rows() as u64;
+            sink.push(&batch).await?;
+        }
+        Ok(rows)
+    }
+
+    async fn read_file(&self, table: &str, f: &ActiveFile) -> Result<Bytes, DestinationError> {
+        let path = file_path(&self.bucket, self.ds(), table, &f.path);
+        self.bucket.get(&path).await?.ok_or_else(|| {
+            DestinationError::new(KIND, format!("{path} is in the Delta log of `{table}` but missing from the bucket; restore it or drop the table"))
+        })
+    }
+
+    /// Merge a chain: see the module docs. Returns rows per table.
+    async fn merge(
+        &self,
+        package: &LoadPackage,
+        schema: &Schema,
+        chain: &[ChainTable],
+        key: &[String],
+        dropped: &HashSet<&str>,
+    ) -> Result<Vec<(String, u64)>, DestinationError> {
+        let Some(root) = chain.first().map(|c| c.name.as_str()) else { return Ok(Vec::new()) };
+        let root_lake = LakeTable::open(&self.bucket, self.ds(), root).await?;
+        if root_lake.committed(self.load_id).await? {
+            // The root commits last: the whole chain is in.
+            return Ok(Vec::new());
+        }
+        // The package's winners: the last row per key; their _dlt_id for the children.
+        let package_roots = package.batches(root).map_err(DestinationError::from)?;
+        let mut last: HashMap<String, (usize, usize)> = HashMap::new();
+        for (bi, b) in package_roots.iter().enumerate() {
+            let cols = columns_of(b, key, root)?;
+            for r in 0..b.num_rows() {
+                last.insert(row_key(&cols, r)?, (bi, r));
+            }
+        }
+        let mut keep: Vec<Vec<bool>> = package_roots.iter().map(|b| vec![false; b.num_rows()]).collect();
+        let dlt_ids = package_roots.iter().map(|b| columns_of(b, &["_dlt_id".to_string()], root).map(|mut c| c.remove(0))).collect::<Result<Vec<_>, _>>()?;
+        let mut winner_ids: HashSet<String> = HashSet::new();
+        for &(bi, r) in last.values() {
+            keep[bi][r] = true;
+            if let Some(id) = text_at(&dlt_ids[bi], r) {
+                winner_ids.insert(id);
+            }
+        }
+        let keys: HashSet<String> = last.into_keys().collect();
+
+        // The root: files holding a staged key are rewritten without those rows.
+        let fresh = dropped.contains(root) || !root_lake.exists();
+        let existing = if fresh { Vec::new() } else { root_lake.columns()? };
+        let root_columns = Self::target_columns(schema, root, existing, true);
+        let mut root_sink = Sink::new(self, root, &root_columns, FileFormat::Parquet, schema);
+        let mut replaced_ids: HashSet<String> = HashSet::new();
+        let mut root_removes = Vec::new();
+        if !fresh {
+            let mut projection: Vec<&str> = key.iter().map(String::as_str).collect();
+            projection.push("_dlt_id");
+            for f in root_lake.active_files().await? {
+                let bytes = self.read_file(root, &f).await?;
+                let mut affected = false;
+                for b in files::read_parquet(bytes.clone(), Some(&projection)).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
+                    let cols = columns_of(&b, key, root)?;
+                    let ids = columns_of(&b, &["_dlt_id".to_string()], root)?;
+                    for r in 0..b.num_rows() {
+                        if keys.contains(&row_key(&cols, r)?) {
+                            affected = true;
+                            if let Some(id) = text_at(&ids[0], r) {
+                                replaced_ids.insert(id);
+                            }
+                        }
+                    }
+                }
+                if !affected {
+                    continue;
+                }
+                for b in files::read_parquet(bytes, None).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
+                    let cols = columns_of(&b, key, root)?;
+                    let survive = (0..b.num_rows()).map(|r| row_key(&cols, r).map(|k| !keys.contains(&k))).collect::<Result<Vec<_>, _>>()?;
+                    root_sink.push(&filter(&b, survive)?).await?;
+                }
+                root_removes.push(f.remove);
+            }
+        } else if root_lake.exists() {
+            root_removes = root_lake.active_files().await?.into_iter().map(|f| f.remove).collect();
+        }
+        let mut root_rows = 0;
+        for (b, k) in package_roots.iter().zip(keep) {
+            let b = filter(b, k)?;
+            root_rows += b.num_rows() as u64;
+            root_sink.push(&b).await?;
+        }
+        let root_files = root_sink.finish(false).await?;
+
+        // Children first (a retry recomputes the replaced roots from the root, which commits last).
+        let mut report = vec![(root.to_string(), root_rows)];
+        for child in chain.iter().skip(1).rev() {
+            let name = child.name.as_str();
+            let lake = LakeTable::open(&self.bucket, self.ds(), name).await?;
+            if lake.committed(self.load_id).await? {
+                continue;
+            }
+            let fresh = dropped.contains(name) || !lake.exists();
+            let existing = if fresh { Vec::new() } else { lake.columns()? };
+            let columns = Self::target_columns(schema, name, existing, true);
+            let mut sink = Sink::new(self, name, &columns, FileFormat::Parquet, schema);
+            let mut removes = Vec::new();
+            let root_id = vec!["_dlt_root_id".to_string()];
+            if !fresh && !replaced_ids.is_empty() {
+                for f in lake.active_files().await? {
+                    let bytes = self.read_file(name, &f).await?;
+                    let mut affected = false;
+                    for b in files::read_parquet(bytes.clone(), Some(&["_dlt_root_id"])).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
+                        let ids = columns_of(&b, &root_id, name)?;
+                        affected |= (0..b.num_rows()).any(|r| text_at(&ids[0], r).is_some_and(|id| replaced_ids.contains(&id)));
+                    }
+                    if !affected {
+                        continue;
+                    }
+                    for b in files::read_parquet(bytes, None).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
+                        let ids = columns_of(&b, &root_id, name)?;
+                        let survive = (0..b.num_rows()).map(|r| !text_at(&ids[0], r).is_some_and(|id| replaced_ids.contains(&id))).collect();
+                        sink.push(&filter(&b, survive)?).await?;
+                    }
+                    removes.push(f.remove);
+                }
+            } else if !fresh {
+                // Nothing replaced: only new children.
+            } else if lake.exists() {
+                removes = lake.active_files().await?.into_iter().map(|f| f.remove).collect();
+            }
+            let keep_children = |b: &RecordBatch| -> Result<Vec<bool>, DestinationError> {
+                let ids = columns_of(b, &root_id, name)?;
+                Ok((0..b.num_rows()).map(|r| text_at(&ids[0], r).is_some_and(|id| winner_ids.contains(&id))).collect())
+            };
+            let rows = self.push_package_rows(package, name, &mut sink, Some(&keep_children)).await?;
+            let files = sink.finish(false).await?;
+            if lake.exists() && !fresh && removes.is_empty() && files.is_empty() && lake.columns()? == columns {
+                continue;
+            }
+            let kind = if fresh { CommitKind::Overwrite } else { CommitKind::Merge };
+            lake.commit(self.load_id, &columns, kind, removes, &files).await?;
+            report.push((name.to_string(), rows));
+        }
+        let kind = if fresh { CommitKind::Overwrite } else { CommitKind::Merge };
+        root_lake.commit(self.load_id, &root_columns, kind, root_removes, &root_files).await?;
+        Ok(report)
+    }
+}
