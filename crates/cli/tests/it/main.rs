@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod e2e;
 mod faults;
+mod filesystem;
 mod postgres;
 mod secrets;
 mod state_trust;

@@ -275,6 +275,48 @@ impl FilesystemDestination {
         Ok(self.bookkeeping(layout::LOADS).await?.into_iter().map(|(_, id, _, _)| id).collect())
     }
 
+    /// The current rows of a data table: a Delta table's current version, or every Parquet file of a
+    /// plain table (`None`: no such table). For tests and tools; JSONL files are not read back.
+    pub async fn read_table(&mut self, table: &str) -> Result<Option<Vec<arrow::array::RecordBatch>>, DestinationError> {
+        let b = self.bucket()?;
+        let ds = self.ds().to_string();
+        let lake = delta::LakeTable::open(&b, &ds, table).await?;
+        let paths: Vec<object_store::path::Path> = if lake.exists() {
+            lake.active_files().await?.iter().map(|f| load::file_path(&b, &ds, table, &f.path)).collect()
+        } else {
+            let all = b.list(&b.path(&[&ds, table])).await?;
+            if all.is_empty() {
+                return Ok(None);
+            }
+            all.into_iter().map(|m| m.location).filter(|p| p.filename().is_some_and(|n| n.ends_with(".parquet"))).collect()
+        };
+        let mut out = Vec::new();
+        for path in paths {
+            let bytes = b.get(&path).await?.ok_or_else(|| DestinationError::new(KIND, format!("{path} disappeared while reading")))?;
+            out.extend(files::read_parquet(bytes, None).map_err(|e| DestinationError::new(KIND, format!("reading {path}: {e}")))?);
+        }
+        Ok(Some(out))
+    }
+
+    /// Column names of a data table: a Delta table's schema, or the union of its Parquet files'.
+    pub async fn table_columns(&mut self, table: &str) -> Result<Vec<String>, DestinationError> {
+        let b = self.bucket()?;
+        let ds = self.ds().to_string();
+        let lake = delta::LakeTable::open(&b, &ds, table).await?;
+        if lake.exists() {
+            return Ok(lake.columns()?.into_iter().map(|(n, _)| n).collect());
+        }
+        let mut cols: Vec<String> = Vec::new();
+        for batch in self.read_table(table).await?.unwrap_or_default() {
+            for f in batch.schema().fields() {
+                if !cols.contains(f.name()) {
+                    cols.push(f.name().clone());
+                }
+            }
+        }
+        Ok(cols)
+    }
+
     /// Rows of one table folder: JSON files for bookkeeping tables, the Delta version's files, or every
     /// data file.
     async fn count_rows(&mut self, table: &str) -> Result<u64, DestinationError> {

@@ -58,7 +58,11 @@ impl Bucket {
                 Ok(Bucket { root, base, url })
             }
             Location::S3 { bucket, prefix } => {
+                // Transient errors are retried for up to a minute (object_store's default is three): a
+                // bucket that stays unreachable fails the load soon, and the next run resumes it.
+                let retry = object_store::RetryConfig { max_retries: 6, retry_timeout: std::time::Duration::from_secs(60), ..Default::default() };
                 let mut b = object_store::aws::AmazonS3Builder::from_env()
+                    .with_retry(retry)
                     .with_bucket_name(bucket)
                     .with_region(credentials.region_name.clone().unwrap_or_else(|| "us-east-1".to_string()));
                 if let Some(k) = &credentials.aws_access_key_id {

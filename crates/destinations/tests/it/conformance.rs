@@ -1,13 +1,17 @@
 //! The destination conformance suite: one set of cases, run against every destination — the engine's
-//! in-memory reference, DuckDB and PostgreSQL — and each destination's rows compared with what the
-//! records say (and so with each other). Adding a destination means adding a [`Target`] here and passing.
+//! in-memory reference, DuckDB, PostgreSQL and the filesystem destination (a local directory, and S3 on
+//! a loopback moto server) — and each destination's rows compared with what the records say (and so
+//! with each other). Adding a destination means adding a [`Target`] here and passing.
 //!
 //! PostgreSQL: the server at 127.0.0.1:5432 (trust auth, database `test`, user `postgres`), or
 //! `PERSONIO_TEST_POSTGRES=postgresql://…`. Every case uses its own randomly named dataset and drops it
 //! (and its staging schema) afterwards. A server that is down fails the suite with a clear message;
 //! `PERSONIO_SKIP_POSTGRES=1` skips the PostgreSQL target instead, and says so by name on stderr.
+//!
+//! S3: see [`crate::moto`] (`PERSONIO_S3_ENDPOINT`, moto from `bash lake/setup.sh`, `PERSONIO_SKIP_S3=1`).
 
 use pipeline_destinations::duckdb::{DuckDbConfig, DuckDbDestination};
+use pipeline_destinations::filesystem::{FilesystemConfig, S3Credentials};
 use pipeline_destinations::postgres::{PostgresConfig, PostgresDestination};
 use pipeline_engine::extract::ResourceSpec;
 use pipeline_engine::fixture::FixtureSource;
@@ -22,6 +26,8 @@ enum Kind {
     Memory(MemoryDestination),
     DuckDb(DuckDbConfig),
     Postgres(PostgresConfig),
+    /// The filesystem destination; the S3 server (if any) lives as long as the target.
+    Filesystem(FilesystemConfig, Option<crate::moto::S3>),
 }
 
 struct Target {
@@ -36,15 +42,21 @@ fn postgres_url() -> String {
     std::env::var("PERSONIO_TEST_POSTGRES").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".to_string())
 }
 
-/// The targets of this machine: memory and DuckDB always, PostgreSQL unless skipped.
+/// The targets of this machine: memory, DuckDB and the filesystem always, PostgreSQL and S3 unless
+/// skipped.
 async fn targets() -> Vec<Target> {
     let mut out = Vec::new();
-    for name in ["memory", "duckdb", "postgres"] {
+    for name in ["memory", "duckdb", "postgres", "filesystem", "filesystem-s3"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let dataset = format!("conf_{}", &uuid_like()[..12]);
         let kind = match name {
             "memory" => Kind::Memory(MemoryDestination::new(&format!("memory:{dataset}"))),
             "duckdb" => Kind::DuckDb(DuckDbConfig::for_pipeline(dir.path(), PIPELINE, &dataset)),
+            "filesystem" => Kind::Filesystem(FilesystemConfig::new(dir.path().join("bucket").display().to_string(), &dataset), None),
+            "filesystem-s3" => {
+                let Some(s3) = crate::moto::s3("conformance on filesystem-s3") else { continue };
+                Kind::Filesystem(s3_config(&s3, &dataset), Some(s3))
+            }
             _ => {
                 if std::env::var("PERSONIO_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
                     eprintln!("SKIPPED: conformance on postgres (PERSONIO_SKIP_POSTGRES=1)");
@@ -64,6 +76,19 @@ async fn targets() -> Vec<Target> {
     out
 }
 
+/// The filesystem destination on a moto bucket, under a prefix.
+pub fn s3_config(s3: &crate::moto::S3, dataset: &str) -> FilesystemConfig {
+    let mut c = FilesystemConfig::new(format!("s3://{}/lake", s3.bucket), dataset);
+    c.credentials = S3Credentials {
+        aws_access_key_id: Some(crate::moto::ACCESS_KEY.into()),
+        aws_secret_access_key: Some(crate::moto::SECRET_KEY.into()),
+        aws_session_token: None,
+        region_name: Some("us-east-1".into()),
+        endpoint_url: Some(s3.endpoint.clone()),
+    };
+    c
+}
+
 fn uuid_like() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -77,6 +102,8 @@ impl Target {
             Kind::Memory(_) => "memory",
             Kind::DuckDb(_) => "duckdb",
             Kind::Postgres(_) => "postgres",
+            Kind::Filesystem(_, None) => "filesystem",
+            Kind::Filesystem(_, Some(_)) => "filesystem-s3",
         }
     }
 
@@ -86,6 +113,7 @@ impl Target {
             Kind::Memory(m) => Box::new(m.clone()),
             Kind::DuckDb(c) => Box::new(c.build().expect("duckdb")),
             Kind::Postgres(c) => Box::new(c.build().expect("postgres")),
+            Kind::Filesystem(c, _) => Box::new(c.build().expect("filesystem")),
         }
     }
 
@@ -155,6 +183,32 @@ impl Target {
                 let rows = client.query(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
                 rows.iter().map(|r| canonical(&r.get::<_, String>(0))).collect()
             }
+            Kind::Filesystem(c, _) if table == "_dlt_loads" => {
+                let loads = c.build().expect("filesystem").recent_loads(10_000).await.expect("loads");
+                if loads.is_empty() {
+                    return None;
+                }
+                loads.iter().map(|l| l.status.to_string()).collect()
+            }
+            Kind::Filesystem(c, _) => {
+                let batches = c.build().expect("filesystem").read_table(table).await.expect("read table")?;
+                let mut out = Vec::new();
+                for b in &batches {
+                    for r in 0..b.num_rows() {
+                        let values: Vec<String> = columns
+                            .iter()
+                            .map(|c| match b.column_by_name(c) {
+                                Some(a) if !arrow::array::Array::is_null(a.as_ref(), r) => {
+                                    canonical(&arrow::util::display::array_value_to_string(a, r).expect("display"))
+                                }
+                                _ => "∅".to_string(),
+                            })
+                            .collect();
+                        out.push(values.join("|"));
+                    }
+                }
+                out
+            }
         };
         out.sort();
         Some(out)
@@ -184,6 +238,7 @@ impl Target {
                     .expect("columns");
                 rows.iter().map(|r| r.get::<_, String>(0)).collect()
             }
+            Kind::Filesystem(c, _) => c.build().expect("filesystem").table_columns(table).await.expect("columns"),
         };
         cols.sort();
         cols

@@ -1,8 +1,10 @@
 //! Engine + destination integration tests on JSON fixtures (no Personio): DuckDB, and the conformance
-//! suite on every destination (memory, DuckDB, PostgreSQL). One binary: DuckDB links once.
+//! suite on every destination (memory, DuckDB, PostgreSQL, filesystem on disk and S3). One binary: DuckDB links once.
 
 mod conformance;
 mod dispositions;
+mod filesystem;
+mod moto;
 mod packages;
 mod state_trust;
 mod support;
