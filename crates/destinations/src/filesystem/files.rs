@@ -203,7 +203,7 @@ fn json_value(col: &dyn Array, row: usize, embedded_json: bool) -> Result<Value,
         A::Int64 => Value::from(col.as_primitive::<Int64Type>().value(row)),
         A::Float64 => serde_json::Number::from_f64(col.as_primitive::<Float64Type>().value(row)).map(Value::Number).unwrap_or(Value::Null),
         A::Boolean => Value::Bool(col.as_boolean().value(row)),
-        A::Timestamp(_, _) => {
+        A::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => {
             let micros = col.as_primitive::<TimestampMicrosecondType>().value(row);
             match chrono::DateTime::from_timestamp_micros(micros) {
                 Some(t) => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)),

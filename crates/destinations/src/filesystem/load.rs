@@ -421,7 +421,7 @@ impl<'a> Loader<'a> {
         package: &LoadPackage,
         table: &str,
         sink: &mut Sink<'_>,
-        keep: Option<&dyn Fn(&RecordBatch) -> Result<Vec<bool>, DestinationError>>,
+        keep: Option<&(dyn Fn(&RecordBatch) -> Result<Vec<bool>, DestinationError> + Sync)>,
     ) -> Result<u64, DestinationError> {
         let batches = package.batches(table).map_err(DestinationError::from)?;
         let mut rows = 0;
@@ -491,7 +491,7 @@ impl<'a> Loader<'a> {
             for f in root_lake.active_files().await? {
                 let bytes = self.read_file(root, &f).await?;
                 let mut affected = false;
-                for b in files::read_parquet(bytes.clone(), Some(&projection)).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
+                for b in files::read_parquet(bytes.clone(), Some(projection.as_slice())).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
                     let cols = columns_of(&b, key, root)?;
                     let ids = columns_of(&b, &["_dlt_id".to_string()], root)?;
                     for r in 0..b.num_rows() {
@@ -538,11 +538,15 @@ impl<'a> Loader<'a> {
             let mut sink = Sink::new(self, name, &columns, FileFormat::Parquet, schema);
             let mut removes = Vec::new();
             let root_id = vec!["_dlt_root_id".to_string()];
-            if !fresh && !replaced_ids.is_empty() {
+            if fresh {
+                if lake.exists() {
+                    removes = lake.active_files().await?.into_iter().map(|f| f.remove).collect();
+                }
+            } else if !replaced_ids.is_empty() {
                 for f in lake.active_files().await? {
                     let bytes = self.read_file(name, &f).await?;
                     let mut affected = false;
-                    for b in files::read_parquet(bytes.clone(), Some(&["_dlt_root_id"])).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
+                    for b in files::read_parquet(bytes.clone(), Some(&["_dlt_root_id"][..])).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
                         let ids = columns_of(&b, &root_id, name)?;
                         affected |= (0..b.num_rows()).any(|r| text_at(&ids[0], r).is_some_and(|id| replaced_ids.contains(&id)));
                     }
@@ -556,10 +560,6 @@ impl<'a> Loader<'a> {
                     }
                     removes.push(f.remove);
                 }
-            } else if !fresh {
-                // Nothing replaced: only new children.
-            } else if lake.exists() {
-                removes = lake.active_files().await?.into_iter().map(|f| f.remove).collect();
             }
             let keep_children = |b: &RecordBatch| -> Result<Vec<bool>, DestinationError> {
                 let ids = columns_of(b, &root_id, name)?;
