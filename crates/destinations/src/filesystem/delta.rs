@@ -225,7 +225,7 @@ impl LakeTable {
         let mut actions = Vec::new();
         let schema = StructType::try_new(fields).map_err(|e| delta_err(&what, e.into()))?;
         if schema != *state.schema() {
-            let metadata = state.metadata().clone().with_schema(&schema).map_err(|e| delta_err(&what, e))?;
+            let metadata = state.metadata().clone().with_schema(&schema).map_err(|e| delta_err(&what, e.into()))?;
             actions.push(Action::Metadata(metadata));
         }
         actions.extend(removes.into_iter().map(Action::Remove));

@@ -35,7 +35,7 @@ fn file_err(what: &str, e: files::FileError) -> DestinationError {
 
 /// The object path of a file of a table, from its path relative to the table folder.
 pub fn file_path(bucket: &Bucket, dataset: &str, table: &str, relative: &str) -> Path {
-    relative.split('/').filter(|p| !p.is_empty()).fold(bucket.path(&[dataset, table]), |p, part| p.child(part))
+    relative.split('/').filter(|p| !p.is_empty()).fold(bucket.path(&[dataset, table]), |p, part| p.join(part))
 }
 
 /// Rows of a Parquet file, from its footer (the file's tail only).
@@ -151,9 +151,10 @@ impl<'a> Sink<'a> {
         if self.current.is_none() {
             self.current = Some(ParquetBuilder::new(&self.target).map_err(|e| file_err(&self.what(), e))?);
         }
+        let what = self.what();
         let full = match self.current.as_mut() {
             Some(w) => {
-                w.write(&batch).map_err(|e| file_err(&self.what(), e))?;
+                w.write(&batch).map_err(|e| file_err(&what, e))?;
                 w.size() >= FILE_MAX_BYTES
             }
             None => false,
@@ -314,13 +315,13 @@ impl<'a> Loader<'a> {
             }
         }
         let name = layout::version_file(&v.schema_name, self.load_id, &v.version_hash);
-        self.bucket.put(&folder.child(name.as_str()), json_bytes(layout::version_json(v))).await
+        self.bucket.put(&folder.clone().join(name.as_str()), json_bytes(layout::version_json(v))).await
     }
 
     async fn write_state(&self, s: &StateRow, schema_hash: &str) -> Result<(), DestinationError> {
         let folder = self.bucket.path(&[self.ds(), layout::STATE]);
         let name = layout::state_file(&s.pipeline_name, self.load_id, schema_hash);
-        self.bucket.put(&folder.child(name.as_str()), json_bytes(layout::state_json(s, self.load_id))).await?;
+        self.bucket.put(&folder.clone().join(name.as_str()), json_bytes(layout::state_json(s, self.load_id))).await?;
         // dlt's max_state_files: keep the newest of this pipeline.
         let mut mine: Vec<(String, Path)> = self
             .bucket

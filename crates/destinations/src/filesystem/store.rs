@@ -89,7 +89,7 @@ impl Bucket {
 
     /// A path under the bucket, from `/`-separated parts (each a dataset, table or file name).
     pub fn path(&self, parts: &[&str]) -> Path {
-        parts.iter().fold(self.base.clone(), |p, part| p.child(*part))
+        parts.iter().fold(self.base.clone(), |p, part| p.join(*part))
     }
 
     /// The URL of a folder under the bucket (ends in `/`).
@@ -118,15 +118,6 @@ impl Bucket {
         match self.root.get(path).await {
             Ok(r) => r.bytes().await.map(Some).map_err(|e| store_err(&format!("reading {path}"), e)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(store_err(&format!("reading {path}"), e)),
-        }
-    }
-
-    /// Whether an object exists.
-    pub async fn exists(&self, path: &Path) -> Result<bool, DestinationError> {
-        match self.root.head(path).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(store_err(&format!("reading {path}"), e)),
         }
     }
