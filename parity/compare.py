@@ -32,10 +32,19 @@ dlt keeps an arbitrary one of several rows with the same primary key in one merg
 (`ROW_NUMBER() OVER (PARTITION BY pk ORDER BY (SELECT NULL))`). That entity's root and descendant rows are
 left out of the row comparison.
 For each listed key, each side must hold the same number of root rows with it, at most one.
+
+scd2 resources (`"merge_strategy": "scd2"` in `<case_dir>/resources.json`): their validity columns hold
+the load time, which legitimately differs between the two loads. Each validity value that is a load's
+boundary (its load id's time, to within a second: dlt takes the package's creation time, the Rust engine
+the load id's) is replaced by `<boundary of load N>`, N the load's position in `_dlt_loads`; any other
+value (the active record timestamp, a configured boundary) is compared as it is. In exchange the root's
+`_dlt_id`, the row hash, IS compared (it is deterministic), and each side must hold at most one active
+version per row hash, a unique (`_dlt_id`, valid-from) and no NULL valid-from.
 """
 
 import argparse
 import base64
+import bisect
 import datetime as dt
 import decimal
 import json
@@ -200,6 +209,77 @@ def relaxed_keys(case_dir):
     return spec.get("arbitrary_duplicates", {})
 
 
+def scd2_tables(case_dir):
+    """Root tables of the case's scd2 resources -> (valid-from, valid-to, active value or None)."""
+    if not case_dir:
+        return {}
+    f = Path(case_dir) / "resources.json"
+    if not f.exists():
+        return {}
+    out = {}
+    for spec in json.loads(f.read_text(encoding="utf-8")):
+        if spec.get("write_disposition") == "merge" and spec.get("merge_strategy") == "scd2":
+            frm, to = spec.get("validity_column_names") or ("_dlt_valid_from", "_dlt_valid_to")
+            active = spec.get("active_record_timestamp")
+            if active is not None:
+                active = dt.datetime.fromisoformat(active.replace("Z", "+00:00"))
+                if active.tzinfo is None:
+                    active = active.replace(tzinfo=dt.timezone.utc)
+            out[spec["name"]] = (frm, to, active)
+    return out
+
+
+def micros_of_load_id(load_id):
+    """A load id `<unix seconds>.<fraction>` as integer microseconds."""
+    secs, _, frac = str(load_id).partition(".")
+    return int(secs) * 1_000_000 + int((frac + "000000")[:6])
+
+
+def micros_of(ts):
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
+    delta = ts.astimezone(dt.timezone.utc) - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def normalise_validity(ds, scd2):
+    """Replace the scd2 validity values that are load boundaries by the load's ordinal (see the module
+    docs). Returns the number of values replaced."""
+    loads = sorted(micros_of_load_id(r["load_id"]) for r in ds.rows.get(LOADS, []))
+    replaced = 0
+    for t, (frm, to, _active) in scd2.items():
+        for r in ds.rows.get(t, []):
+            for c in (frm, to):
+                v = r.get(c)
+                if not isinstance(v, dt.datetime):
+                    continue
+                m = micros_of(v)
+                i = bisect.bisect_right(loads, m) - 1
+                if i >= 0 and m - loads[i] < 1_000_000:
+                    r[c] = f"<boundary of load {i + 1}>"
+                    replaced += 1
+    return replaced
+
+
+def check_scd2(ds, scd2, rep, side):
+    """One side's scd2 invariants: a valid-from on every version, (row hash, valid-from) unique, at most
+    one active version per row hash."""
+    for t, (frm, to, active) in scd2.items():
+        rows = ds.rows.get(t, [])
+        if not rows:
+            continue
+        if any(r.get(frm) is None for r in rows):
+            rep.err(f"{side}: {t} has versions without {frm}")
+        keys = Counter((r.get("_dlt_id"), str(r.get(frm))) for r in rows)
+        dup = [k for k, n in keys.items() if n > 1]
+        if dup:
+            rep.err(f"{side}: {t} repeats (_dlt_id, {frm}): {dup}")
+        is_active = (lambda r: r.get(to) is None) if active is None else (lambda r: isinstance(r.get(to), dt.datetime) and micros_of(r.get(to)) == micros_of(active))
+        act = Counter(r.get("_dlt_id") for r in rows if is_active(r))
+        many = [k for k, n in act.items() if n > 1]
+        if many:
+            rep.err(f"{side}: {t} has several active versions of row hash(es) {many}")
+
+
 def lineage_rows(ds, table, cols, relaxed, common):
     """Counter of row keys for a data table: own content (cols) plus the parent's key, recursively.
 
@@ -299,10 +379,16 @@ def check_structure(ds, rep, side):
                         f"{r.get('_dlt_load_id')} with no _dlt_loads row")
 
 
-def compare(a, b, relaxed=None, label="", names=("dlt", "rust")):
+def compare(a, b, relaxed=None, label="", names=("dlt", "rust"), scd2=None):
     rep = Report(label)
     relaxed = relaxed or {}
+    scd2 = scd2 or {}
     A, B = names
+    for ds, side in ((a, A), (b, B)):
+        check_scd2(ds, scd2, rep, side)
+        n = normalise_validity(ds, scd2)
+        if n:
+            rep.warn(f"{side}: {n} scd2 validity value(s) compared as the load they are the boundary of")
 
     extra_a = set(a.schemas) - set(b.schemas)
     extra_b = set(b.schemas) - set(a.schemas)
@@ -328,6 +414,10 @@ def compare(a, b, relaxed=None, label="", names=("dlt", "rust")):
     # data tables: row multisets with lineage
     common_cols = {t: sorted({c for c, _, _ in a.columns[t]} & {c for c, _, _ in b.columns[t]} - set(RANDOM_COLS))
                    for t in common}
+    for t in scd2:
+        if t in common_cols:
+            # The scd2 row hash is deterministic: it must be dlt's.
+            common_cols[t] = sorted(common_cols[t] + ["_dlt_id"])
     for t in common:
         if t.startswith("_dlt_"):
             continue
@@ -473,7 +563,8 @@ def self_test():
                         print(r.stdout)
                         raise SystemExit(f"dlt_load.py failed on {case.name}/run{n}")
                 rep = compare(Dataset(dbs["a"], "parity_data"), Dataset(dbs["b"], "parity_data"),
-                              relaxed_keys(case), f"self-test {case.name}/run{n}", ("dlt-a", "dlt-b"))
+                              relaxed_keys(case), f"self-test {case.name}/run{n}", ("dlt-a", "dlt-b"),
+                              scd2_tables(case))
                 rep.print()
                 failures += bool(rep.errors)
         # planted differences, on the last state of the first case that has a child table
@@ -495,14 +586,27 @@ def self_test():
             "state undecodable": "update parity_data._dlt_pipeline_state set state = 'bm90IHpsaWI='",
             "load status": "update parity_data._dlt_loads set status = 1",
         }
-        for what, sql in plants.items():
+        plants = {what: (case, sql) for what, sql in plants.items()}
+        # scd2: a version retired by another load, a row hash that is not dlt's, a second active version
+        scd2_case = fixtures / "scd2"
+        plants.update({
+            "scd2 retired by another load": (scd2_case,
+                "update parity_data.employees set _dlt_valid_to = (select min(_dlt_valid_from) from parity_data.employees) "
+                "where id = 2 and _dlt_valid_to is not null"),
+            "scd2 row hash differs": (scd2_case, "update parity_data.employees set _dlt_id = 'x' || _dlt_id where id = 3"),
+            "scd2 two active versions": (scd2_case,
+                "update parity_data.employees set _dlt_valid_to = null, _dlt_id = (select _dlt_id from parity_data.employees "
+                "where id = 3) where id = 3 or (id = 2 and _dlt_valid_to is not null)"),
+        })
+        for what, (plant_case, sql) in plants.items():
+            base = tmp / plant_case.name / "a" / "out.duckdb"
             planted = tmp / f"planted-{len(what)}-{abs(hash(what))}.duckdb"
             shutil.copy(base, planted)
             con = duckdb.connect(str(planted))
             con.execute(sql)
             con.close()
             rep = compare(Dataset(base, "parity_data"), Dataset(planted, "parity_data"),
-                          relaxed_keys(case), f"plant: {what}", ("dlt", "planted"))
+                          relaxed_keys(plant_case), f"plant: {what}", ("dlt", "planted"), scd2_tables(plant_case))
             if rep.errors:
                 print(f"[plant: {what}] caught: {rep.errors[0].splitlines()[0]}")
             else:
@@ -520,7 +624,7 @@ def main(argv=None):
     p.add_argument("--dlt", help="DuckDB file dlt loaded")
     p.add_argument("--rust", help="DuckDB file the Rust engine loaded")
     p.add_argument("--dataset", default="parity_data")
-    p.add_argument("--case-dir", help="fixture case directory (reads compare.json)")
+    p.add_argument("--case-dir", help="fixture case directory (reads compare.json, and resources.json for scd2 tables)")
     p.add_argument("--label", default="")
     p.add_argument("--dump", help="print one DuckDB file's dataset instead of comparing")
     p.add_argument("--self-test", action="store_true")
@@ -528,12 +632,14 @@ def main(argv=None):
     if args.self_test:
         return self_test()
     if args.dump:
-        dump(Dataset(args.dump, args.dataset))
+        ds = Dataset(args.dump, args.dataset)
+        normalise_validity(ds, scd2_tables(args.case_dir))
+        dump(ds)
         return 0
     if not (args.dlt and args.rust):
         p.error("--dlt and --rust are required (or --dump / --self-test)")
     rep = compare(Dataset(args.dlt, args.dataset), Dataset(args.rust, args.dataset),
-                  relaxed_keys(args.case_dir), args.label)
+                  relaxed_keys(args.case_dir), args.label, scd2=scd2_tables(args.case_dir))
     rep.print()
     return 1 if rep.errors else 0
 

@@ -8,7 +8,9 @@ The dlt half of the parity check (docs/parity.md). Same command line as the Rust
                 --pipeline-name <name> --dataset <dataset> --workdir <dir>
 
 * `<case_dir>/resources.json` lists every resource of the case:
-  `[{"name", "primary_key": [...], "write_disposition": "merge|replace|append", "cursor": null|"field"}]`.
+  `[{"name", "primary_key": [...], "write_disposition": "merge|replace|append", "cursor": null|"field"}]`,
+  merge resources optionally with `merge_strategy`, `hard_delete`, `dedup_sort`, `validity_column_names`,
+  `active_record_timestamp`, `boundary_timestamp` (see `merge_hints`).
 * `<case_dir>/run<N>/<resource>.json` is a JSON array of records. A missing file means the resource is not
   selected in run N; an empty array means selected, yielding nothing.
 * `--workdir` holds dlt's local pipeline state (`pipelines_dir`); reuse it for every run of one case.
@@ -56,6 +58,31 @@ def read_case(case_dir: Path, run: int):
     return specs, records
 
 
+MERGE_OPTIONS = ("validity_column_names", "active_record_timestamp", "boundary_timestamp")
+
+
+def merge_hints(spec):
+    """dlt's form of a resource's merge options (docs/parity.md): `merge_strategy` and the scd2 options
+    go into the `write_disposition` dict, `hard_delete` and `dedup_sort` become column hints."""
+    hints = {}
+    if spec.get("write_disposition") == "merge" and ("merge_strategy" in spec or any(k in spec for k in MERGE_OPTIONS)):
+        wd = {"disposition": "merge", "strategy": spec.get("merge_strategy", "delete-insert")}
+        for k in MERGE_OPTIONS:
+            if spec.get(k) is not None:
+                wd[k] = spec[k]
+        hints["write_disposition"] = wd
+    columns = {}
+    if spec.get("hard_delete"):
+        columns[spec["hard_delete"]] = {"hard_delete": True}
+    sort = spec.get("dedup_sort")
+    if sort:
+        col, order = (sort, "desc") if isinstance(sort, str) else (sort[0], sort[1] if len(sort) > 1 else "desc")
+        columns.setdefault(col, {})["dedup_sort"] = order
+    if columns:
+        hints["columns"] = columns
+    return hints
+
+
 def main(argv=None):
     args = parse_args(argv)
     args.fixtures, args.duckdb, args.workdir = (
@@ -86,6 +113,7 @@ def main(argv=None):
             )
             if spec.get("cursor"):
                 hints["incremental"] = dlt.sources.incremental(spec["cursor"], initial_value=None)
+            hints.update(merge_hints(spec))
             # A list is yielded as one page, like one fixture file.
             out.append(dlt.resource(list(rows), **hints))
         return out

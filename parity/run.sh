@@ -149,7 +149,7 @@ for c in "${cases[@]}"; do
     for n in $(runs_of "$c"); do
       load_dlt "$c" "$n" "$dlt_db" "$WORK/$c/dlt/work" "$WORK/$c/dlt.log" \
         || { cat "$WORK/$c/dlt.log" >&2; die "dlt failed on $c/run$n"; }
-      { echo; echo "=== after run$n ==="; "$PY" "$PARITY_DIR/compare.py" --dump "$dlt_db" --dataset "$DATASET"; } >>"$out"
+      { echo; echo "=== after run$n ==="; "$PY" "$PARITY_DIR/compare.py" --dump "$dlt_db" --dataset "$DATASET" --case-dir "$PARITY_DIR/fixtures/$c"; } >>"$out"
     done
     echo "parity: wrote $out"
     passed=$((passed + 1))

@@ -119,6 +119,7 @@ fuzz_target!(|input: Input| {
         table: "things".into(),
         primary_key: if input.primary_key { vec!["id".into()] } else { vec![] },
         disposition: if input.merge { WriteDisposition::Merge } else { WriteDisposition::Append },
+        merge: Default::default(),
     };
     let mut normalizer = Normalizer::new(NormalizeConfig { max_identifier_len: input.max_len, batch_rows: input.batch_rows });
     let custom_ids = input.records.iter().any(supplies_dlt_id);

@@ -43,7 +43,7 @@ fn nested(i: u64) -> Value {
 
 /// Normalizes `records` (moved in) and returns (seconds, rows in all tables).
 fn run(records: Vec<Value>, disposition: WriteDisposition) -> Result<(f64, u64), String> {
-    let hints = RootHints { resource: "things".into(), table: "things".into(), primary_key: vec!["id".into()], disposition };
+    let hints = RootHints { resource: "things".into(), table: "things".into(), primary_key: vec!["id".into()], disposition, merge: Default::default() };
     let mut schema = Schema::new("bench");
     let mut n = Normalizer::new(NormalizeConfig::default());
     n.ensure_root(&mut schema, &hints);

@@ -334,6 +334,8 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     };
     let mut client_config = settings::client_config(&resolver, endpoint)?;
     let items_per_page = settings::items_per_page(&resolver)?;
+    let resource_names: Vec<String> = personio_source::resources::RESOURCES.iter().map(|r| r.name.to_string()).collect();
+    let merge = settings::resource_merge(&resolver, &resource_names)?;
     let dd = DestinationConfig::resolve(args.destination, env, &resolver, &pipeline_name, &dataset, args.demo)?;
 
     let mut sandbox = None;
@@ -367,7 +369,9 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     let source = PersonioSource::new(client, options);
 
     let mut destination = dd.build()?;
-    let pipeline = Pipeline::open(PipelineConfig::new(&pipeline_name, &dataset, &env.pipelines_dir))?;
+    let mut pipeline_config = PipelineConfig::new(&pipeline_name, &dataset, &env.pipelines_dir);
+    pipeline_config.merge = merge;
+    let pipeline = Pipeline::open(pipeline_config)?;
     let selected: Vec<String> = args.resources.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     // A full refresh drops and reloads in the load transaction, only once the new extract succeeded.
     let run_options = RunOptions { full_refresh: args.full_refresh, ..RunOptions::default() };

@@ -80,6 +80,11 @@ const KNOWN_KEYS: &[&str] = &[
     "temp_directory",
     "merge_chunk_rows",
     "log_level",
+    "merge_strategy",
+    "hard_delete",
+    "dedup_sort",
+    "active_record_timestamp",
+    "boundary_timestamp",
 ];
 
 /// Parse a `.dlt` file. The error names line, column and what is wrong, and quotes nothing of the file.
@@ -221,6 +226,43 @@ impl ConfigResolver {
     /// Resolve a value. `secret` values are not read from `config.toml`.
     pub fn get(&self, sections: &[&str], key: &str, secret: bool) -> Option<String> {
         self.get_with_origin(sections, key, secret).map(|(v, _)| v)
+    }
+
+    /// A value at exactly `sections.key`, without dlt's fallback to shorter section paths (a per-resource
+    /// setting must not be picked up from `[sources.personio]`): the environment variable
+    /// (`SOURCES__PERSONIO__RESOURCES__EMPLOYEES__MERGE_STRATEGY`), then `secrets.toml`, then `config.toml`.
+    pub fn get_exact(&self, sections: &[&str], key: &str) -> Option<(String, Origin)> {
+        let mut path: Vec<String> = sections.iter().map(|s| s.to_string()).collect();
+        path.push(key.to_string());
+        let name = path.iter().map(|s| s.to_uppercase()).collect::<Vec<_>>().join("__");
+        if let Some(v) = self.env.get(&name) {
+            return Some((v.clone(), Origin::Env(name)));
+        }
+        for (file, table) in [("secrets.toml", &self.secrets), ("config.toml", &self.config)] {
+            if let Some(v) = Self::lookup_toml(table, &path) {
+                return Some((v, Origin::File { file, path: path.join(".") }));
+            }
+        }
+        None
+    }
+
+    /// The keys of the table at `sections` in `secrets.toml` and `config.toml`, with where each was
+    /// found (sub-tables included, each once).
+    pub fn keys_of(&self, sections: &[&str]) -> Vec<(String, Origin)> {
+        let mut out: Vec<(String, Origin)> = Vec::new();
+        for (file, table) in [("secrets.toml", &self.secrets), ("config.toml", &self.config)] {
+            let mut current = Some(table);
+            for part in sections {
+                current = current.and_then(|t| t.get(*part)).and_then(|v| v.as_table());
+            }
+            for key in current.map(|t| t.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+                if !out.iter().any(|(k, _)| *k == key) {
+                    let path = format!("{}.{key}", sections.join("."));
+                    out.push((key, Origin::File { file, path }));
+                }
+            }
+        }
+        out
     }
 
     /// Whether `config.toml` sets this key (used to explain that secrets belong in `secrets.toml`).

@@ -128,6 +128,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 PipelineError::UnknownResource { .. } | PipelineError::InvalidName { .. } => 2,
                 // The destination cannot load what was selected: a usage problem, found before extracting.
                 PipelineError::Unsupported(_) => 2,
+                PipelineError::MergeConfig(_) | PipelineError::MergeStrategyChanged { .. } => 2,
                 PipelineError::Load(d) if d.locked => 6,
                 PipelineError::Load(_) => 5,
                 PipelineError::Extract(inner) => extract_code(inner.as_ref()),

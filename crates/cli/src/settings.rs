@@ -2,9 +2,12 @@
 //! Personio endpoint and credentials, HTTP/retry numbers and pacing limits. Every problem is a
 //! [`ConfigError`] or [`UsageError`] (exit code 2) that names the setting and never shows a secret.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use personio_client::{ClientConfig, ConcurrencyConfig, PacingConfig};
+use pipeline_engine::merge::MergeHints;
+use pipeline_engine::schema::{MergeStrategy, SortOrder};
 
 use crate::commands::UsageError;
 use crate::config::{ConfigError, ConfigResolver, Origin, SecondsBounds};
@@ -148,6 +151,113 @@ pub fn pacing(resolver: &ConfigResolver, defaults: PacingConfig) -> Result<Pacin
     let default_scope = if p.balances_in_employees_limit { "employees" } else { "global" };
     p.balances_in_employees_limit = resolver.choice(&SOURCE, "balance_scope", default_scope, &["employees", "global"])? == "employees";
     Ok(p)
+}
+
+/// Keys of a per-resource settings table `[sources.personio.resources.<name>]`.
+pub const RESOURCE_KEYS: &[&str] =
+    &["merge_strategy", "hard_delete", "dedup_sort", "validity_column_names", "active_record_timestamp", "boundary_timestamp"];
+
+/// Per-resource merge settings under `[sources.personio.resources.<name>]` (or
+/// `SOURCES__PERSONIO__RESOURCES__<NAME>__<KEY>`), dlt's merge options: `merge_strategy`
+/// (`delete-insert`, `upsert`, `scd2`), `hard_delete` (a field), `dedup_sort` (`"<field>"` or
+/// `"<field> asc|desc"`), and for scd2 `validity_column_names` (two names), `active_record_timestamp`
+/// and `boundary_timestamp` (ISO dates or date-times). `resources` are the source's resource names; a
+/// table for another name, or an unknown key, is refused. Whether the settings fit the resource is
+/// checked by the pipeline.
+pub fn resource_merge(resolver: &ConfigResolver, resources: &[String]) -> Result<BTreeMap<String, MergeHints>, ConfigError> {
+    let base = ["sources", "personio", "resources"];
+    for (name, origin) in resolver.keys_of(&base) {
+        if !resources.contains(&name) {
+            return Err(ConfigError::Value {
+                key: format!("sources.personio.resources.{name}"),
+                origin,
+                problem: "names no resource of the personio source".into(),
+                allowed: resources.join(", "),
+            });
+        }
+        let sections = ["sources", "personio", "resources", name.as_str()];
+        for (key, origin) in resolver.keys_of(&sections) {
+            if !RESOURCE_KEYS.contains(&key.as_str()) {
+                return Err(ConfigError::Value {
+                    key: format!("sources.personio.resources.{name}.{key}"),
+                    origin,
+                    problem: "is not a resource setting".into(),
+                    allowed: RESOURCE_KEYS.join(", "),
+                });
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for name in resources {
+        let sections = ["sources", "personio", "resources", name.as_str()];
+        let value = |key: &str| resolver.get_exact(&sections, key);
+        let bad = |key: &str, origin: Origin, problem: String, allowed: &str| ConfigError::Value {
+            key: format!("sources.personio.resources.{name}.{key}"),
+            origin,
+            problem,
+            allowed: allowed.to_string(),
+        };
+        let mut hints = MergeHints::default();
+        if let Some((raw, origin)) = value("merge_strategy") {
+            hints.strategy = raw.trim().parse::<MergeStrategy>().map_err(|_| bad("merge_strategy", origin, format!("is {raw:?}"), "`delete-insert`, `upsert`, `scd2`"))?;
+        }
+        if let Some((raw, origin)) = value("hard_delete") {
+            let field = raw.trim();
+            if field.is_empty() || field == "true" || field == "false" {
+                return Err(bad("hard_delete", origin, format!("is {raw:?}"), "the name of the field that flags a deleted record, e.g. \"deleted_at\""));
+            }
+            hints.hard_delete = Some(field.to_string());
+        }
+        if let Some((raw, origin)) = value("dedup_sort") {
+            let parts: Vec<&str> = raw.split_whitespace().collect();
+            let order = match parts.get(1).map(|o| o.to_ascii_lowercase()) {
+                None => Some(SortOrder::Desc),
+                Some(o) if o == "desc" => Some(SortOrder::Desc),
+                Some(o) if o == "asc" => Some(SortOrder::Asc),
+                Some(_) => None,
+            };
+            match (parts.first(), order, parts.len()) {
+                (Some(field), Some(order), 1 | 2) => hints.dedup_sort = Some((field.to_string(), order)),
+                _ => return Err(bad("dedup_sort", origin, format!("is {raw:?}"), "\"<field>\", \"<field> desc\" or \"<field> asc\"")),
+            }
+        }
+        if let Some((raw, origin)) = value("validity_column_names") {
+            let names = string_list(&raw);
+            match names.as_deref() {
+                Some([from, to]) => hints.validity_column_names = Some((from.clone(), to.clone())),
+                _ => return Err(bad("validity_column_names", origin, format!("is {raw}"), "two column names, e.g. [\"valid_from\", \"valid_to\"]")),
+            }
+        }
+        for key in ["active_record_timestamp", "boundary_timestamp"] {
+            if let Some((raw, origin)) = value(key) {
+                let t = match pipeline_engine::typed::parse_iso(raw.trim()) {
+                    Some(pipeline_engine::typed::Iso::DateTime(t)) => t,
+                    Some(pipeline_engine::typed::Iso::Date(d)) => pipeline_engine::typed::date_to_timestamp(d),
+                    _ => return Err(bad(key, origin, format!("is {raw:?}"), "an ISO date or date-time, e.g. \"9999-12-31\" or \"2024-08-21T12:15:00+00:00\"")),
+                };
+                if key == "active_record_timestamp" {
+                    hints.active_record_timestamp = Some(t);
+                } else {
+                    hints.boundary_timestamp = Some(t);
+                }
+            }
+        }
+        if !hints.is_default() {
+            out.insert(name.clone(), hints);
+        }
+    }
+    Ok(out)
+}
+
+/// A TOML array of strings as the resolver renders it (`["a", "b"]`), or a comma-separated list (an
+/// environment variable).
+fn string_list(raw: &str) -> Option<Vec<String>> {
+    let t = raw.trim();
+    if t.starts_with('[') {
+        let table: toml::Table = format!("v = {t}").parse().ok()?;
+        return table.get("v")?.as_array()?.iter().map(|v| v.as_str().map(str::to_string)).collect();
+    }
+    Some(t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
 }
 
 /// `items_per_page` (dlt's name): 1 to 200, the largest page any endpoint serves.

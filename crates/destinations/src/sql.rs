@@ -11,8 +11,8 @@
 
 use indexmap::IndexMap;
 use pipeline_engine::load::LoadReport;
-use pipeline_engine::plan::{LoadJob, LoadPlan};
-use pipeline_engine::schema::{Column, DataType};
+use pipeline_engine::plan::{ChainTable, Dedup, HardDelete, LoadJob, LoadPlan, Validity};
+use pipeline_engine::schema::{Column, DataType, MergeStrategy, SortOrder};
 
 /// Quote an identifier with double quotes (doubling embedded quotes).
 pub fn ident(name: &str) -> String {
@@ -159,21 +159,17 @@ pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) ->
                     steps.push(Step::BulkInsert { table: t.clone(), schema: ds.to_string(), report: true });
                 }
             }
-            LoadJob::Merge { chain, key, staged_root_rows, .. } => {
-                if !staging_ready {
-                    exec(&mut steps, format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&stg)));
-                    staging_ready = true;
-                }
-                for t in chain {
-                    for sql in d.create_staging_table(&stg, ds, &t.name) {
-                        exec(&mut steps, sql);
-                    }
-                    steps.push(Step::BulkInsert { table: t.name.clone(), schema: stg.clone(), report: false });
-                }
-                merge_steps(&mut steps, ds, &stg, chain, key, *staged_root_rows, d);
+            LoadJob::Merge { chain, key, staged_root_rows, dedup, strategy, hard_delete, fresh } => {
+                stage_chain(&mut steps, &mut staging_ready, ds, &stg, chain, d);
+                let merge = KeyMerge { chain, pk: key, staged: *staged_root_rows, dedup, strategy: *strategy, hard_delete: hard_delete.as_ref(), fresh: *fresh };
+                merge.steps(&mut steps, ds, &stg, d);
                 for child in chain.iter().skip(1) {
                     steps.push(Step::Report { table: child.name.clone(), rows: package_rows(&child.name) });
                 }
+            }
+            LoadJob::Scd2 { chain, validity } => {
+                stage_chain(&mut steps, &mut staging_ready, ds, &stg, chain, d);
+                scd2_steps(&mut steps, ds, &stg, chain, validity, d);
             }
         }
     }
@@ -211,71 +207,175 @@ pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) ->
     steps
 }
 
-/// Delete-insert a merge root and its children from staging, in hash buckets of about
-/// [`Dialect::merge_chunk_rows`] staged root rows so that every join and aggregate works on a bounded
-/// slice. Per key the last staged row wins ([`Dialect::staging_row_order`]); children follow their root
-/// through `_dlt_root_id`.
-fn merge_steps(
-    steps: &mut Vec<Step>,
-    ds: &str,
-    stg: &str,
-    chain: &[pipeline_engine::plan::ChainTable],
-    pk: &[String],
+/// Create the staging schema once, then a staging copy of every chain table filled with the package's
+/// rows.
+fn stage_chain(steps: &mut Vec<Step>, staging_ready: &mut bool, ds: &str, stg: &str, chain: &[ChainTable], d: &dyn Dialect) {
+    if !*staging_ready {
+        steps.push(Step::Exec(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(stg))));
+        *staging_ready = true;
+    }
+    for t in chain {
+        for sql in d.create_staging_table(stg, ds, &t.name) {
+            steps.push(Step::Exec(sql));
+        }
+        steps.push(Step::BulkInsert { table: t.name.clone(), schema: stg.to_string(), report: false });
+    }
+}
+
+/// A `delete-insert` or `upsert` merge of a root and its children from staging ([`LoadJob::Merge`]).
+struct KeyMerge<'a> {
+    chain: &'a [ChainTable],
+    pk: &'a [String],
     staged: u64,
-    d: &dyn Dialect,
-) {
+    dedup: &'a Dedup,
+    strategy: MergeStrategy,
+    hard_delete: Option<&'a HardDelete>,
+    fresh: bool,
+}
+
+impl KeyMerge<'_> {
+    /// The steps, in hash buckets of about [`Dialect::merge_chunk_rows`] staged root rows so that every
+    /// join and aggregate works on a bounded slice. Per key one staged row wins ([`Dedup`]; by default the
+    /// last staged, [`Dialect::staging_row_order`]); it is recorded with whether the `hard_delete` column
+    /// flags it and (upsert) whether its key existed. Destination roots with a staged key and their
+    /// children (through `_dlt_root_id`) are deleted — not when the root table was just created, it is
+    /// empty — then the kept winners and the staged children of the unflagged ones are inserted.
+    fn steps(&self, steps: &mut Vec<Step>, ds: &str, stg: &str, d: &dyn Dialect) {
+        let Some(root) = self.chain.first() else { return };
+        let pk = self.pk;
+        let d_root = qualified(ds, &root.name);
+        let s_root = qualified(stg, &root.name);
+        let winners = qualified(stg, "_dlt_merge_winners");
+        let row = d.staging_row_order();
+        let buckets = d.merge_chunk_rows().map(|n| self.staged.div_ceil(n.max(1)).max(1)).unwrap_or(1);
+        let pk_list = |alias: &str| pk.iter().map(|k| format!("{alias}.{}", ident(k))).collect::<Vec<_>>().join(", ");
+        let in_bucket = |alias: &str, b: u64| {
+            if buckets == 1 {
+                "TRUE".to_string()
+            } else {
+                format!("{} = {b}", d.bucket_of(&pk_list(alias), buckets))
+            }
+        };
+        let key_match = pk.iter().map(|k| format!("s.{0} = d.{0}", ident(k))).collect::<Vec<_>>().join(" AND ");
+        let cols = |t: &ChainTable| t.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+        let deleted = match self.hard_delete {
+            None => "FALSE".to_string(),
+            Some(h) if h.boolean => format!("COALESCE(s.{} = TRUE, FALSE)", ident(&h.column)),
+            Some(h) => format!("s.{} IS NOT NULL", ident(&h.column)),
+        };
+        let upsert_flags = self.strategy == MergeStrategy::Upsert && self.hard_delete.is_some();
+        let existed = if upsert_flags && !self.fresh {
+            format!("EXISTS (SELECT 1 FROM {d_root} d WHERE {key_match})")
+        } else {
+            "FALSE".to_string()
+        };
+        // Which winners are inserted: unflagged ones; with upsert also flagged ones whose key was new.
+        let kept = match (self.hard_delete.is_some(), upsert_flags) {
+            (false, _) => "TRUE",
+            (true, false) => "NOT _dlt_deleted",
+            (true, true) => "(NOT _dlt_deleted OR NOT _dlt_existed)",
+        };
+        for b in 0..buckets {
+            let sb = in_bucket("s", b);
+            let picked = match self.dedup {
+                Dedup::LastExtracted => format!(
+                    "SELECT s.{row} AS _dlt_row, s._dlt_id, {deleted} AS _dlt_deleted, {existed} AS _dlt_existed FROM {s_root} s \
+                     WHERE s.{row} IN (SELECT max(s.{row}) FROM {s_root} s WHERE {sb} GROUP BY {})",
+                    pk_list("s")
+                ),
+                Dedup::Sort { column, order } => {
+                    let dir = match order {
+                        SortOrder::Asc => "ASC",
+                        SortOrder::Desc => "DESC",
+                    };
+                    format!(
+                        "SELECT _dlt_row, _dlt_id, _dlt_deleted, _dlt_existed FROM (SELECT s.{row} AS _dlt_row, s._dlt_id, {deleted} AS _dlt_deleted, \
+                         {existed} AS _dlt_existed, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY s.{} {dir} NULLS LAST, s.{row} ASC) AS _dlt_rn \
+                         FROM {s_root} s WHERE {sb}) w WHERE _dlt_rn = 1",
+                        pk_list("s"),
+                        ident(column)
+                    )
+                }
+            };
+            for sql in d.create_table_as(&winners, &picked) {
+                steps.push(Step::Exec(sql));
+            }
+            if !self.fresh {
+                // Destination roots of this bucket whose key is staged.
+                let replaced = format!("{} AND EXISTS (SELECT 1 FROM {s_root} s WHERE {sb} AND {key_match})", in_bucket("d", b));
+                for child in self.chain.iter().skip(1) {
+                    steps.push(Step::Exec(format!(
+                        "DELETE FROM {} WHERE _dlt_root_id IN (SELECT d._dlt_id FROM {d_root} d WHERE {replaced})",
+                        qualified(ds, &child.name)
+                    )));
+                }
+                steps.push(Step::Exec(format!("DELETE FROM {d_root} d WHERE {replaced}")));
+            }
+            let c = cols(root);
+            steps.push(Step::ExecCounted {
+                sql: format!("INSERT INTO {d_root} ({c}) SELECT {c} FROM {s_root} WHERE {row} IN (SELECT _dlt_row FROM {winners} WHERE {kept})"),
+                table: root.name.clone(),
+            });
+            for child in self.chain.iter().skip(1) {
+                let c = cols(child);
+                let s_child = qualified(stg, &child.name);
+                // Upsert child ids derive from the key, so a duplicate key's children share them: one each.
+                let one_per_id = if self.strategy == MergeStrategy::Upsert {
+                    format!(" AND {row} IN (SELECT max({row}) FROM {s_child} GROUP BY _dlt_id)")
+                } else {
+                    String::new()
+                };
+                steps.push(Step::Exec(format!(
+                    "INSERT INTO {} ({c}) SELECT {c} FROM {s_child} WHERE _dlt_root_id IN (SELECT _dlt_id FROM {winners} WHERE NOT _dlt_deleted){one_per_id}",
+                    qualified(ds, &child.name),
+                )));
+            }
+        }
+        steps.push(Step::Exec(format!("DROP TABLE IF EXISTS {winners}")));
+    }
+}
+
+/// dlt's scd2 merge of a root and its children from staging ([`LoadJob::Scd2`]): retire the active
+/// versions whose row hash is not staged, insert the staged versions that are not active (one per
+/// hash) with this load's boundary, insert the child rows the destination lacks.
+fn scd2_steps(steps: &mut Vec<Step>, ds: &str, stg: &str, chain: &[ChainTable], v: &Validity, d: &dyn Dialect) {
     let Some(root) = chain.first() else { return };
     let d_root = qualified(ds, &root.name);
     let s_root = qualified(stg, &root.name);
-    let winners = qualified(stg, "_dlt_merge_winners");
     let row = d.staging_row_order();
-    let buckets = d.merge_chunk_rows().map(|n| staged.div_ceil(n.max(1)).max(1)).unwrap_or(1);
-    let pk_list = |alias: &str| pk.iter().map(|k| format!("{alias}.{}", ident(k))).collect::<Vec<_>>().join(", ");
-    let in_bucket = |alias: &str, b: u64| {
-        if buckets == 1 {
-            "TRUE".to_string()
-        } else {
-            format!("{} = {b}", d.bucket_of(&pk_list(alias), buckets))
-        }
+    let (from, to) = (ident(&v.from), ident(&v.to));
+    let boundary = timestamp_literal(&v.boundary);
+    let (active_value, is_active) = match &v.active {
+        None => ("NULL".to_string(), format!("d.{to} IS NULL")),
+        Some(t) => (timestamp_literal(t), format!("d.{to} = {}", timestamp_literal(t))),
     };
-    let key_match = pk.iter().map(|k| format!("s.{0} = d.{0}", ident(k))).collect::<Vec<_>>().join(" AND ");
-    let cols = |t: &pipeline_engine::plan::ChainTable| t.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-    for b in 0..buckets {
-        let sb = in_bucket("s", b);
-        // Destination roots of this bucket whose key is staged.
-        let replaced = format!("{} AND EXISTS (SELECT 1 FROM {s_root} s WHERE {sb} AND {key_match})", in_bucket("d", b));
-        for child in chain.iter().skip(1) {
-            steps.push(Step::Exec(format!(
-                "DELETE FROM {} WHERE _dlt_root_id IN (SELECT d._dlt_id FROM {d_root} d WHERE {replaced})",
-                qualified(ds, &child.name)
-            )));
-        }
-        steps.push(Step::Exec(format!("DELETE FROM {d_root} d WHERE {replaced}")));
-        // The winning staged row of every key in this bucket, and its _dlt_id for the children.
-        for sql in d.create_table_as(
-            &winners,
-            &format!(
-                "SELECT s.{row} AS _dlt_row, s._dlt_id FROM {s_root} s WHERE s.{row} IN (SELECT max(s.{row}) FROM {s_root} s WHERE {sb} GROUP BY {})",
-                pk_list("s")
-            ),
-        ) {
-            steps.push(Step::Exec(sql));
-        }
-        let c = cols(root);
+    steps.push(Step::Exec(format!(
+        "UPDATE {d_root} AS d SET {to} = {boundary} WHERE {is_active} AND NOT EXISTS (SELECT 1 FROM {s_root} s WHERE s._dlt_id = d._dlt_id)"
+    )));
+    let data: Vec<String> = root.columns.iter().filter(|c| **c != v.from && **c != v.to).map(|c| ident(c)).collect();
+    let data_s: Vec<String> = data.iter().map(|c| format!("s.{c}")).collect();
+    steps.push(Step::ExecCounted {
+        sql: format!(
+            "INSERT INTO {d_root} ({}, {from}, {to}) SELECT {}, {boundary}, {active_value} FROM {s_root} s \
+             WHERE s.{row} IN (SELECT min({row}) FROM {s_root} GROUP BY _dlt_id) \
+             AND NOT EXISTS (SELECT 1 FROM {d_root} d WHERE {is_active} AND d._dlt_id = s._dlt_id)",
+            data.join(", "),
+            data_s.join(", ")
+        ),
+        table: root.name.clone(),
+    });
+    for child in chain.iter().skip(1) {
+        let c = child.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+        let d_child = qualified(ds, &child.name);
+        let s_child = qualified(stg, &child.name);
         steps.push(Step::ExecCounted {
-            sql: format!("INSERT INTO {d_root} ({c}) SELECT {c} FROM {s_root} WHERE {row} IN (SELECT _dlt_row FROM {winners})"),
-            table: root.name.clone(),
+            sql: format!(
+                "INSERT INTO {d_child} ({c}) SELECT {c} FROM {s_child} s WHERE s.{row} IN (SELECT min({row}) FROM {s_child} GROUP BY _dlt_id) \
+                 AND NOT EXISTS (SELECT 1 FROM {d_child} d WHERE d._dlt_id = s._dlt_id)"
+            ),
+            table: child.name.clone(),
         });
-        for child in chain.iter().skip(1) {
-            let c = cols(child);
-            steps.push(Step::Exec(format!(
-                "INSERT INTO {} ({c}) SELECT {c} FROM {} WHERE _dlt_root_id IN (SELECT _dlt_id FROM {winners})",
-                qualified(ds, &child.name),
-                qualified(stg, &child.name)
-            )));
-        }
     }
-    steps.push(Step::Exec(format!("DROP TABLE IF EXISTS {winners}")));
 }
 
 /// `table_name, column_name` of every column in `schema` (the catalog a plan is built against).
@@ -332,6 +432,67 @@ pub fn recent_loads_query(ds: &str, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Plain;
+
+    impl Dialect for Plain {
+        fn type_name(&self, _: DataType) -> &'static str {
+            "TEXT"
+        }
+        fn staging_row_order(&self) -> &'static str {
+            "rowid"
+        }
+        fn create_staging_table(&self, staging: &str, dataset: &str, table: &str) -> Vec<String> {
+            vec![format!("CREATE TABLE {} AS SELECT * FROM {} LIMIT 0", qualified(staging, table), qualified(dataset, table))]
+        }
+        fn create_table_as(&self, qualified: &str, select: &str) -> Vec<String> {
+            vec![format!("CREATE TABLE {qualified} AS {select}")]
+        }
+        fn bucket_of(&self, key_list: &str, buckets: u64) -> String {
+            format!("hash({key_list}) % {buckets}")
+        }
+    }
+
+    fn chain() -> Vec<ChainTable> {
+        vec![
+            ChainTable { name: "e".into(), columns: vec!["id".into(), "_dlt_id".into()] },
+            ChainTable { name: "e__c".into(), columns: vec!["v".into(), "_dlt_root_id".into(), "_dlt_id".into()] },
+        ]
+    }
+
+    fn merge_sql(fresh: bool, strategy: MergeStrategy, hard_delete: Option<HardDelete>) -> Vec<String> {
+        let key = vec!["id".to_string()];
+        let m = KeyMerge { chain: &chain(), pk: &key, staged: 10, dedup: &Dedup::LastExtracted, strategy, hard_delete: hard_delete.as_ref(), fresh };
+        let mut steps = Vec::new();
+        m.steps(&mut steps, "ds", "ds_staging", &Plain);
+        steps
+            .into_iter()
+            .map(|s| match s {
+                Step::Exec(sql) | Step::ExecCounted { sql, .. } => sql,
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// A merge into a table the same plan created has nothing to delete (perf issue: the first load).
+    #[test]
+    fn a_merge_into_a_fresh_table_deletes_nothing() {
+        let fresh = merge_sql(true, MergeStrategy::DeleteInsert, None);
+        assert!(!fresh.iter().any(|s| s.starts_with("DELETE")), "{fresh:#?}");
+        assert!(fresh.iter().any(|s| s.starts_with("INSERT INTO \"ds\".\"e\" ")), "{fresh:#?}");
+        let existing = merge_sql(false, MergeStrategy::DeleteInsert, None);
+        assert_eq!(existing.iter().filter(|s| s.starts_with("DELETE")).count(), 2, "{existing:#?}");
+    }
+
+    #[test]
+    fn hard_delete_keeps_flagged_winners_out() {
+        let sql = merge_sql(false, MergeStrategy::DeleteInsert, Some(HardDelete { column: "deleted".into(), boolean: true }));
+        assert!(sql.iter().any(|s| s.contains("COALESCE(s.\"deleted\" = TRUE, FALSE) AS _dlt_deleted")), "{sql:#?}");
+        assert!(sql.iter().any(|s| s.contains("WHERE NOT _dlt_deleted)")), "{sql:#?}");
+        let upsert = merge_sql(false, MergeStrategy::Upsert, Some(HardDelete { column: "deleted_at".into(), boolean: false }));
+        assert!(upsert.iter().any(|s| s.contains("(NOT _dlt_deleted OR NOT _dlt_existed)")), "{upsert:#?}");
+        assert!(upsert.iter().any(|s| s.contains("s.\"deleted_at\" IS NOT NULL")), "{upsert:#?}");
+    }
 
     #[test]
     fn quoting_escapes() {

@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::incremental::{Incremental, IncrementalError};
+use crate::merge::MergeHints;
 use crate::schema::WriteDisposition;
 
 /// The error type sources return: anything, boxed (the source crate owns its typed errors).
@@ -30,6 +31,8 @@ pub struct ResourceSpec {
     pub cursor: Option<String>,
     /// The parent resource, for transformers.
     pub parent: Option<String>,
+    /// How a `merge` resource is merged (strategy and merge hints; see [`crate::merge`]).
+    pub merge: MergeHints,
 }
 
 impl ResourceSpec {
@@ -41,7 +44,14 @@ impl ResourceSpec {
             write_disposition,
             cursor: None,
             parent: None,
+            merge: MergeHints::default(),
         }
+    }
+
+    /// Set the merge strategy and hints.
+    pub fn with_merge(mut self, merge: MergeHints) -> Self {
+        self.merge = merge;
+        self
     }
 
     /// Set the incremental cursor field.

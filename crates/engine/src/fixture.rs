@@ -3,6 +3,10 @@
 //! A case folder holds `resources.json` (`[{"name", "primary_key", "write_disposition", "cursor"}]`) and
 //! one folder per run, `run<N>/<resource>.json`, each a JSON array of records. A resource without a file
 //! in a run is not selected in that run; an empty array is selected and yields nothing.
+//!
+//! Merge resources may also set dlt's merge options (see [`merge_hints`]): `merge_strategy`,
+//! `hard_delete`, `dedup_sort`, `validity_column_names`, `active_record_timestamp`,
+//! `boundary_timestamp`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +16,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::extract::{ExtractContext, ResourceSpec, Source, SourceError};
-use crate::schema::WriteDisposition;
+use crate::merge::MergeHints;
+use crate::schema::{MergeStrategy, SortOrder, WriteDisposition};
 
 /// A source that yields the records it was given, in pages.
 #[derive(Debug, Clone)]
@@ -74,6 +79,7 @@ impl FixtureSource {
                 write_disposition: wd,
                 cursor: r.get("cursor").and_then(Value::as_str).map(str::to_string),
                 parent: None,
+                merge: merge_hints(r).map_err(|e| format!("resources.json, resource `{name}`: {e}"))?,
             });
         }
         let mut source = FixtureSource::new("fixtures", specs.clone());
@@ -89,6 +95,58 @@ impl FixtureSource {
         }
         Ok((source, selected))
     }
+}
+
+/// The merge options of one `resources.json` entry, as dlt's `write_disposition` dict and column hints
+/// take them: `"merge_strategy": "delete-insert" | "upsert" | "scd2"`, `"hard_delete": "<field>"`,
+/// `"dedup_sort": ["<field>", "asc" | "desc"]` (or just `"<field>"`: `desc`),
+/// `"validity_column_names": ["<from>", "<to>"]`, `"active_record_timestamp"` and
+/// `"boundary_timestamp"` as ISO date-times.
+pub fn merge_hints(entry: &Value) -> Result<MergeHints, String> {
+    let text = |k: &str| entry.get(k).and_then(Value::as_str).map(str::to_string);
+    let timestamp = |k: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+        match text(k) {
+            None => Ok(None),
+            Some(t) => match crate::typed::parse_iso(&t) {
+                Some(crate::typed::Iso::DateTime(d)) => Ok(Some(d)),
+                Some(crate::typed::Iso::Date(d)) => Ok(Some(crate::typed::date_to_timestamp(d))),
+                _ => Err(format!("{k} `{t}` is not an ISO date or date-time")),
+            },
+        }
+    };
+    let strategy = match text("merge_strategy") {
+        Some(s) => s.parse::<MergeStrategy>().map_err(|e| e.to_string())?,
+        None => MergeStrategy::default(),
+    };
+    let dedup_sort = match entry.get("dedup_sort") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(col)) => Some((col.clone(), SortOrder::Desc)),
+        Some(Value::Array(a)) => {
+            let col = a.first().and_then(Value::as_str).ok_or("dedup_sort must be [\"<field>\", \"asc\"|\"desc\"]")?;
+            let order = match a.get(1).and_then(Value::as_str) {
+                Some("asc") => SortOrder::Asc,
+                Some("desc") | None => SortOrder::Desc,
+                Some(o) => return Err(format!("dedup_sort order `{o}`: expected asc or desc")),
+            };
+            Some((col.to_string(), order))
+        }
+        Some(_) => return Err("dedup_sort must be a field name or [\"<field>\", \"asc\"|\"desc\"]".into()),
+    };
+    let validity_column_names = match entry.get("validity_column_names").and_then(Value::as_array) {
+        None => None,
+        Some(a) => match (a.first().and_then(Value::as_str), a.get(1).and_then(Value::as_str), a.len()) {
+            (Some(f), Some(t), 2) => Some((f.to_string(), t.to_string())),
+            _ => return Err("validity_column_names must be two names".into()),
+        },
+    };
+    Ok(MergeHints {
+        strategy,
+        hard_delete: text("hard_delete"),
+        dedup_sort,
+        validity_column_names,
+        active_record_timestamp: timestamp("active_record_timestamp")?,
+        boundary_timestamp: timestamp("boundary_timestamp")?,
+    })
 }
 
 #[async_trait::async_trait]

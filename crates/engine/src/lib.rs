@@ -7,6 +7,7 @@
 //! * [`package`]: load packages on disk between normalize and load.
 //! * [`state`]: the pipeline state document, committed with the data.
 //! * [`load`]: the [`load::Destination`] trait and the [`load::Capabilities`] a destination declares.
+//! * [`merge`]: dlt's merge strategies (`delete-insert`, `upsert`, `scd2`) and merge hints.
 //! * [`plan`]: the [`plan::LoadPlan`] a package becomes: what each destination executes.
 //! * [`memory`]: the in-memory reference destination.
 //! * [`pipeline`]: a run that ties them together.
@@ -18,6 +19,7 @@ pub mod fixture;
 pub mod incremental;
 pub mod load;
 pub mod memory;
+pub mod merge;
 pub mod naming;
 pub mod normalize;
 pub mod package;

@@ -14,15 +14,17 @@
 //! * `append`: insert the rows.
 //! * `replace`: for each root in `replace_roots`, every table of its chain that exists is emptied and
 //!   receives the package's rows, inside the transaction (readers never see an empty table).
-//! * `merge`: rows are deduplicated by primary key (the last extracted row wins); destination roots with a
-//!   matching key and their child rows (by `_dlt_root_id`) are deleted; the deduplicated roots and their
-//!   children are inserted.
+//! * `merge`: by the root's merge strategy ([`crate::merge`]). `delete-insert` (default) and `upsert`:
+//!   rows are deduplicated by primary key (the last extracted row wins, or dlt's `dedup_sort`);
+//!   destination roots with a matching key and their child rows (by `_dlt_root_id`) are deleted; the
+//!   deduplicated roots and their children are inserted, except rows flagged by dlt's `hard_delete`.
+//!   `scd2`: versions missing from the extract are retired, new versions inserted with validity columns.
 //!
 //! A package of a full refresh lists `drop_tables`: they are dropped first, in the same transaction, and
 //! created again from the package's schema, so readers see the old tables until the new ones commit.
 
 use crate::package::LoadPackage;
-use crate::schema::{DataType, Schema, WriteDisposition};
+use crate::schema::{DataType, MergeStrategy, Schema, WriteDisposition};
 use crate::state::StateRow;
 
 /// An error from a destination, with what to do about it in the message.
@@ -110,6 +112,9 @@ pub struct Capabilities {
     pub types: Vec<DataType>,
     /// Merge (delete-insert by primary key with child chains) runs inside the destination, e.g. as SQL.
     pub native_merge: bool,
+    /// dlt merge strategies the destination can apply to `merge` resources ([`crate::plan::LoadJob::Merge`]
+    /// for `delete-insert` and `upsert`, [`crate::plan::LoadJob::Scd2`] for `scd2`).
+    pub merge_strategies: Vec<MergeStrategy>,
 }
 
 impl Capabilities {
@@ -123,7 +128,26 @@ impl Capabilities {
             max_identifier_len: None,
             types: vec![Text, Bigint, Double, Bool, Timestamp, Date, Time, Decimal, Json, Binary],
             native_merge: true,
+            merge_strategies: MergeStrategy::ALL.to_vec(),
         }
+    }
+
+    /// Check that the destination supports the merge strategy of every selected `merge` resource
+    /// (name, strategy).
+    pub fn check_merge_strategies(&self, destination: &'static str, resources: &[(String, MergeStrategy)]) -> Result<(), DestinationError> {
+        for (name, strategy) in resources {
+            if !self.merge_strategies.contains(strategy) {
+                let supported: Vec<&str> = self.merge_strategies.iter().map(|s| s.as_str()).collect();
+                return Err(DestinationError::new(
+                    destination,
+                    format!(
+                        "cannot merge resource `{name}` with merge strategy `{strategy}` (this destination supports {}); set another merge_strategy for it or choose another destination",
+                        if supported.is_empty() { "none".to_string() } else { supported.join(", ") }
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Check that the selected resources (name, write disposition) and the tables of the schema they

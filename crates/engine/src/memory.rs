@@ -3,9 +3,11 @@
 //! It is what every other destination is compared with in the conformance suite
 //! (`crates/destinations/tests/it/conformance.rs`) and what the engine's own tests load into. Semantics
 //! are those of the plan, spelled out plainly: a package is applied to a copy of the dataset that
-//! replaces it only when every step succeeded (one transaction); merge deletes the destination roots whose
-//! key is staged and their children by `_dlt_root_id`, then inserts the last staged row per key and the
-//! staged children of the winners. Values are kept as Arrow's display text (`None` for NULL).
+//! replaces it only when every step succeeded (one transaction); merge (`delete-insert`, `upsert`)
+//! deletes the destination roots whose key is staged and their children by `_dlt_root_id`, then inserts
+//! the winning staged row per key (unless `hard_delete` flags it) and the staged children of the winners;
+//! `scd2` retires active versions missing from the package and inserts new ones with the load's boundary
+//! (see `docs/history.md`). Values are kept as Arrow's display text (`None` for NULL).
 //!
 //! Clones share the same dataset, so a test can keep a handle while the pipeline holds another.
 
@@ -17,8 +19,8 @@ use arrow::util::display::array_value_to_string;
 
 use crate::load::{Capabilities, Destination, DestinationError, LoadInfo, LoadReport, StoredState, TableInfo};
 use crate::package::LoadPackage;
-use crate::plan::{Catalog, LoadJob, LoadPlan, LoadsRow};
-use crate::schema::{Schema, WriteDisposition};
+use crate::plan::{Catalog, Dedup, HardDelete, LoadJob, LoadPlan, LoadsRow, Validity};
+use crate::schema::{DataType, MergeStrategy, Schema, SortOrder, WriteDisposition};
 use crate::state::StateRow;
 
 const KIND: &str = "memory";
@@ -254,41 +256,11 @@ fn apply(d: &mut Dataset, plan: &LoadPlan, package: Option<&LoadPackage>, schema
                     t.rows = rows.into_iter().map(|r| (r, load_id.clone())).collect();
                 }
             }
-            LoadJob::Merge { chain, key, .. } => {
-                let Some(root) = chain.first() else { continue };
-                let key_of = |r: &Row| key.iter().map(|k| get(r, k).unwrap_or_default().to_string()).collect::<Vec<_>>();
-                let staged = package_rows(package, &root.name)?;
-                // The last staged row per key wins.
-                let mut winner_of: HashMap<Vec<String>, usize> = HashMap::new();
-                for (i, r) in staged.iter().enumerate() {
-                    winner_of.insert(key_of(r), i);
-                }
-                let mut winners: Vec<usize> = winner_of.values().copied().collect();
-                winners.sort_unstable();
-                let dest = d.tables.get_mut(&root.name).ok_or_else(|| missing(&root.name))?;
-                let replaced: HashSet<String> = dest
-                    .rows
-                    .iter()
-                    .filter(|(r, _)| winner_of.contains_key(&key_of(r)))
-                    .filter_map(|(r, _)| get(r, "_dlt_id").map(str::to_string))
-                    .collect();
-                dest.rows.retain(|(r, _)| !winner_of.contains_key(&key_of(r)));
-                let winner_ids: HashSet<String> =
-                    winners.iter().filter_map(|&i| get(&staged[i], "_dlt_id").map(str::to_string)).collect();
-                dest.rows.extend(winners.iter().map(|&i| (staged[i].clone(), load_id.clone())));
-                *report.entry(root.name.clone()).or_default() += winners.len() as u64;
-                for child in chain.iter().skip(1) {
-                    let rows = package_rows(package, &child.name)?;
-                    *report.entry(child.name.clone()).or_default() += rows.len() as u64;
-                    let t = d.tables.get_mut(&child.name).ok_or_else(|| missing(&child.name))?;
-                    t.rows.retain(|(r, _)| !get(r, "_dlt_root_id").is_some_and(|id| replaced.contains(id)));
-                    t.rows.extend(
-                        rows.into_iter()
-                            .filter(|r| get(r, "_dlt_root_id").is_some_and(|id| winner_ids.contains(id)))
-                            .map(|r| (r, load_id.clone())),
-                    );
-                }
+            LoadJob::Merge { chain, key, dedup, strategy, hard_delete, .. } => {
+                let merge = KeyMerge { key, dedup, strategy: *strategy, hard_delete: hard_delete.as_ref(), schema };
+                merge.apply(d, chain, package, &load_id, &mut report)?;
             }
+            LoadJob::Scd2 { chain, validity } => scd2(d, chain, validity, package, &load_id, &mut report)?,
         }
     }
     if let Some(state) = &plan.state {
@@ -296,6 +268,194 @@ fn apply(d: &mut Dataset, plan: &LoadPlan, package: Option<&LoadPackage>, schema
     }
     d.loads.push(plan.loads.clone());
     Ok(LoadReport { rows: report.into_iter().collect() })
+}
+
+/// A `delete-insert` or `upsert` merge of one chain (see [`LoadJob::Merge`]).
+struct KeyMerge<'a> {
+    key: &'a [String],
+    dedup: &'a Dedup,
+    strategy: MergeStrategy,
+    hard_delete: Option<&'a HardDelete>,
+    schema: &'a Schema,
+}
+
+impl KeyMerge<'_> {
+    fn key_of(&self, r: &Row) -> Vec<String> {
+        self.key.iter().map(|k| get(r, k).unwrap_or_default().to_string()).collect()
+    }
+
+    fn is_deleted(&self, r: &Row) -> bool {
+        match self.hard_delete {
+            None => false,
+            Some(h) if h.boolean => get(r, &h.column) == Some("true"),
+            Some(h) => get(r, &h.column).is_some(),
+        }
+    }
+
+    /// Whether staged row `a` beats the current winner `b` of its key.
+    fn beats(&self, root: &str, a: &Row, b: &Row) -> bool {
+        match self.dedup {
+            Dedup::LastExtracted => true,
+            Dedup::Sort { column, order } => {
+                let data_type = self.schema.tables.get(root).and_then(|t| t.columns.get(column)).map(|c| c.data_type);
+                match (get(a, column), get(b, column)) {
+                    (Some(x), Some(y)) => {
+                        let ord = compare_values(data_type, x, y);
+                        match order {
+                            SortOrder::Desc => ord == std::cmp::Ordering::Greater,
+                            SortOrder::Asc => ord == std::cmp::Ordering::Less,
+                        }
+                    }
+                    // NULLs last; ties keep the first extracted.
+                    (Some(_), None) => true,
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn apply(
+        &self,
+        d: &mut Dataset,
+        chain: &[crate::plan::ChainTable],
+        package: Option<&LoadPackage>,
+        load_id: &str,
+        report: &mut indexmap::IndexMap<String, u64>,
+    ) -> Result<(), DestinationError> {
+        let Some(root) = chain.first() else { return Ok(()) };
+        let missing = |t: &str| DestinationError::new(KIND, format!("table {t} does not exist"));
+        let staged = package_rows(package, &root.name)?;
+        let mut winner_of: HashMap<Vec<String>, usize> = HashMap::new();
+        for (i, r) in staged.iter().enumerate() {
+            let k = self.key_of(r);
+            match winner_of.get(&k) {
+                Some(&w) if !self.beats(&root.name, r, &staged[w]) => {}
+                _ => {
+                    winner_of.insert(k, i);
+                }
+            }
+        }
+        let mut winners: Vec<usize> = winner_of.values().copied().collect();
+        winners.sort_unstable();
+        let dest = d.tables.get_mut(&root.name).ok_or_else(|| missing(&root.name))?;
+        let existed: HashSet<Vec<String>> = dest.rows.iter().map(|(r, _)| self.key_of(r)).filter(|k| winner_of.contains_key(k)).collect();
+        let replaced: HashSet<String> = dest
+            .rows
+            .iter()
+            .filter(|(r, _)| winner_of.contains_key(&self.key_of(r)))
+            .filter_map(|(r, _)| get(r, "_dlt_id").map(str::to_string))
+            .collect();
+        dest.rows.retain(|(r, _)| !winner_of.contains_key(&self.key_of(r)));
+        let mut inserted = 0u64;
+        let mut with_children: HashSet<String> = HashSet::new();
+        for &i in &winners {
+            let r = &staged[i];
+            let keep = if self.is_deleted(r) {
+                // dlt's upsert inserts a flagged row whose key it did not have (MERGE … WHEN NOT MATCHED).
+                self.strategy == MergeStrategy::Upsert && !existed.contains(&self.key_of(r))
+            } else {
+                if let Some(id) = get(r, "_dlt_id") {
+                    with_children.insert(id.to_string());
+                }
+                true
+            };
+            if keep {
+                dest.rows.push((r.clone(), load_id.to_string()));
+                inserted += 1;
+            }
+        }
+        *report.entry(root.name.clone()).or_default() += inserted;
+        for child in chain.iter().skip(1) {
+            let rows = package_rows(package, &child.name)?;
+            *report.entry(child.name.clone()).or_default() += rows.len() as u64;
+            let t = d.tables.get_mut(&child.name).ok_or_else(|| missing(&child.name))?;
+            t.rows.retain(|(r, _)| !get(r, "_dlt_root_id").is_some_and(|id| replaced.contains(id) || with_children.contains(id)));
+            // Upsert child ids derive from the key: a duplicate key's children share them; the last wins.
+            let mut by_id: indexmap::IndexMap<String, Row> = indexmap::IndexMap::new();
+            for r in rows.into_iter().filter(|r| get(r, "_dlt_root_id").is_some_and(|id| with_children.contains(id))) {
+                let id = get(&r, "_dlt_id").unwrap_or_default().to_string();
+                by_id.insert(id, r);
+            }
+            t.rows.extend(by_id.into_values().map(|r| (r, load_id.to_string())));
+        }
+        Ok(())
+    }
+}
+
+/// Compare two values of a column as the destination would (numbers as numbers, timestamps as
+/// instants, the rest as text).
+fn compare_values(data_type: Option<DataType>, a: &str, b: &str) -> std::cmp::Ordering {
+    match data_type {
+        Some(DataType::Bigint | DataType::Double | DataType::Decimal) => match (a.parse::<f64>(), b.parse::<f64>()) {
+            (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+            _ => a.cmp(b),
+        },
+        Some(DataType::Timestamp) => match (chrono::DateTime::parse_from_rfc3339(a), chrono::DateTime::parse_from_rfc3339(b)) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => a.cmp(b),
+        },
+        _ => a.cmp(b),
+    }
+}
+
+/// A timestamp as this destination stores values: Arrow's display text.
+fn timestamp_text(t: &chrono::DateTime<chrono::Utc>) -> String {
+    let array = arrow::array::TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC");
+    array_value_to_string(&array, 0).unwrap_or_else(|_| t.to_rfc3339())
+}
+
+/// dlt's scd2 merge of one chain (see [`LoadJob::Scd2`]).
+fn scd2(
+    d: &mut Dataset,
+    chain: &[crate::plan::ChainTable],
+    v: &Validity,
+    package: Option<&LoadPackage>,
+    load_id: &str,
+    report: &mut indexmap::IndexMap<String, u64>,
+) -> Result<(), DestinationError> {
+    let Some(root) = chain.first() else { return Ok(()) };
+    let missing = |t: &str| DestinationError::new(KIND, format!("table {t} does not exist"));
+    let boundary = Some(timestamp_text(&v.boundary));
+    let active_value = v.active.as_ref().map(timestamp_text);
+    let is_active = |r: &Row| r.get(&v.to).cloned().flatten() == active_value;
+    let staged = package_rows(package, &root.name)?;
+    let staged_ids: HashSet<&str> = staged.iter().filter_map(|r| get(r, "_dlt_id")).collect();
+    let dest = d.tables.get_mut(&root.name).ok_or_else(|| missing(&root.name))?;
+    // Retire active versions missing from the extract.
+    for (r, _) in dest.rows.iter_mut() {
+        if is_active(r) && !get(r, "_dlt_id").is_some_and(|id| staged_ids.contains(id)) {
+            r.insert(v.to.clone(), boundary.clone());
+        }
+    }
+    // Insert staged versions that are not active, once per row hash.
+    let mut active_ids: HashSet<String> =
+        dest.rows.iter().filter(|(r, _)| is_active(r)).filter_map(|(r, _)| get(r, "_dlt_id").map(str::to_string)).collect();
+    let mut inserted = 0u64;
+    for mut r in staged {
+        let Some(id) = get(&r, "_dlt_id").map(str::to_string) else { continue };
+        if active_ids.insert(id) {
+            r.insert(v.from.clone(), boundary.clone());
+            r.insert(v.to.clone(), active_value.clone());
+            dest.rows.push((r, load_id.to_string()));
+            inserted += 1;
+        }
+    }
+    *report.entry(root.name.clone()).or_default() += inserted;
+    // Child rows are insert-only: their ids derive from the root's row hash.
+    for child in chain.iter().skip(1) {
+        let rows = package_rows(package, &child.name)?;
+        let t = d.tables.get_mut(&child.name).ok_or_else(|| missing(&child.name))?;
+        let mut have: HashSet<String> = t.rows.iter().filter_map(|(r, _)| get(r, "_dlt_id").map(str::to_string)).collect();
+        let mut n = 0u64;
+        for r in rows {
+            if get(&r, "_dlt_id").is_some_and(|id| have.insert(id.to_string())) {
+                t.rows.push((r, load_id.to_string()));
+                n += 1;
+            }
+        }
+        *report.entry(child.name.clone()).or_default() += n;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]

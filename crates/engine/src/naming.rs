@@ -74,6 +74,11 @@ pub fn digest128(s: &str, len: usize) -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(shake128(s.as_bytes(), len))
 }
 
+/// [`digest128`] of raw bytes (dlt's `digest128b`).
+pub fn digest128_bytes(data: &[u8], len: usize) -> String {
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(shake128(data, len))
+}
+
 fn shake128(data: &[u8], len: usize) -> Vec<u8> {
     let mut h = sha3::Shake128::default();
     h.update(data);

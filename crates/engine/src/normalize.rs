@@ -30,8 +30,9 @@ use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
+use crate::merge::{self, MergeHints, RowIdType};
 use crate::naming::{self, Naming};
-use crate::schema::{Column, DataType, Schema, Table, WriteDisposition};
+use crate::schema::{Column, DataType, MergeStrategy, Schema, SortOrder, Table, WriteDisposition};
 use crate::typed::{self, Iso, Typed};
 
 /// `_dlt_id`.
@@ -75,6 +76,9 @@ pub struct RootHints {
     pub primary_key: Vec<String>,
     /// The write disposition.
     pub disposition: WriteDisposition,
+    /// Merge strategy and hints (meaningful for `merge` only): they decide the root's `_dlt_id`, whether
+    /// child rows get `_dlt_root_id`, and the hints recorded in the schema ([`crate::merge`]).
+    pub merge: MergeHints,
 }
 
 /// A normalization failure.
@@ -586,9 +590,41 @@ struct TableState {
     cols: Vec<ColState>,
     col_ids: HashMap<String, usize>,
     primary_key: Vec<String>,
+    /// A root's merge hints, with normalized column names.
+    hints: Option<RootColumnHints>,
     rows: usize,
     seen: bool,
     gen: u64,
+}
+
+/// A root table's merge hints as the normalizer applies them (normalized column names).
+#[derive(Debug, Clone, PartialEq)]
+struct RootColumnHints {
+    row_id: RowIdType,
+    root_key: bool,
+    hard_delete: Option<String>,
+    dedup_sort: Option<(String, SortOrder)>,
+}
+
+impl RootColumnHints {
+    /// Set (or clear) the merge hints of one column of the root.
+    fn flag(&self, column: &mut Column) {
+        let hard_delete = self.hard_delete.as_deref() == Some(column.name.as_str());
+        if column.hard_delete != hard_delete {
+            column.hard_delete = hard_delete;
+        }
+        let dedup = self.dedup_sort.as_ref().filter(|(c, _)| *c == column.name).map(|(_, o)| *o);
+        if column.dedup_sort != dedup {
+            column.dedup_sort = dedup;
+        }
+        if column.name == C_DLT_ID {
+            let row_version = self.row_id == RowIdType::RowHash;
+            if column.row_version != row_version {
+                column.row_version = row_version;
+                column.unique = !row_version;
+            }
+        }
+    }
 }
 
 impl TableState {
@@ -604,6 +640,7 @@ impl TableState {
             cols: Vec::new(),
             col_ids: HashMap::new(),
             primary_key: Vec::new(),
+            hints: None,
             rows: 0,
             seen: false,
             gen: 0,
@@ -645,7 +682,10 @@ enum Staged<'a> {
 /// Context of a row: its position in the tree.
 struct RowCtx<'a> {
     load_id: &'a str,
-    merge: bool,
+    /// Child rows carry `_dlt_root_id`.
+    root_key: bool,
+    /// A root row's id computed before flattening (the scd2 row hash).
+    preset_id: Option<&'a str>,
     parent_id: Option<&'a str>,
     root_id: Option<&'a str>,
     list_idx: usize,
@@ -724,6 +764,7 @@ impl Normalizer {
             state.primary_key = pk;
         }
         state.resource = hints.resource.clone();
+        let column_hints = self.column_hints(hints);
         match schema.tables.get_mut(&name) {
             Some(table) => {
                 if table.resource.as_deref() != Some(hints.resource.as_str()) {
@@ -734,10 +775,75 @@ impl Normalizer {
                 }
             }
             None => {
-                schema.tables.insert(name.clone(), Table::root(name, hints.resource.clone(), hints.disposition));
+                schema.tables.insert(name.clone(), Table::root(name.clone(), hints.resource.clone(), hints.disposition));
             }
         }
+        if let Some(table) = schema.tables.get_mut(&name) {
+            self.apply_merge_hints(table, hints, &column_hints);
+        }
+        self.tables[t].hints = Some(column_hints);
         t
+    }
+
+    /// The root's merge hints with normalized column names.
+    fn column_hints(&mut self, hints: &RootHints) -> RootColumnHints {
+        let merge_root = hints.disposition == WriteDisposition::Merge;
+        let m = &hints.merge;
+        RootColumnHints {
+            row_id: RowIdType::of(hints.disposition, m.strategy),
+            root_key: merge::propagates_root_key(hints.disposition, m.strategy),
+            hard_delete: m.hard_delete.as_deref().filter(|_| merge_root).map(|c| self.naming.key(c).to_string()),
+            dedup_sort: m.dedup_sort.as_ref().filter(|_| merge_root).map(|(c, o)| (self.naming.key(c).to_string(), *o)),
+        }
+    }
+
+    /// Record a root's merge strategy and hints in the schema as dlt does: `x-merge-strategy` (unset for
+    /// the default `delete-insert`), the column hints, and for scd2 the validity columns (created up
+    /// front, like dlt's hint columns, nullable: staged rows have no value) and `x-boundary-timestamp`.
+    /// Only what changed is written, so the schema hash moves only with a real change.
+    fn apply_merge_hints(&mut self, table: &mut Table, hints: &RootHints, column_hints: &RootColumnHints) {
+        let merge_root = hints.disposition == WriteDisposition::Merge;
+        let strategy = Some(hints.merge.strategy).filter(|s| merge_root && *s != MergeStrategy::DeleteInsert);
+        if table.merge_strategy != strategy {
+            table.merge_strategy = strategy;
+        }
+        let scd2 = strategy == Some(MergeStrategy::Scd2);
+        let boundary = hints.merge.boundary_timestamp.filter(|_| scd2);
+        if table.boundary_timestamp != boundary {
+            table.boundary_timestamp = boundary;
+        }
+        for column in table.columns.values_mut() {
+            column_hints.flag(column);
+        }
+        let (from, to) = hints.merge.validity_columns();
+        let (from, to) = (self.naming.key(&from).to_string(), self.naming.key(&to).to_string());
+        let active = hints.merge.active_record_timestamp;
+        for column in table.columns.values_mut() {
+            let is_from = scd2 && column.name == from;
+            let is_to = scd2 && column.name == to;
+            if column.valid_from != is_from {
+                column.valid_from = is_from;
+            }
+            if column.valid_to != is_to {
+                column.valid_to = is_to;
+            }
+            let active_ts = active.filter(|_| is_to);
+            if column.active_record_timestamp != active_ts {
+                column.active_record_timestamp = active_ts;
+            }
+        }
+        if scd2 {
+            // dlt puts the validity columns first, before the record's columns.
+            for (i, name) in [from, to].into_iter().enumerate() {
+                if !table.columns.contains_key(&name) {
+                    let mut c = Column::new(name.clone(), DataType::Timestamp);
+                    c.valid_from = i == 0;
+                    c.valid_to = i == 1;
+                    c.active_record_timestamp = if i == 1 { active } else { None };
+                    table.columns.shift_insert(i.min(table.columns.len()), name, c);
+                }
+            }
+        }
     }
 
     /// Normalize one record of a resource into rows of the root table and its child tables.
@@ -752,9 +858,15 @@ impl Normalizer {
             Some(&t) if self.tables[t].seen => t,
             _ => self.root(schema, hints),
         };
+        let root_key = merge::propagates_root_key(hints.disposition, hints.merge.strategy);
+        let row_hash = match self.tables[t].hints.as_ref().map(|h| h.row_id) {
+            Some(RowIdType::RowHash) => Some(merge::row_hash(&record)),
+            _ => None,
+        };
         let ctx = RowCtx {
             load_id,
-            merge: hints.disposition == WriteDisposition::Merge,
+            root_key,
+            preset_id: row_hash.as_deref(),
             parent_id: None,
             root_id: None,
             list_idx: 0,
@@ -898,7 +1010,11 @@ impl Normalizer {
         };
         let row_id = match (existing, ctx.parent_id) {
             (Some(id), _) => id,
-            (None, None) => naming::random_dlt_id(),
+            (None, None) => match (ctx.preset_id, self.tables[t].hints.as_ref().map(|h| h.row_id)) {
+                (Some(id), _) => id.to_string(),
+                (None, Some(RowIdType::KeyHash)) => self.key_hash(t, &cells),
+                _ => naming::random_dlt_id(),
+            },
             (None, Some(p)) => naming::nested_row_id(p, &self.tables[t].name, ctx.list_idx),
         };
         let root_id = ctx.root_id.unwrap_or(&row_id);
@@ -907,7 +1023,7 @@ impl Normalizer {
             None => vec![(state.slot(C_DLT_LOAD_ID), Staged::Str(ctx.load_id)), (id_slot, Staged::Str(&row_id))],
             Some(p) => {
                 let mut v = Vec::with_capacity(4);
-                if ctx.merge {
+                if ctx.root_key {
                     v.push((state.slot(C_DLT_ROOT_ID), Staged::Str(root_id)));
                 }
                 v.push((state.slot(C_DLT_PARENT_ID), Staged::Str(p)));
@@ -924,7 +1040,8 @@ impl Normalizer {
             for (idx, elem) in list.iter().enumerate() {
                 let child_ctx = RowCtx {
                     load_id: ctx.load_id,
-                    merge: ctx.merge,
+                    root_key: ctx.root_key,
+                    preset_id: None,
                     parent_id: Some(&row_id),
                     root_id: Some(root_id),
                     list_idx: idx,
@@ -938,6 +1055,24 @@ impl Normalizer {
             }
         }
         Ok(())
+    }
+
+    /// dlt's upsert row id: the hash of the row's primary-key values as received (see [`merge::key_hash`]).
+    fn key_hash(&self, t: usize, cells: &[(usize, Staged<'_>)]) -> String {
+        let state = &self.tables[t];
+        let null = Value::Null;
+        let pairs: Vec<(&str, &Value)> = state
+            .primary_key
+            .iter()
+            .map(|pk| {
+                let value = cells.iter().find_map(|(s, v)| match v {
+                    Staged::Json(j) if state.slots[*s].name == *pk => Some(*j),
+                    _ => None,
+                });
+                (pk.as_str(), value.unwrap_or(&null))
+            })
+            .collect();
+        merge::key_hash(&pairs)
     }
 
     /// A table this run creates must have the parent the stored schema gives it: a child table whose
@@ -1153,6 +1288,9 @@ impl Normalizer {
         column.primary_key = slot.primary_key;
         column.unique = slot.name == C_DLT_ID;
         column.variant = slot.variant;
+        if let Some(h) = &state.hints {
+            h.flag(&mut column);
+        }
         if slot.primary_key {
             // Ordered first, in declared order.
             let my_rank = state.primary_key.iter().position(|p| *p == slot.name).unwrap_or(0);
@@ -1281,6 +1419,7 @@ mod tests {
             table: "things".into(),
             primary_key: vec![],
             disposition: WriteDisposition::Append,
+            merge: MergeHints::default(),
         }
     }
 
@@ -1328,5 +1467,99 @@ mod tests {
         let mut third = Normalizer::new(NormalizeConfig { max_identifier_len: None, batch_rows: 10 });
         third.ensure_root(&mut schema, &hints);
         third.push(&mut schema, &hints, serde_json::json!({"": [{"": [4]}]}), "1.3").expect("same parent");
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+    use crate::merge::MergeHints;
+    use arrow::array::{Array, AsArray};
+    use serde_json::json;
+
+    fn hints(resource: &str, strategy: MergeStrategy) -> RootHints {
+        RootHints {
+            resource: resource.into(),
+            table: resource.into(),
+            primary_key: vec!["id".into()],
+            disposition: WriteDisposition::Merge,
+            merge: MergeHints::strategy(strategy),
+        }
+    }
+
+    /// (table → column → values as text) of everything normalized.
+    fn normalize(h: &RootHints, records: Vec<Value>) -> (Schema, HashMap<String, HashMap<String, Vec<Option<String>>>>) {
+        let mut schema = Schema::new("t");
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        n.ensure_root(&mut schema, h);
+        for r in records {
+            n.push(&mut schema, h, r, "1.1").expect("push");
+        }
+        let mut out: HashMap<String, HashMap<String, Vec<Option<String>>>> = HashMap::new();
+        for (table, batch) in n.finish(&schema).expect("finish") {
+            let cols = out.entry(table).or_default();
+            for (i, f) in batch.schema().fields().iter().enumerate() {
+                let a = batch.column(i);
+                let vals = (0..a.len())
+                    .map(|r| if a.is_null(r) { None } else { arrow::util::display::array_value_to_string(a, r).ok() })
+                    .collect::<Vec<_>>();
+                cols.entry(f.name().clone()).or_default().extend(vals);
+            }
+        }
+        (schema, out)
+    }
+
+    fn texts(v: &[Option<String>]) -> Vec<&str> {
+        v.iter().map(|s| s.as_deref().unwrap_or("NULL")).collect()
+    }
+
+    /// Ids dlt 1.31 gave the same records (see `merge::tests`): the scd2 root id is the row hash, child
+    /// ids derive from it, child rows have no `_dlt_root_id`; the validity columns come first.
+    #[test]
+    fn scd2_roots_get_dlts_row_hash() {
+        let (schema, t) = normalize(&hints("emp", MergeStrategy::Scd2), vec![json!({"id": 1, "dep": "A", "cc": [{"n": 1}, {"n": 2}]})]);
+        assert_eq!(texts(&t["emp"]["_dlt_id"]), ["GsAMdPvro64eCg"]);
+        assert_eq!(texts(&t["emp__cc"]["_dlt_id"]), ["Vtkuo2lOg7bLOQ", "9El8JTJnf3dJSA"]);
+        assert!(!t["emp__cc"].contains_key(C_DLT_ROOT_ID), "scd2 children carry no root key");
+        let emp = &schema.tables["emp"];
+        assert_eq!(emp.merge_strategy, Some(MergeStrategy::Scd2));
+        let cols: Vec<&str> = emp.columns.keys().map(String::as_str).collect();
+        assert_eq!(&cols[..3], ["id", "_dlt_valid_from", "_dlt_valid_to"]);
+        assert!(emp.columns["_dlt_valid_from"].valid_from && emp.columns["_dlt_valid_to"].valid_to);
+        let id = &emp.columns[C_DLT_ID];
+        assert!(id.row_version && !id.unique, "the row hash repeats after delete-reinsert");
+        assert_eq!(texts(&t["emp"]["_dlt_valid_to"]), ["NULL"], "validity is set at load time");
+    }
+
+    #[test]
+    fn upsert_roots_get_dlts_key_hash() {
+        let (_, t) = normalize(&hints("up", MergeStrategy::Upsert), vec![json!({"id": 2, "v": "b2", "c": [4, 5]})]);
+        assert_eq!(texts(&t["up"]["_dlt_id"]), ["M6/KlLzJ2FeV/w"]);
+        assert_eq!(texts(&t["up__c"]["_dlt_id"]), ["x/LviWHp4ISp+w", "YqcZp+vc3IbOpg"]);
+        assert_eq!(texts(&t["up__c"][C_DLT_ROOT_ID]), ["M6/KlLzJ2FeV/w", "M6/KlLzJ2FeV/w"]);
+    }
+
+    #[test]
+    fn column_hints_are_recorded_and_cleared() {
+        let mut h = hints("di", MergeStrategy::DeleteInsert);
+        h.merge.hard_delete = Some("Deleted".into());
+        h.merge.dedup_sort = Some(("lsn".into(), SortOrder::Desc));
+        let mut schema = Schema::new("t");
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        n.ensure_root(&mut schema, &h);
+        n.push(&mut schema, &h, json!({"id": 1, "lsn": 3, "Deleted": false}), "1.1").expect("push");
+        let t = &schema.tables["di"];
+        assert!(t.columns["deleted"].hard_delete && t.columns["lsn"].dedup_sort == Some(SortOrder::Desc));
+        assert_eq!(t.merge_strategy, None, "delete-insert is dlt's default: not recorded");
+        let json = schema.to_dlt_json();
+        assert_eq!(json["tables"]["di"]["columns"]["deleted"]["hard_delete"], json!(true));
+        assert_eq!(json["tables"]["di"]["columns"]["lsn"]["dedup_sort"], json!("desc"));
+        assert_eq!(Schema::from_dlt_json(&json).expect("round trip"), schema);
+        // The next run without the hints clears them.
+        let plain = hints("di", MergeStrategy::DeleteInsert);
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        n.ensure_root(&mut schema, &plain);
+        let t = &schema.tables["di"];
+        assert!(!t.columns["deleted"].hard_delete && t.columns["lsn"].dedup_sort.is_none());
     }
 }

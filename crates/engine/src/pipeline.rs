@@ -19,7 +19,8 @@ use crate::incremental::{Incremental, IncrementalError};
 use crate::load::{Destination, DestinationError};
 use crate::normalize::{NormalizeConfig, NormalizeError, Normalizer, RootHints};
 use crate::package::{discard_package, mark_loaded, pending_packages, LoadPackage, PackageError, PackageManifest, PackageWriter};
-use crate::schema::{Schema, WriteDisposition};
+use crate::merge::MergeHints;
+use crate::schema::{MergeStrategy, Schema, WriteDisposition};
 use crate::state::{PipelineState, StateError};
 use crate::trace::{StepClock, TraceStep};
 
@@ -87,6 +88,22 @@ pub enum PipelineError {
     /// does not support); found before anything was extracted.
     #[error("{0}")]
     Unsupported(#[source] DestinationError),
+    /// A resource's merge settings do not fit it (e.g. `upsert` without a primary key), or name a resource
+    /// the source does not have.
+    #[error("{0}")]
+    MergeConfig(String),
+    /// A resource's tables were loaded with another merge strategy than the one now configured.
+    #[error(
+        "resource `{resource}` was loaded with merge strategy `{stored}` and is now configured with `{configured}`: its rows cannot be merged the new way (row ids and child keys differ); reload it with --full-refresh (its tables are dropped and loaded again in one transaction), or set its merge_strategy back to `{stored}`"
+    )]
+    MergeStrategyChanged {
+        /// The resource.
+        resource: String,
+        /// The strategy its tables were loaded with.
+        stored: crate::schema::MergeStrategy,
+        /// The strategy configured now.
+        configured: crate::schema::MergeStrategy,
+    },
     /// The destination's state moved while this run was extracting (another worker loaded the same
     /// dataset): the new package was made from an older state and is discarded, not loaded.
     #[error("the destination's pipeline state changed while this run was extracting (another worker loaded dataset `{dataset}`); package {load_id} was discarded and nothing was loaded; run again to continue from the destination's state")]
@@ -144,6 +161,9 @@ pub struct PipelineConfig {
     pub batch_rows: usize,
     /// Pages buffered between extract and normalize (bounds memory).
     pub channel_pages: usize,
+    /// Merge strategy and hints per resource, replacing what the source declares (configuration
+    /// `[sources.<source>.resources.<name>]`).
+    pub merge: std::collections::BTreeMap<String, MergeHints>,
 }
 
 impl PipelineConfig {
@@ -155,6 +175,7 @@ impl PipelineConfig {
             pipelines_dir: pipelines_dir.into(),
             batch_rows: 10_000,
             channel_pages: 16,
+            merge: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -634,7 +655,7 @@ impl Pipeline {
     ) -> Result<RunReport, PipelineError> {
         let started = Instant::now();
         validate_name("dataset", &self.config.dataset_name)?;
-        let specs = source.resources();
+        let specs = self.resource_specs(source)?;
         let selected: Vec<String> = match selected {
             Some(s) if !s.is_empty() => s.to_vec(),
             _ => source.default_resources(),
@@ -651,6 +672,12 @@ impl Pipeline {
         capabilities
             .check(destination.kind(), &selected_dispositions, &Schema::new(source.name()))
             .map_err(PipelineError::Unsupported)?;
+        let selected_strategies: Vec<(String, MergeStrategy)> = specs
+            .iter()
+            .filter(|s| selected.contains(&s.name) && s.write_disposition == WriteDisposition::Merge)
+            .map(|s| (s.name.clone(), s.merge.strategy))
+            .collect();
+        capabilities.check_merge_strategies(destination.kind(), &selected_strategies).map_err(PipelineError::Unsupported)?;
         destination.health_check().await.map_err(PipelineError::Load)?;
 
         let mut report = RunReport {
@@ -682,6 +709,7 @@ impl Pipeline {
                 refresh.push(spec.name.clone());
             }
         }
+        check_strategy_unchanged(&schema, &specs, &selected, &refresh)?;
 
         // 3. Reset refreshed resources: state and schema now; their tables are dropped in the load
         //    transaction, so a failed run leaves the dataset as it was.
@@ -716,7 +744,10 @@ impl Pipeline {
         let mut shared = ExtractShared::default();
         for spec in &specs {
             let res_state = state.resource(source.name(), &spec.name).cloned();
-            if let Some(cursor) = &spec.cursor {
+            // scd2 retires what a run does not extract, so its resources are always extracted in full:
+            // no cursor filter (the stored cursor is kept for a later switch back).
+            let full_extract = spec.write_disposition == WriteDisposition::Merge && spec.merge.strategy == MergeStrategy::Scd2;
+            if let (Some(cursor), false) = (&spec.cursor, full_extract) {
                 let stored = if all_parents.contains(&spec.name) {
                     None
                 } else {
@@ -748,6 +779,7 @@ impl Pipeline {
                     table: s.name.clone(),
                     primary_key: s.primary_key.clone(),
                     disposition: s.write_disposition,
+                    merge: s.merge.clone(),
                 })
             })
             .collect();
@@ -858,6 +890,28 @@ impl Pipeline {
         Ok(report)
     }
 
+    /// The source's resources with the configured merge settings applied and checked.
+    fn resource_specs(&self, source: &dyn Source) -> Result<Vec<ResourceSpec>, PipelineError> {
+        let mut specs = source.resources();
+        for (name, hints) in &self.config.merge {
+            match specs.iter_mut().find(|s| &s.name == name) {
+                Some(spec) => spec.merge = hints.clone(),
+                None => {
+                    let available: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                    return Err(PipelineError::MergeConfig(format!(
+                        "merge settings for resource `{name}`, which source `{}` does not have; resources: {}",
+                        source.name(),
+                        available.join(", ")
+                    )));
+                }
+            }
+        }
+        for spec in &specs {
+            spec.merge.check(spec).map_err(PipelineError::MergeConfig)?;
+        }
+        Ok(specs)
+    }
+
     fn new_load_id(&self) -> String {
         let now = chrono::Utc::now();
         let mut micros = now.timestamp_micros();
@@ -952,6 +1006,26 @@ fn resource_tables(schema: &Schema, resource: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Refuse a run that would merge a resource with another strategy than its tables were loaded with
+/// (unless it is reloaded from scratch now).
+fn check_strategy_unchanged(schema: &Schema, specs: &[ResourceSpec], selected: &[String], refresh: &[String]) -> Result<(), PipelineError> {
+    for spec in specs {
+        if !selected.contains(&spec.name) || refresh.contains(&spec.name) || spec.write_disposition != WriteDisposition::Merge {
+            continue;
+        }
+        for root in schema.resource_root_tables(&spec.name) {
+            if root.seen_data && root.write_disposition == Some(WriteDisposition::Merge) && root.merge_strategy() != spec.merge.strategy {
+                return Err(PipelineError::MergeStrategyChanged {
+                    resource: spec.name.clone(),
+                    stored: root.merge_strategy(),
+                    configured: spec.merge.strategy,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 type NormalizeOut = (Schema, PackageWriter, IndexMap<String, u64>);

@@ -6,7 +6,8 @@
 //! 1. `drop_tables` (full refresh): dropped, then created again from the schema;
 //! 2. `create_tables` (bookkeeping tables first) and `add_columns` (new columns are nullable);
 //! 3. the `_dlt_version` row, inserted unless its `(schema_name, version_hash)` is stored already;
-//! 4. the table [`LoadJob`]s: replace chains, merge roots with their key and child chain, appends;
+//! 4. the table [`LoadJob`]s: replace chains, merge roots with their key and child chain (delete-insert
+//!    or upsert), scd2 roots with their validity columns, appends;
 //! 5. the `_dlt_pipeline_state` row, when the state changed;
 //! 6. the `_dlt_loads` row (status 0), last.
 //!
@@ -18,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use indexmap::IndexSet;
 
 use crate::package::PackageManifest;
-use crate::schema::{bookkeeping_tables, Column, Schema, WriteDisposition, SCHEMA_ENGINE_VERSION};
+use crate::schema::{bookkeeping_tables, Column, DataType, MergeStrategy, Schema, SortOrder, Table, WriteDisposition, SCHEMA_ENGINE_VERSION};
 use crate::state::StateRow;
 
 /// The destination's tables and their column names right now (before the plan runs).
@@ -85,10 +86,41 @@ pub struct ChainTable {
 }
 
 /// How duplicates of a merge key in one package are resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dedup {
     /// Per primary key, the last extracted row wins; child rows follow their root through `_dlt_root_id`.
     LastExtracted,
+    /// dlt's `dedup_sort` hint: per primary key, the row first in `order` of `column` wins (NULLs last,
+    /// ties: the first extracted).
+    Sort {
+        /// The column with the hint.
+        column: String,
+        /// `desc`: the highest value wins.
+        order: SortOrder,
+    },
+}
+
+/// dlt's `hard_delete` hint of a merge root: staged rows flagged by `column` delete instead of merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HardDelete {
+    /// The column with the hint.
+    pub column: String,
+    /// It is a `bool` column: only `true` flags a delete (`NULL` and `false` do not). Otherwise any
+    /// non-NULL value does.
+    pub boolean: bool,
+}
+
+/// The validity columns of an scd2 root and the values a load writes into them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validity {
+    /// `x-valid-from` column.
+    pub from: String,
+    /// `x-valid-to` column.
+    pub to: String,
+    /// The `to` value of an active version (`None`: NULL).
+    pub active: Option<chrono::DateTime<chrono::Utc>>,
+    /// This load's boundary: `from` of the versions it inserts, `to` of those it retires.
+    pub boundary: chrono::DateTime<chrono::Utc>,
 }
 
 /// What to do with one table (or one chain) of the package.
@@ -107,9 +139,12 @@ pub enum LoadJob {
         /// The root and its existing descendants, parents first.
         chain: Vec<String>,
     },
-    /// Delete-insert by primary key through the staging dataset: stage the package's rows of every chain
-    /// table; delete destination roots whose key is staged and their children (by `_dlt_root_id`);
-    /// insert the winning staged root per key ([`Dedup`]) and the staged children of the winners.
+    /// Merge by primary key through the staging dataset (`delete-insert` or `upsert`): stage the
+    /// package's rows of every chain table; per key pick the winning staged root ([`Dedup`]); delete
+    /// destination roots whose key is staged and their children (by `_dlt_root_id`); insert the winners
+    /// and their staged children. A winner flagged by [`HardDelete`] is not inserted (its key is only
+    /// deleted), except with `upsert` when its key was not in the destination: dlt's upsert then inserts
+    /// the flagged root (without children).
     Merge {
         /// The root, then its existing descendants, parents first.
         chain: Vec<ChainTable>,
@@ -119,6 +154,22 @@ pub enum LoadJob {
         dedup: Dedup,
         /// Root rows in the package (destinations may split the merge into buckets by this).
         staged_root_rows: u64,
+        /// `delete-insert` or `upsert` (never `scd2`, which is [`LoadJob::Scd2`]).
+        strategy: MergeStrategy,
+        /// The root's `hard_delete` column, if it has one.
+        hard_delete: Option<HardDelete>,
+        /// The root table was created by this plan: it has no rows, so nothing needs deleting.
+        fresh: bool,
+    },
+    /// dlt's scd2 through the staging dataset: stage the package's rows of every chain table; retire
+    /// (set `to` = boundary) every active destination root whose `_dlt_id` (row hash) is not staged;
+    /// insert each staged root whose `_dlt_id` is not active (once per hash) with `from` = boundary and
+    /// `to` = the active value; insert staged child rows whose `_dlt_id` the child table lacks.
+    Scd2 {
+        /// The root, then its existing descendants, parents first.
+        chain: Vec<ChainTable>,
+        /// Validity columns and values.
+        validity: Validity,
     },
 }
 
@@ -166,26 +217,38 @@ impl LoadPlan {
             .map(|t| schema.root_of(t))
             .filter(|r| schema.disposition_of(r) == WriteDisposition::Merge)
             .collect();
+        let created: HashSet<&str> = plan.create_tables.iter().map(|t| t.name.as_str()).collect();
+        let mut merge_jobs = Vec::new();
         for root in merge_roots {
             let Some(root_table) = schema.tables.get(root) else { continue };
             let key: Vec<String> = root_table.primary_key().into_iter().map(str::to_string).collect();
             let chain = existing_chain(root);
             done.extend(chain.iter().cloned());
+            let strategy = root_table.merge_strategy();
+            if strategy == MergeStrategy::Scd2 {
+                if let Some(validity) = validity_of(root_table, &manifest.load_id) {
+                    merge_jobs.push(LoadJob::Scd2 { chain: chain_tables(schema, chain), validity });
+                    continue;
+                }
+            }
             if key.is_empty() {
                 // No key to merge on: rows are appended (dlt does the same).
-                plan.jobs.extend(chain.into_iter().map(|table| LoadJob::Append { table }));
+                merge_jobs.extend(chain.into_iter().map(|table| LoadJob::Append { table }));
                 continue;
             }
-            let chain = chain
-                .into_iter()
-                .map(|name| {
-                    let columns = schema.tables.get(&name).map(|t| t.columns.keys().cloned().collect()).unwrap_or_default();
-                    ChainTable { name, columns }
-                })
-                .collect();
             let staged_root_rows = manifest.tables.get(root).map(|j| j.rows).unwrap_or(0);
-            plan.jobs.push(LoadJob::Merge { chain, key, dedup: Dedup::LastExtracted, staged_root_rows });
+            let dedup = match root_table.column_where(|c| c.dedup_sort.is_some()) {
+                Some(c) => Dedup::Sort { column: c.name.clone(), order: c.dedup_sort.unwrap_or(SortOrder::Desc) },
+                None => Dedup::LastExtracted,
+            };
+            let hard_delete = root_table
+                .column_where(|c| c.hard_delete)
+                .map(|c| HardDelete { column: c.name.clone(), boolean: c.data_type == DataType::Bool });
+            let fresh = created.contains(root);
+            let chain = chain_tables(schema, chain);
+            merge_jobs.push(LoadJob::Merge { chain, key, dedup, staged_root_rows, strategy, hard_delete, fresh });
         }
+        plan.jobs.extend(merge_jobs);
         for table in manifest.tables.keys().filter(|t| !done.contains(*t)) {
             plan.jobs.push(LoadJob::Append { table: table.clone() });
         }
@@ -257,8 +320,32 @@ impl LoadPlan {
 
     /// Whether a job stages rows (the destination then needs its staging dataset).
     pub fn needs_staging(&self) -> bool {
-        self.jobs.iter().any(|j| matches!(j, LoadJob::Merge { .. }))
+        self.jobs.iter().any(|j| matches!(j, LoadJob::Merge { .. } | LoadJob::Scd2 { .. }))
     }
+}
+
+/// Chain tables with the schema's columns.
+fn chain_tables(schema: &Schema, chain: Vec<String>) -> Vec<ChainTable> {
+    chain
+        .into_iter()
+        .map(|name| {
+            let columns = schema.tables.get(&name).map(|t| t.columns.keys().cloned().collect()).unwrap_or_default();
+            ChainTable { name, columns }
+        })
+        .collect()
+}
+
+/// The validity columns of an scd2 root and this load's values; `None` if the root lacks them (a
+/// schema written by something else), in which case it is merged like `delete-insert`.
+fn validity_of(root: &Table, load_id: &str) -> Option<Validity> {
+    let from = root.column_where(|c| c.valid_from)?;
+    let to = root.column_where(|c| c.valid_to)?;
+    Some(Validity {
+        from: from.name.clone(),
+        to: to.name.clone(),
+        active: to.active_record_timestamp,
+        boundary: crate::merge::boundary_of(load_id, root.boundary_timestamp),
+    })
 }
 
 #[cfg(test)]
@@ -350,6 +437,62 @@ mod tests {
         assert_eq!(plan.add_columns.len(), 1);
         assert_eq!(plan.add_columns[0].table, "a");
         assert!(plan.add_columns[0].column.nullable, "added columns are nullable");
+    }
+
+    #[test]
+    fn merge_strategies_and_hints_become_jobs() {
+        let mut m = manifest();
+        {
+            let e = m.schema.tables.get_mut("e").expect("e");
+            e.merge_strategy = Some(MergeStrategy::Upsert);
+            let mut deleted = Column::new("deleted", DataType::Bool);
+            deleted.hard_delete = true;
+            e.columns.insert("deleted".into(), deleted);
+            let mut lsn = Column::new("lsn", DataType::Bigint);
+            lsn.dedup_sort = Some(SortOrder::Asc);
+            e.columns.insert("lsn".into(), lsn);
+        }
+        let mut catalog = Catalog::new();
+        catalog.insert("e".into(), HashSet::new());
+        let plan = LoadPlan::build(&m, &catalog);
+        match &plan.jobs[1] {
+            LoadJob::Merge { strategy, hard_delete, dedup, fresh, .. } => {
+                assert_eq!(*strategy, MergeStrategy::Upsert);
+                assert_eq!(hard_delete, &Some(HardDelete { column: "deleted".into(), boolean: true }));
+                assert_eq!(dedup, &Dedup::Sort { column: "lsn".into(), order: SortOrder::Asc });
+                assert!(!fresh, "e exists");
+            }
+            other => panic!("expected a merge, got {other:?}"),
+        }
+        // A table created by the plan is fresh: nothing to delete.
+        let plan = LoadPlan::build(&m, &Catalog::new());
+        assert!(matches!(&plan.jobs[1], LoadJob::Merge { fresh: true, .. }));
+    }
+
+    #[test]
+    fn scd2_roots_get_their_validity_and_the_load_time_as_boundary() {
+        let mut m = manifest();
+        m.load_id = "1700000000.250000".into();
+        {
+            let e = m.schema.tables.get_mut("e").expect("e");
+            e.merge_strategy = Some(MergeStrategy::Scd2);
+            let mut from = Column::new("valid_from", DataType::Timestamp);
+            from.valid_from = true;
+            let mut to = Column::new("valid_to", DataType::Timestamp);
+            to.valid_to = true;
+            e.columns.insert("valid_from".into(), from);
+            e.columns.insert("valid_to".into(), to);
+        }
+        let plan = LoadPlan::build(&m, &Catalog::new());
+        match &plan.jobs[1] {
+            LoadJob::Scd2 { chain, validity } => {
+                assert_eq!(chain.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["e", "e__c"]);
+                assert_eq!((validity.from.as_str(), validity.to.as_str(), validity.active), ("valid_from", "valid_to", None));
+                assert_eq!(validity.boundary.timestamp_micros(), 1_700_000_000_250_000);
+            }
+            other => panic!("expected scd2, got {other:?}"),
+        }
+        assert!(plan.needs_staging());
     }
 
     #[test]

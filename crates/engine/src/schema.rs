@@ -112,6 +112,75 @@ impl FromStr for WriteDisposition {
     }
 }
 
+/// How a `merge` resource's rows are merged (dlt's `write_disposition={"disposition": "merge",
+/// "strategy": …}`); see `docs/history.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum MergeStrategy {
+    /// Delete the destination rows whose primary key is staged (children too), insert the staged ones.
+    #[default]
+    #[serde(rename = "delete-insert")]
+    DeleteInsert,
+    /// Update the rows whose primary key exists, insert the others; `_dlt_id` is a hash of the key.
+    #[serde(rename = "upsert")]
+    Upsert,
+    /// Slowly changing dimension type 2: every distinct version of a record is kept with its validity
+    /// window; `_dlt_id` is a hash of the record's content.
+    #[serde(rename = "scd2")]
+    Scd2,
+}
+
+impl MergeStrategy {
+    /// Every strategy, in dlt's order.
+    pub const ALL: [MergeStrategy; 3] = [MergeStrategy::DeleteInsert, MergeStrategy::Upsert, MergeStrategy::Scd2];
+
+    /// The dlt name (`delete-insert`, `upsert`, `scd2`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeStrategy::DeleteInsert => "delete-insert",
+            MergeStrategy::Upsert => "upsert",
+            MergeStrategy::Scd2 => "scd2",
+        }
+    }
+}
+
+impl fmt::Display for MergeStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for an unknown merge strategy name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown merge strategy `{0}`: expected one of delete-insert, upsert, scd2")]
+pub struct ParseMergeStrategyError(String);
+
+impl FromStr for MergeStrategy {
+    type Err = ParseMergeStrategyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MergeStrategy::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| ParseMergeStrategyError(s.to_string()))
+    }
+}
+
+/// Order of a `dedup_sort` column: which staged duplicate of a primary key survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    /// The row with the lowest value survives.
+    Asc,
+    /// The row with the highest value survives.
+    Desc,
+}
+
+impl SortOrder {
+    /// `asc` or `desc`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortOrder::Asc => "asc",
+            SortOrder::Desc => "desc",
+        }
+    }
+}
+
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Column {
@@ -130,12 +199,45 @@ pub struct Column {
     /// This is a variant column (`col__v_<type>`) of another column.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub variant: bool,
+    /// dlt's `hard_delete` hint: a staged row with a value here (`true` for a bool column) deletes the
+    /// destination row with its primary key instead of being merged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hard_delete: bool,
+    /// dlt's `dedup_sort` hint: among staged rows sharing a primary key, the one first in this order wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_sort: Option<SortOrder>,
+    /// `x-valid-from`: the scd2 column holding when a version became valid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub valid_from: bool,
+    /// `x-valid-to`: the scd2 column holding when a version was retired (the active value while current).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub valid_to: bool,
+    /// `x-active-record-timestamp` of a `valid_to` column: the value marking an active version
+    /// (`None`: NULL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_record_timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    /// `x-row-version`: the scd2 row hash column (`_dlt_id` of an scd2 root).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub row_version: bool,
 }
 
 impl Column {
     /// A nullable data column.
     pub fn new(name: impl Into<String>, data_type: DataType) -> Self {
-        Column { name: name.into(), data_type, nullable: true, primary_key: false, unique: false, variant: false }
+        Column {
+            name: name.into(),
+            data_type,
+            nullable: true,
+            primary_key: false,
+            unique: false,
+            variant: false,
+            hard_delete: false,
+            dedup_sort: None,
+            valid_from: false,
+            valid_to: false,
+            active_record_timestamp: None,
+            row_version: false,
+        }
     }
 
     /// A NOT NULL column (system columns, keys).
@@ -163,6 +265,12 @@ pub struct Table {
     /// The table has received at least one row (dlt's `x-normalizer.seen-data`).
     #[serde(default)]
     pub seen_data: bool,
+    /// `x-merge-strategy` of a merge root; `None` is dlt's default, `delete-insert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_strategy: Option<MergeStrategy>,
+    /// `x-boundary-timestamp` of an scd2 root: the validity boundary to use instead of the load time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundary_timestamp: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Table {
@@ -175,7 +283,19 @@ impl Table {
             resource: Some(resource.into()),
             write_disposition: Some(disposition),
             seen_data: false,
+            merge_strategy: None,
+            boundary_timestamp: None,
         }
+    }
+
+    /// The merge strategy in force for this root (dlt's default `delete-insert` when unset).
+    pub fn merge_strategy(&self) -> MergeStrategy {
+        self.merge_strategy.unwrap_or_default()
+    }
+
+    /// The first column with a hint, by predicate.
+    pub fn column_where(&self, f: impl Fn(&Column) -> bool) -> Option<&Column> {
+        self.columns.values().find(|c| f(c))
     }
 
     /// The primary-key column names, in declared order.
@@ -269,6 +389,8 @@ impl Schema {
                 resource: Some(name.to_string()),
                 write_disposition: Some(WriteDisposition::Append),
                 seen_data: false,
+                merge_strategy: None,
+                boundary_timestamp: None,
             }));
         }
         for t in self.tables.values() {
@@ -316,6 +438,12 @@ impl Schema {
                         primary_key: flag("primary_key"),
                         unique: flag("unique"),
                         variant: flag("variant"),
+                        hard_delete: flag("hard_delete"),
+                        dedup_sort: c.get("dedup_sort").and_then(|v| serde_json::from_value(v.clone()).ok()),
+                        valid_from: flag("x-valid-from"),
+                        valid_to: flag("x-valid-to"),
+                        active_record_timestamp: c.get("x-active-record-timestamp").and_then(json_timestamp),
+                        row_version: flag("x-row-version"),
                     });
                 }
             }
@@ -327,6 +455,9 @@ impl Schema {
                 resource: s("resource"),
                 write_disposition: s("write_disposition").and_then(|w| w.parse().ok()),
                 seen_data: t.pointer("/x-normalizer/seen-data").and_then(|v| v.as_bool()).unwrap_or(false),
+                // dlt writes `delete-insert` explicitly when a strategy is configured; it is the default.
+                merge_strategy: s("x-merge-strategy").and_then(|m| m.parse().ok()).filter(|m| *m != MergeStrategy::DeleteInsert),
+                boundary_timestamp: t.get("x-boundary-timestamp").and_then(json_timestamp),
             });
         }
         Some(schema)
@@ -335,6 +466,16 @@ impl Schema {
     /// The schema as YAML (for `schema export`).
     pub fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(&self.to_dlt_json()).unwrap_or_default()
+    }
+}
+
+/// A timestamp hint as dlt stores it (ISO text); `None` for null or anything unparsable.
+fn json_timestamp(v: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    let text = v.as_str()?;
+    match crate::typed::parse_iso(text)? {
+        crate::typed::Iso::DateTime(t) => Some(t),
+        crate::typed::Iso::Date(d) => Some(crate::typed::date_to_timestamp(d)),
+        crate::typed::Iso::Time(_) => None,
     }
 }
 
@@ -354,6 +495,26 @@ fn table_json(t: &Table) -> serde_json::Value {
         if c.variant {
             m.insert("variant".into(), true.into());
         }
+        if c.hard_delete {
+            m.insert("hard_delete".into(), true.into());
+        }
+        if let Some(order) = c.dedup_sort {
+            m.insert("dedup_sort".into(), order.as_str().into());
+        }
+        if c.valid_from {
+            m.insert("x-valid-from".into(), true.into());
+        }
+        if c.valid_to {
+            m.insert("x-valid-to".into(), true.into());
+            let active = c.active_record_timestamp.map(|t| serde_json::Value::from(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)));
+            m.insert("x-active-record-timestamp".into(), active.unwrap_or(serde_json::Value::Null));
+        }
+        if c.row_version {
+            // dlt: the row hash repeats after a record is deleted and reinserted, so it is not unique.
+            m.insert("x-row-version".into(), true.into());
+            m.insert("unique".into(), false.into());
+            m.insert("row_key".into(), false.into());
+        }
         cols.insert(c.name.clone(), m.into());
     }
     let mut m = serde_json::Map::new();
@@ -367,6 +528,12 @@ fn table_json(t: &Table) -> serde_json::Value {
     }
     if let Some(wd) = t.write_disposition {
         m.insert("write_disposition".into(), wd.as_str().into());
+    }
+    if let Some(strategy) = t.merge_strategy {
+        m.insert("x-merge-strategy".into(), strategy.as_str().into());
+    }
+    if let Some(b) = t.boundary_timestamp {
+        m.insert("x-boundary-timestamp".into(), b.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true).into());
     }
     if t.seen_data {
         m.insert("x-normalizer".into(), serde_json::json!({"seen-data": true}));

@@ -387,6 +387,18 @@ impl SandboxHandle {
         self.shared.write().delete_attendance(id)
     }
 
+    /// Erases an employee with their absences and attendances (and so their balances, person,
+    /// employment and report rows); false if unknown.
+    pub fn erase_employee(&self, id: i64) -> bool {
+        self.shared.write().erase_employee(id)
+    }
+
+    /// Moves an employee to the next department at the clock; the new department's (id, name), `None`
+    /// for an unknown id.
+    pub fn move_to_next_department(&self, id: i64) -> Option<(i64, String)> {
+        self.shared.write().move_to_next_department(id)
+    }
+
     /// Adds a custom attribute to every employee; returns its `dynamic_*` key.
     pub fn add_custom_attribute(&self, label: &str, ty: &str) -> String {
         self.shared.write().add_custom_attribute(label, ty)

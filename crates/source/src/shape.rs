@@ -394,7 +394,7 @@ mod tests {
             "last_modified_at": {"label": "Last modified", "value": "2024-01-02T03:04:05+00:00", "type": "date", "universal_id": "last_modified_at"}
         }});
         let mut schema = Schema::new("personio");
-        let hints = RootHints { resource: "employees".into(), table: "employees".into(), primary_key: vec!["id".into()], disposition: WriteDisposition::Merge };
+        let hints = RootHints { resource: "employees".into(), table: "employees".into(), primary_key: vec!["id".into()], disposition: WriteDisposition::Merge, merge: Default::default() };
         let mut n = Normalizer::new(NormalizeConfig::default());
         n.push(&mut schema, &hints, employee(&item), "load-1").unwrap();
         n.push(&mut schema, &hints, employee(&item), "load-1").unwrap();

@@ -447,6 +447,7 @@ impl Source for PersonioSource {
                 write_disposition: r.disposition,
                 cursor: r.cursor.map(str::to_string),
                 parent: r.parent.map(str::to_string),
+                merge: Default::default(),
             })
             .collect()
     }

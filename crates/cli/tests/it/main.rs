@@ -8,6 +8,7 @@ mod crash;
 mod e2e;
 mod faults;
 mod filesystem;
+mod history;
 mod postgres;
 mod secrets;
 mod state_trust;

@@ -17,8 +17,9 @@ use pipeline_engine::extract::ResourceSpec;
 use pipeline_engine::fixture::FixtureSource;
 use pipeline_engine::load::{Capabilities, Destination};
 use pipeline_engine::memory::MemoryDestination;
+use pipeline_engine::merge::{self, MergeHints};
 use pipeline_engine::pipeline::{Pipeline, PipelineConfig, PipelineError, RunOptions};
-use pipeline_engine::schema::WriteDisposition;
+use pipeline_engine::schema::{MergeStrategy, SortOrder, WriteDisposition};
 use serde_json::{json, Value};
 
 /// Where a case runs: a destination plus a way to read its rows back.
@@ -461,4 +462,171 @@ async fn capabilities_are_checked_before_extracting() {
     // Resources it can load still run.
     src.set("events", vec![json!({"kind": "x"})]);
     p.run(&src, Some(&sel(&["events"])), &mut d).await.expect("append is fine");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Merge strategies: upsert and scd2, hard_delete and dedup_sort (docs/history.md)
+
+fn merge_specs() -> Vec<ResourceSpec> {
+    let scd2 = MergeHints::strategy(MergeStrategy::Scd2);
+    let upsert = MergeHints { hard_delete: Some("deleted".into()), ..MergeHints::strategy(MergeStrategy::Upsert) };
+    let tickets = MergeHints { hard_delete: Some("deleted".into()), dedup_sort: Some(("lsn".into(), SortOrder::Desc)), ..MergeHints::default() };
+    vec![
+        // A cursor that scd2 must not apply: unchanged records would be filtered out and retired.
+        ResourceSpec::new("staff", &["id"], WriteDisposition::Merge).with_cursor("updated_at").with_merge(scd2),
+        ResourceSpec::new("members", &["id"], WriteDisposition::Merge).with_merge(upsert),
+        ResourceSpec::new("tickets", &["id"], WriteDisposition::Merge).with_merge(tickets),
+    ]
+}
+
+fn staff(id: i64, dept: &str, centers: &[i64]) -> Value {
+    json!({
+        "id": id,
+        "department": dept,
+        "updated_at": "2024-01-01T00:00:00+00:00",
+        "cost_centers": centers.iter().map(|c| json!({"id": c})).collect::<Vec<_>>(),
+    })
+}
+
+/// A timestamp as the conformance rendering gives it (`2024-01-01 10:00:00.5+00`).
+fn instant(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_str(&format!("{text}:00"), "%Y-%m-%d %H:%M:%S%.f%:z")
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
+async fn scd2_keeps_every_version(t: &Target) {
+    let p = t.pipeline();
+    let mut d = t.destination();
+    let mut src = FixtureSource::new("fixtures", merge_specs());
+    let mut loads = Vec::new();
+    let mut run = |records: Vec<Value>| {
+        src.set("staff", records);
+        src.clone()
+    };
+    let s = run(vec![staff(1, "A", &[10]), staff(2, "B", &[])]);
+    loads.extend(p.run(&s, Some(&sel(&["staff"])), d.as_mut()).await.expect("run 1").loaded_packages);
+    let s = run(vec![staff(1, "C", &[11]), staff(2, "B", &[])]);
+    loads.extend(p.run(&s, Some(&sel(&["staff"])), d.as_mut()).await.expect("run 2").loaded_packages);
+    let s = run(vec![staff(1, "C", &[11])]);
+    loads.extend(p.run(&s, Some(&sel(&["staff"])), d.as_mut()).await.expect("run 3").loaded_packages);
+    let s = run(vec![staff(1, "C", &[11]), staff(2, "B", &[])]);
+    loads.extend(p.run(&s, Some(&sel(&["staff"])), d.as_mut()).await.expect("run 4").loaded_packages);
+    assert_eq!(loads.len(), 4, "every full extract is a load ({})", t.name());
+    let boundary: Vec<chrono::DateTime<chrono::Utc>> = loads.iter().map(|l| merge::boundary_of(l, None)).collect();
+
+    let rows = t.rows("staff", &["id", "department", "_dlt_id", "_dlt_valid_from", "_dlt_valid_to"]).await.expect("staff");
+    let versions: Vec<(String, String, String, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>)> = rows
+        .iter()
+        .map(|r| {
+            let f: Vec<&str> = r.split('|').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].to_string(), instant(f[3]), (f[4] != "∅").then(|| instant(f[4])))
+        })
+        .collect();
+    let of = |id: &str| {
+        let mut v: Vec<_> = versions.iter().filter(|x| x.0 == id).cloned().collect();
+        v.sort_by_key(|x| x.3);
+        v
+    };
+    let one = of("1");
+    assert_eq!(one.len(), 2, "{} : {rows:?}", t.name());
+    assert_eq!((one[0].1.as_str(), one[0].3, one[0].4), ("A", boundary[0], Some(boundary[1])), "{}", t.name());
+    assert_eq!((one[1].1.as_str(), one[1].3, one[1].4), ("C", boundary[1], None), "contiguous, the last open ({})", t.name());
+    let two = of("2");
+    assert_eq!(two.len(), 2, "{} : {rows:?}", t.name());
+    assert_eq!((two[0].3, two[0].4), (boundary[0], Some(boundary[2])), "retired when missing from the extract ({})", t.name());
+    assert_eq!((two[1].3, two[1].4), (boundary[3], None), "reinserted when back ({})", t.name());
+    assert_eq!(two[0].2, two[1].2, "the same content has the same row hash ({})", t.name());
+    assert_eq!(two[0].2, merge::row_hash(&staff(2, "B", &[])), "{}", t.name());
+    // Child rows are insert-only and keyed by the root's row hash; no root key.
+    assert_eq!(t.rows("staff__cost_centers", &["id"]).await, Some(sel(&["10", "11"])), "{}", t.name());
+    assert!(!t.columns("staff__cost_centers").await.contains(&"_dlt_root_id".to_string()), "{}", t.name());
+}
+
+async fn upsert_hard_delete_and_dedup_sort(t: &Target) {
+    let p = t.pipeline();
+    let mut d = t.destination();
+    let mut src = FixtureSource::new("fixtures", merge_specs());
+    src.set("members", vec![
+        json!({"id": 1, "name": "a", "roles": ["x", "y"]}),
+        json!({"id": 2, "name": "b", "deleted": false, "roles": ["z"]}),
+    ]);
+    src.set("tickets", vec![
+        json!({"id": 1, "v": "b", "lsn": 2}),
+        json!({"id": 1, "v": "c", "lsn": 3}),
+        json!({"id": 1, "v": "a", "lsn": 1}),
+        json!({"id": 2, "v": "x", "lsn": 1, "deleted": false, "parts": [1]}),
+    ]);
+    p.run(&src, Some(&sel(&["members", "tickets"])), d.as_mut()).await.expect("run 1");
+    assert_eq!(t.rows("tickets", &["id", "v"]).await, Some(sel(&["1|c", "2|x"])), "dedup_sort desc ({})", t.name());
+
+    src.set("members", vec![
+        json!({"id": 1, "name": "a2", "roles": ["q"]}),
+        json!({"id": 2, "deleted": true}),
+        // dlt's upsert inserts a flagged row whose key it does not have (without its children).
+        json!({"id": 3, "name": "c", "deleted": true, "roles": ["r"]}),
+    ]);
+    src.set("tickets", vec![
+        json!({"id": 2, "v": "y", "lsn": 4}),
+        json!({"id": 2, "lsn": 5, "deleted": true}),
+        json!({"id": 4, "v": "new-but-deleted", "lsn": 1, "deleted": true}),
+    ]);
+    p.run(&src, Some(&sel(&["members", "tickets"])), d.as_mut()).await.expect("run 2");
+    let id_of = |id: i64| merge::key_hash(&[("id", &json!(id))]);
+    assert_eq!(
+        t.rows("members", &["id", "name", "deleted", "_dlt_id"]).await,
+        Some(vec![format!("1|a2|∅|{}", id_of(1)), format!("3|c|true|{}", id_of(3))]),
+        "upsert: updated in place with the key hash as _dlt_id, deleted, flagged-new inserted ({})",
+        t.name()
+    );
+    assert_eq!(t.rows("members__roles", &["value", "_dlt_root_id"]).await, Some(vec![format!("q|{}", id_of(1))]), "{}", t.name());
+    assert_eq!(t.rows("tickets", &["id", "v"]).await, Some(sel(&["1|c"])), "the winner is a delete ({})", t.name());
+    assert_eq!(t.rows("tickets__parts", &["value"]).await, Some(vec![]), "with its children ({})", t.name());
+}
+
+#[tokio::test]
+async fn conformance_scd2() {
+    on_every_destination!(scd2_keeps_every_version);
+}
+
+#[tokio::test]
+async fn conformance_upsert_hard_delete_dedup_sort() {
+    on_every_destination!(upsert_hard_delete_and_dedup_sort);
+}
+
+/// Switching a loaded resource to another merge strategy is refused until it is reloaded; a destination
+/// without scd2 refuses it before extracting.
+#[tokio::test]
+async fn merge_strategy_changes_and_capabilities() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = MemoryDestination::new("memory:switch");
+    let plain = vec![ResourceSpec::new("staff", &["id"], WriteDisposition::Merge)];
+    let mut src = FixtureSource::new("fixtures", plain);
+    src.set("staff", vec![staff(1, "A", &[])]);
+    let p = Pipeline::open(PipelineConfig::new(PIPELINE, "switch", dir.path().join("pipelines"))).expect("pipeline");
+    p.run(&src, Some(&sel(&["staff"])), &mut d).await.expect("delete-insert");
+
+    let mut config = PipelineConfig::new(PIPELINE, "switch", dir.path().join("pipelines"));
+    config.merge.insert("staff".into(), MergeHints::strategy(MergeStrategy::Scd2));
+    let p = Pipeline::open(config.clone()).expect("pipeline");
+    let err = p.run(&src, Some(&sel(&["staff"])), &mut d).await.expect_err("switch refused");
+    assert!(matches!(err, PipelineError::MergeStrategyChanged { .. }), "{err}");
+    assert!(err.to_string().contains("--full-refresh"), "{err}");
+    p.run_with(&src, Some(&sel(&["staff"])), &mut d, RunOptions { full_refresh: true, ..RunOptions::default() }).await.expect("reloaded as scd2");
+    let rows = d.rows("staff").expect("staff");
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].get("_dlt_valid_from").cloned().flatten().is_some() && rows[0].get("_dlt_valid_to").cloned().flatten().is_none());
+
+    // Settings for a resource the source lacks, or that do not fit it, are refused.
+    let mut bad = PipelineConfig::new(PIPELINE, "switch", dir.path().join("pipelines"));
+    bad.merge.insert("nope".into(), MergeHints::strategy(MergeStrategy::Scd2));
+    let err = Pipeline::open(bad).expect("pipeline").run(&src, Some(&sel(&["staff"])), &mut d).await.expect_err("unknown");
+    assert!(matches!(err, PipelineError::MergeConfig(_)) && err.to_string().contains("`nope`"), "{err}");
+
+    let caps = Capabilities { merge_strategies: vec![MergeStrategy::DeleteInsert], ..Capabilities::full() };
+    let mut limited = MemoryDestination::new("memory:limited").with_capabilities(caps);
+    let p = Pipeline::open(config.clone()).expect("pipeline");
+    let err = p.run(&src, Some(&sel(&["staff"])), &mut limited).await.expect_err("scd2 unsupported");
+    assert!(matches!(err, PipelineError::Unsupported(_)) && err.to_string().contains("merge strategy `scd2`"), "{err}");
+    assert_eq!(src.extract_calls(), 2, "refused before extracting");
 }

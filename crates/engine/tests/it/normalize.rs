@@ -74,6 +74,7 @@ fn run_case(dir: &Path) -> String {
         table: h["table"].as_str().unwrap_or(h["resource"].as_str().unwrap()).to_string(),
         primary_key: h["primary_key"].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect()).unwrap_or_default(),
         disposition: h["disposition"].as_str().unwrap_or("append").parse::<WriteDisposition>().unwrap(),
+        merge: pipeline_engine::fixture::merge_hints(h).unwrap(),
     };
     let config = NormalizeConfig {
         max_identifier_len: input["max_identifier_len"].as_u64().map(|n| n as usize),
@@ -223,6 +224,7 @@ fn throughput() {
         table: "absences".into(),
         primary_key: vec!["id".into()],
         disposition: WriteDisposition::Merge,
+        merge: Default::default(),
     };
     let records: Vec<Value> = (0..200_000)
         .map(|i| {

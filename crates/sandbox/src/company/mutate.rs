@@ -147,6 +147,39 @@ impl Company {
         true
     }
 
+    /// Erases an employee as Personio does after the retention period: the employee and every absence
+    /// and attendance of theirs are gone (no tombstones), so are their balances, v2 person, employment
+    /// and report rows. References to them in other employees' records (supervisor) stay as they were.
+    /// Returns false for an unknown id.
+    pub fn erase_employee(&mut self, id: i64) -> bool {
+        let Ok(i) = self.employees.binary_search_by_key(&id, |e| e.id) else { return false };
+        self.employees.remove(i);
+        self.absences.retain(|a| a.employee_id != id);
+        self.attendances.retain(|a| a.employee_id != id);
+        self.generation += 1;
+        true
+    }
+
+    /// Moves an employee to the next department of the company's list (after the last: the first; an
+    /// employee without one gets the first) at the clock, as an HR change: `department` and
+    /// `last_modified_at` change. Returns the new department's (id, name), `None` for an unknown id.
+    pub fn move_to_next_department(&mut self, id: i64) -> Option<(i64, String)> {
+        let now = self.now;
+        let departments = self.org.departments.clone();
+        let e = self.employees.iter_mut().find(|e| e.id == id)?;
+        let current = e.attrs.get("department").and_then(|a| a.pointer("/value/attributes/id")).and_then(Value::as_i64);
+        let next = match current.and_then(|c| departments.iter().position(|(d, _)| *d == c)) {
+            Some(i) => departments[(i + 1) % departments.len()],
+            None => *departments.first()?,
+        };
+        let a = e.attrs.get_mut("department").and_then(Value::as_object_mut)?;
+        a.insert("value".into(), json!({"type": "Department", "attributes": {"id": next.0, "name": next.1}}));
+        e.attr_changed.insert("department".into(), now);
+        e.set_modified(now);
+        self.generation += 1;
+        Some((next.0, next.1.to_string()))
+    }
+
     /// Adds a custom attribute to every employee (values filled in); every employee's `last_modified_at` moves. Returns its key.
     pub fn add_custom_attribute(&mut self, label: &str, ty: &str) -> String {
         let key = format!("dynamic_{}", self.next_attr_id);
