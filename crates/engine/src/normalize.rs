@@ -1474,7 +1474,7 @@ mod tests {
 mod merge_tests {
     use super::*;
     use crate::merge::MergeHints;
-    use arrow::array::{Array, AsArray};
+    use arrow::array::Array;
     use serde_json::json;
 
     fn hints(resource: &str, strategy: MergeStrategy) -> RootHints {

@@ -69,7 +69,7 @@ fn employees_with_scd2_keep_contiguous_versions_and_retire_the_erased() {
     // Everybody else: one open version (unchanged records are neither retired nor inserted again).
     let per_id = query_strings(
         &project.db(),
-        &format!("SELECT CAST(id AS VARCHAR) || '|' || count(*) || '|' || count(_dlt_valid_to) FROM {DATASET}.employees WHERE id <> {mover} GROUP BY id ORDER BY id"),
+        &format!("SELECT CAST(id AS VARCHAR) || '|' || CAST(count(*) AS VARCHAR) || '|' || CAST(count(_dlt_valid_to) AS VARCHAR) FROM {DATASET}.employees WHERE id <> {mover} GROUP BY id ORDER BY id"),
     )
     .expect("query");
     assert_eq!(per_id.len(), ids.len() - 1, "{per_id:?}");
@@ -78,7 +78,7 @@ fn employees_with_scd2_keep_contiguous_versions_and_retire_the_erased() {
     // The README's as-of query, at the moment the mover's second version started.
     let at = &v[1].1;
     let as_of = format!(
-        "SELECT department__attributes__name || '|' || count(*) FROM {DATASET}.employees \
+        "SELECT department__attributes__name || '|' || CAST(count(*) AS VARCHAR) FROM {DATASET}.employees \
          WHERE _dlt_valid_from <= CAST('{at}' AS TIMESTAMPTZ) AND (_dlt_valid_to IS NULL OR _dlt_valid_to > CAST('{at}' AS TIMESTAMPTZ)) \
          AND department__attributes__name IS NOT NULL GROUP BY department__attributes__name ORDER BY 1"
     );
@@ -113,6 +113,6 @@ fn employees_with_scd2_keep_contiguous_versions_and_retire_the_erased() {
     let retired = chrono::DateTime::parse_from_str(&format!("{}:00", gone[0].2), "%Y-%m-%d %H:%M:%S%.f%:z").expect("timestamp");
     assert_eq!(retired, boundary, "retired at the last load's boundary (its load id's time)");
     assert_eq!(versions(&project, mover).len(), 4, "the others are untouched");
-    let open = query_strings(&project.db(), &format!("SELECT count(*) FROM {DATASET}.employees WHERE _dlt_valid_to IS NULL")).expect("count");
+    let open = query_strings(&project.db(), &format!("SELECT CAST(count(*) AS VARCHAR) FROM {DATASET}.employees WHERE _dlt_valid_to IS NULL")).expect("count");
     assert_eq!(open, vec![(ids.len() - 1).to_string()], "every employee still in Personio has one open version");
 }
