@@ -313,6 +313,39 @@ mod tests {
     }
 
     #[test]
+    fn merge_settings_per_resource() {
+        let names: Vec<String> = ["employees", "absences", "absence_types"].iter().map(|s| s.to_string()).collect();
+        let none = resource_merge(&resolver(&[], "", ""), &names).expect("no settings");
+        assert!(none.is_empty());
+        let config = "[sources.personio]\nmerge_strategy = \"upsert\"\n\
+            [sources.personio.resources.employees]\nmerge_strategy = \"scd2\"\nvalidity_column_names = [\"valid_from\", \"valid_to\"]\nactive_record_timestamp = \"9999-12-31\"\n\
+            [sources.personio.resources.absences]\nhard_delete = \"deleted_at\"\ndedup_sort = \"updated_at asc\"\n";
+        let m = resource_merge(&resolver(&[], "", config), &names).expect("valid");
+        let e = &m["employees"];
+        assert_eq!(e.strategy, MergeStrategy::Scd2);
+        assert_eq!(e.validity_column_names, Some(("valid_from".to_string(), "valid_to".to_string())));
+        assert_eq!(e.active_record_timestamp.map(|t| t.to_rfc3339()), Some("9999-12-31T00:00:00+00:00".to_string()));
+        let a = &m["absences"];
+        assert_eq!((a.strategy, a.hard_delete.as_deref()), (MergeStrategy::DeleteInsert, Some("deleted_at")), "never read from [sources.personio]");
+        assert_eq!(a.dedup_sort, Some(("updated_at".to_string(), SortOrder::Asc)));
+        assert!(!m.contains_key("absence_types"));
+        let env = resolver(&[("SOURCES__PERSONIO__RESOURCES__ABSENCES__MERGE_STRATEGY", "upsert")], "", "");
+        assert_eq!(resource_merge(&env, &names).expect("env")["absences"].strategy, MergeStrategy::Upsert);
+        for (config, key, problem) in [
+            ("[sources.personio.resources.employes]\nmerge_strategy = \"scd2\"\n", "sources.personio.resources.employes", "names no resource"),
+            ("[sources.personio.resources.employees]\nmerge_stratgy = \"scd2\"\n", "merge_stratgy", "not a resource setting"),
+            ("[sources.personio.resources.employees]\nmerge_strategy = \"scd3\"\n", "merge_strategy", "delete-insert"),
+            ("[sources.personio.resources.employees]\ndedup_sort = \"a b c\"\n", "dedup_sort", "<field> asc"),
+            ("[sources.personio.resources.employees]\nhard_delete = true\n", "hard_delete", "deleted_at"),
+            ("[sources.personio.resources.employees]\nvalidity_column_names = [\"a\"]\n", "validity_column_names", "two column names"),
+            ("[sources.personio.resources.employees]\nactive_record_timestamp = \"soon\"\n", "active_record_timestamp", "ISO date"),
+        ] {
+            let e = resource_merge(&resolver(&[], "", config), &names).expect_err(config).to_string();
+            assert!(e.contains(key) && e.contains(problem), "{config}: {e}");
+        }
+    }
+
+    #[test]
     fn credentials_are_read_only_from_sectioned_names() {
         let r = resolver(&[("CLIENT_ID", "a"), ("CLIENT_SECRET", "b"), ("BASE_URL", "http://evil.test")], "", "");
         let e = endpoint(&r).err().expect("generic names are not read").to_string();

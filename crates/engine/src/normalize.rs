@@ -1295,7 +1295,9 @@ impl Normalizer {
             // Ordered first, in declared order.
             let my_rank = state.primary_key.iter().position(|p| *p == slot.name).unwrap_or(0);
             let before = state.primary_key[..my_rank].iter().filter(|p| table.columns.contains_key(p.as_str())).count();
-            table.columns.shift_insert(before.min(table.columns.len()), slot.name.clone(), column);
+            // After the scd2 validity columns, which dlt puts first.
+            let lead = table.columns.values().take_while(|c| c.valid_from || c.valid_to).count();
+            table.columns.shift_insert((lead + before).min(table.columns.len()), slot.name.clone(), column);
         } else {
             table.columns.insert(slot.name.clone(), column);
         }
@@ -1524,7 +1526,7 @@ mod merge_tests {
         let emp = &schema.tables["emp"];
         assert_eq!(emp.merge_strategy, Some(MergeStrategy::Scd2));
         let cols: Vec<&str> = emp.columns.keys().map(String::as_str).collect();
-        assert_eq!(&cols[..3], ["id", "_dlt_valid_from", "_dlt_valid_to"]);
+        assert_eq!(&cols[..3], ["_dlt_valid_from", "_dlt_valid_to", "id"], "as dlt orders them");
         assert!(emp.columns["_dlt_valid_from"].valid_from && emp.columns["_dlt_valid_to"].valid_to);
         let id = &emp.columns[C_DLT_ID];
         assert!(id.row_version && !id.unique, "the row hash repeats after delete-reinsert");

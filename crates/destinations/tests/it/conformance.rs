@@ -488,9 +488,10 @@ fn staff(id: i64, dept: &str, centers: &[i64]) -> Value {
     })
 }
 
-/// A timestamp as the conformance rendering gives it (`2024-01-01 10:00:00.5+00`).
+/// A timestamp as the destinations render it: `2024-01-01 10:00:00.5+00` (SQL) or RFC 3339 (memory).
 fn instant(text: &str) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_str(&format!("{text}:00"), "%Y-%m-%d %H:%M:%S%.f%:z")
+    chrono::DateTime::parse_from_rfc3339(text)
+        .or_else(|_| chrono::DateTime::parse_from_str(&format!("{text}:00"), "%Y-%m-%d %H:%M:%S%.f%:z"))
         .unwrap_or_else(|e| panic!("{text}: {e}"))
         .with_timezone(&chrono::Utc)
 }
@@ -605,6 +606,7 @@ async fn merge_strategy_changes_and_capabilities() {
     src.set("staff", vec![staff(1, "A", &[])]);
     let p = Pipeline::open(PipelineConfig::new(PIPELINE, "switch", dir.path().join("pipelines"))).expect("pipeline");
     p.run(&src, Some(&sel(&["staff"])), &mut d).await.expect("delete-insert");
+    drop(p);
 
     let mut config = PipelineConfig::new(PIPELINE, "switch", dir.path().join("pipelines"));
     config.merge.insert("staff".into(), MergeHints::strategy(MergeStrategy::Scd2));
@@ -613,6 +615,7 @@ async fn merge_strategy_changes_and_capabilities() {
     assert!(matches!(err, PipelineError::MergeStrategyChanged { .. }), "{err}");
     assert!(err.to_string().contains("--full-refresh"), "{err}");
     p.run_with(&src, Some(&sel(&["staff"])), &mut d, RunOptions { full_refresh: true, ..RunOptions::default() }).await.expect("reloaded as scd2");
+    drop(p);
     let rows = d.rows("staff").expect("staff");
     assert_eq!(rows.len(), 1);
     assert!(rows[0].get("_dlt_valid_from").cloned().flatten().is_some() && rows[0].get("_dlt_valid_to").cloned().flatten().is_none());
@@ -624,6 +627,7 @@ async fn merge_strategy_changes_and_capabilities() {
     assert!(matches!(err, PipelineError::MergeConfig(_)) && err.to_string().contains("`nope`"), "{err}");
 
     let caps = Capabilities { merge_strategies: vec![MergeStrategy::DeleteInsert], ..Capabilities::full() };
+    let config = PipelineConfig { pipelines_dir: dir.path().join("limited"), ..config };
     let mut limited = MemoryDestination::new("memory:limited").with_capabilities(caps);
     let p = Pipeline::open(config.clone()).expect("pipeline");
     let err = p.run(&src, Some(&sel(&["staff"])), &mut limited).await.expect_err("scd2 unsupported");
