@@ -1489,15 +1489,18 @@ mod merge_tests {
         }
     }
 
-    /// (table → column → values as text) of everything normalized.
-    fn normalize(h: &RootHints, records: Vec<Value>) -> (Schema, HashMap<String, HashMap<String, Vec<Option<String>>>>) {
+    /// Table → column → values as text.
+    type Values = HashMap<String, HashMap<String, Vec<Option<String>>>>;
+
+    /// The schema and the values of everything normalized.
+    fn normalize(h: &RootHints, records: Vec<Value>) -> (Schema, Values) {
         let mut schema = Schema::new("t");
         let mut n = Normalizer::new(NormalizeConfig::default());
         n.ensure_root(&mut schema, h);
         for r in records {
             n.push(&mut schema, h, r, "1.1").expect("push");
         }
-        let mut out: HashMap<String, HashMap<String, Vec<Option<String>>>> = HashMap::new();
+        let mut out: Values = HashMap::new();
         for (table, batch) in n.finish(&schema).expect("finish") {
             let cols = out.entry(table).or_default();
             for (i, f) in batch.schema().fields().iter().enumerate() {
