@@ -115,6 +115,8 @@ pub struct Capabilities {
     /// dlt merge strategies the destination can apply to `merge` resources ([`crate::plan::LoadJob::Merge`]
     /// for `delete-insert` and `upsert`, [`crate::plan::LoadJob::Scd2`] for `scd2`).
     pub merge_strategies: Vec<MergeStrategy>,
+    /// dlt's `hard_delete` and `dedup_sort` column hints are applied by its merges.
+    pub merge_hints: bool,
 }
 
 impl Capabilities {
@@ -129,13 +131,21 @@ impl Capabilities {
             types: vec![Text, Bigint, Double, Bool, Timestamp, Date, Time, Decimal, Json, Binary],
             native_merge: true,
             merge_strategies: MergeStrategy::ALL.to_vec(),
+            merge_hints: true,
         }
     }
 
-    /// Check that the destination supports the merge strategy of every selected `merge` resource
-    /// (name, strategy).
-    pub fn check_merge_strategies(&self, destination: &'static str, resources: &[(String, MergeStrategy)]) -> Result<(), DestinationError> {
-        for (name, strategy) in resources {
+    /// Check that the destination supports the merge strategy and hints of every selected `merge`
+    /// resource (name, merge settings).
+    pub fn check_merge(&self, destination: &'static str, resources: &[(String, crate::merge::MergeHints)]) -> Result<(), DestinationError> {
+        for (name, hints) in resources {
+            let strategy = &hints.strategy;
+            if !self.merge_hints && (hints.hard_delete.is_some() || hints.dedup_sort.is_some()) {
+                return Err(DestinationError::new(
+                    destination,
+                    format!("cannot apply hard_delete or dedup_sort to resource `{name}`: this destination does not support them; remove them from its settings or choose another destination"),
+                ));
+            }
             if !self.merge_strategies.contains(strategy) {
                 let supported: Vec<&str> = self.merge_strategies.iter().map(|s| s.as_str()).collect();
                 return Err(DestinationError::new(

@@ -672,12 +672,12 @@ impl Pipeline {
         capabilities
             .check(destination.kind(), &selected_dispositions, &Schema::new(source.name()))
             .map_err(PipelineError::Unsupported)?;
-        let selected_strategies: Vec<(String, MergeStrategy)> = specs
+        let selected_merges: Vec<(String, MergeHints)> = specs
             .iter()
             .filter(|s| selected.contains(&s.name) && s.write_disposition == WriteDisposition::Merge)
-            .map(|s| (s.name.clone(), s.merge.strategy))
+            .map(|s| (s.name.clone(), s.merge.clone()))
             .collect();
-        capabilities.check_merge_strategies(destination.kind(), &selected_strategies).map_err(PipelineError::Unsupported)?;
+        capabilities.check_merge(destination.kind(), &selected_merges).map_err(PipelineError::Unsupported)?;
         destination.health_check().await.map_err(PipelineError::Load)?;
 
         let mut report = RunReport {

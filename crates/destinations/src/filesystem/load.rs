@@ -14,8 +14,8 @@ use bytes::Bytes;
 use object_store::path::Path;
 use pipeline_engine::load::{DestinationError, LoadReport};
 use pipeline_engine::package::LoadPackage;
-use pipeline_engine::plan::{Catalog, ChainTable, LoadJob, LoadPlan, VersionRow};
-use pipeline_engine::schema::Schema;
+use pipeline_engine::plan::{Catalog, ChainTable, Dedup, LoadJob, LoadPlan, VersionRow};
+use pipeline_engine::schema::{MergeStrategy, Schema};
 use pipeline_engine::state::StateRow;
 
 use super::delta::{ActiveFile, CommitKind, LakeTable, NewFile};
@@ -258,10 +258,16 @@ impl<'a> Loader<'a> {
                         report.push((table.clone(), rows));
                     }
                 }
-                LoadJob::Merge { chain, key, .. } => {
+                LoadJob::Merge { chain, key, strategy, hard_delete, dedup, .. } => {
+                    // The capabilities refuse anything else before extracting; a package made for another
+                    // destination is refused here.
+                    if *strategy != MergeStrategy::DeleteInsert || hard_delete.is_some() || *dedup != Dedup::LastExtracted {
+                        return Err(unsupported_merge(chain));
+                    }
                     touched.extend(chain.iter().map(|c| c.name.clone()));
                     report.extend(self.merge(package, &m.schema, chain, key, &dropped).await?);
                 }
+                LoadJob::Scd2 { chain, .. } => return Err(unsupported_merge(chain)),
             }
         }
         // Tables created by the plan that no job wrote (no rows in this package) exist afterwards, empty.
@@ -579,4 +585,13 @@ impl<'a> Loader<'a> {
         root_lake.commit(self.load_id, &root_columns, kind, root_removes, &root_files).await?;
         Ok(report)
     }
+}
+
+/// A merge job this destination does not apply (another strategy, dlt's merge hints).
+fn unsupported_merge(chain: &[ChainTable]) -> DestinationError {
+    let table = chain.first().map(|c| c.name.as_str()).unwrap_or_default();
+    DestinationError::new(
+        KIND,
+        format!("table `{table}` is merged with a strategy or hint (upsert, scd2, hard_delete, dedup_sort) this destination does not apply; use delete-insert without hints for it, or another destination"),
+    )
 }

@@ -27,7 +27,7 @@ use std::path::{Path as FsPath, PathBuf};
 use bytes::Bytes;
 use pipeline_engine::load::{Capabilities, Destination, DestinationError, LoadInfo, LoadReport, StoredState, TableInfo};
 use pipeline_engine::package::LoadPackage;
-use pipeline_engine::schema::{DataType, Schema, WriteDisposition};
+use pipeline_engine::schema::{DataType, MergeStrategy, Schema, WriteDisposition};
 use pipeline_engine::state::StateRow;
 
 pub use files::FileFormat;
@@ -373,6 +373,9 @@ impl Destination for FilesystemDestination {
             types: vec![Text, Bigint, Double, Bool, Timestamp, Date, Time, Decimal, Json, Binary],
             // Merge is copy-on-write in this process, not inside a database.
             native_merge: false,
+            // Its merge is dlt's default, delete-insert, without the hard_delete/dedup_sort hints.
+            merge_strategies: vec![MergeStrategy::DeleteInsert],
+            merge_hints: false,
         }
     }
 
