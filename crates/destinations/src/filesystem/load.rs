@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow::datatypes::DataType as A;
 use bytes::Bytes;
 use object_store::path::Path;
@@ -57,31 +57,51 @@ pub async fn parquet_rows(bucket: &Bucket, path: &Path, size: Option<u64>) -> Re
     }
 }
 
-/// Key of a row: the display text of each key column, joined.
-fn row_key(cols: &[ArrayRef], row: usize) -> Result<String, DestinationError> {
-    let mut key = String::new();
-    for (i, c) in cols.iter().enumerate() {
-        if i > 0 {
-            key.push('\u{1f}');
-        }
-        if c.is_null(row) {
-            key.push('\u{2205}');
-        } else {
-            key.push_str(&arrow::util::display::array_value_to_string(c, row).map_err(|e| DestinationError::new(KIND, format!("reading a key value: {e}")))?);
-        }
+/// Columns of a batch as text, cast once per batch, for key and id lookups without formatting rows.
+struct Texts(Vec<StringArray>);
+
+impl Texts {
+    fn of(batch: &RecordBatch, names: &[String], table: &str) -> Result<Texts, DestinationError> {
+        columns_of(batch, names, table)?.iter().map(text_array).collect::<Result<Vec<_>, _>>().map(Texts)
     }
-    Ok(key)
+
+    /// Row `r`'s value (one column) or its values joined (several); `None` when one is NULL.
+    fn get<'a>(&'a self, r: usize, buf: &'a mut String) -> Option<&'a str> {
+        if let [a] = self.0.as_slice() {
+            return (!a.is_null(r)).then(|| a.value(r));
+        }
+        buf.clear();
+        for (i, a) in self.0.iter().enumerate() {
+            if a.is_null(r) {
+                return None;
+            }
+            if i > 0 {
+                buf.push('\u{1f}');
+            }
+            buf.push_str(a.value(r));
+        }
+        Some(buf.as_str())
+    }
+
+    /// Per row: whether its value is in `set`.
+    fn in_set(&self, rows: usize, set: &HashSet<String>) -> Vec<bool> {
+        let mut buf = String::new();
+        (0..rows).map(|r| self.get(r, &mut buf).is_some_and(|v| set.contains(v))).collect()
+    }
 }
 
-/// Text of a string column's row (`_dlt_id`, `_dlt_root_id`), `None` for NULL.
-fn text_at(col: &ArrayRef, row: usize) -> Option<String> {
-    if col.is_null(row) {
-        return None;
-    }
-    match col.as_any().downcast_ref::<arrow::array::StringArray>() {
-        Some(s) => Some(s.value(row).to_string()),
-        None => arrow::util::display::array_value_to_string(col, row).ok(),
-    }
+/// A column as text (integers and other keys cast; timestamps through their integer value).
+fn text_array(col: &ArrayRef) -> Result<StringArray, DestinationError> {
+    let text = match col.data_type() {
+        A::Utf8 => col.clone(),
+        other => arrow::compute::cast(col, &A::Utf8)
+            .or_else(|_| arrow::compute::cast(col, &A::Int64).and_then(|i| arrow::compute::cast(&i, &A::Utf8)))
+            .map_err(|e| DestinationError::new(KIND, format!("a key column of type {other} cannot be compared: {e}")))?,
+    };
+    text.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| DestinationError::new(KIND, "internal error: a text cast did not give text"))
 }
 
 fn columns_of(batch: &RecordBatch, names: &[String], table: &str) -> Result<Vec<ArrayRef>, DestinationError> {
@@ -468,19 +488,33 @@ impl<'a> Loader<'a> {
         // The package's winners: the last row per key; their _dlt_id for the children.
         let package_roots = package.batches(root).map_err(DestinationError::from)?;
         let mut last: HashMap<String, (usize, usize)> = HashMap::new();
+        let dlt_id = vec!["_dlt_id".to_string()];
+        let mut keep: Vec<Vec<bool>> = Vec::new();
+        let mut dlt_ids = Vec::new();
+        let mut buf = String::new();
         for (bi, b) in package_roots.iter().enumerate() {
-            let cols = columns_of(b, key, root)?;
+            let keys = Texts::of(b, key, root)?;
+            keep.push(vec![false; b.num_rows()]);
             for r in 0..b.num_rows() {
-                last.insert(row_key(&cols, r)?, (bi, r));
+                match keys.get(r, &mut buf) {
+                    Some(k) => {
+                        last.insert(k.to_string(), (bi, r));
+                    }
+                    // A NULL key matches nothing: the row is kept as it is.
+                    None => keep[bi][r] = true,
+                }
             }
+            dlt_ids.push(Texts::of(b, &dlt_id, root)?);
         }
-        let mut keep: Vec<Vec<bool>> = package_roots.iter().map(|b| vec![false; b.num_rows()]).collect();
-        let dlt_ids = package_roots.iter().map(|b| columns_of(b, &["_dlt_id".to_string()], root).map(|mut c| c.remove(0))).collect::<Result<Vec<_>, _>>()?;
         let mut winner_ids: HashSet<String> = HashSet::new();
         for &(bi, r) in last.values() {
             keep[bi][r] = true;
-            if let Some(id) = text_at(&dlt_ids[bi], r) {
-                winner_ids.insert(id);
+        }
+        for (bi, ids) in dlt_ids.iter().enumerate() {
+            for r in (0..keep[bi].len()).filter(|r| keep[bi][*r]) {
+                if let Some(id) = ids.get(r, &mut buf) {
+                    winner_ids.insert(id.to_string());
+                }
             }
         }
         let keys: HashSet<String> = last.into_keys().collect();
@@ -494,19 +528,18 @@ impl<'a> Loader<'a> {
         let mut root_removes = Vec::new();
         if !fresh {
             let mut projection: Vec<&str> = key.iter().map(String::as_str).collect();
+            // Key and _dlt_id only: files without a staged key are not decoded further.
             projection.push("_dlt_id");
             for f in root_lake.active_files().await? {
                 let bytes = self.read_file(root, &f).await?;
                 let mut affected = false;
                 for b in files::read_parquet(bytes.clone(), Some(projection.as_slice())).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
-                    let cols = columns_of(&b, key, root)?;
-                    let ids = columns_of(&b, &["_dlt_id".to_string()], root)?;
-                    for r in 0..b.num_rows() {
-                        if keys.contains(&row_key(&cols, r)?) {
-                            affected = true;
-                            if let Some(id) = text_at(&ids[0], r) {
-                                replaced_ids.insert(id);
-                            }
+                    let hit = Texts::of(&b, key, root)?.in_set(b.num_rows(), &keys);
+                    let ids = Texts::of(&b, &dlt_id, root)?;
+                    for r in (0..b.num_rows()).filter(|r| hit[*r]) {
+                        affected = true;
+                        if let Some(id) = ids.get(r, &mut buf) {
+                            replaced_ids.insert(id.to_string());
                         }
                     }
                 }
@@ -514,8 +547,7 @@ impl<'a> Loader<'a> {
                     continue;
                 }
                 for b in files::read_parquet(bytes, None).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
-                    let cols = columns_of(&b, key, root)?;
-                    let survive = (0..b.num_rows()).map(|r| row_key(&cols, r).map(|k| !keys.contains(&k))).collect::<Result<Vec<_>, _>>()?;
+                    let survive = Texts::of(&b, key, root)?.in_set(b.num_rows(), &keys).into_iter().map(|hit| !hit).collect();
                     root_sink.push(&filter(&b, survive)?).await?;
                 }
                 root_removes.push(f.remove);
@@ -554,23 +586,20 @@ impl<'a> Loader<'a> {
                     let bytes = self.read_file(name, &f).await?;
                     let mut affected = false;
                     for b in files::read_parquet(bytes.clone(), Some(&["_dlt_root_id"][..])).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
-                        let ids = columns_of(&b, &root_id, name)?;
-                        affected |= (0..b.num_rows()).any(|r| text_at(&ids[0], r).is_some_and(|id| replaced_ids.contains(&id)));
+                        affected |= Texts::of(&b, &root_id, name)?.in_set(b.num_rows(), &replaced_ids).contains(&true);
                     }
                     if !affected {
                         continue;
                     }
                     for b in files::read_parquet(bytes, None).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
-                        let ids = columns_of(&b, &root_id, name)?;
-                        let survive = (0..b.num_rows()).map(|r| !text_at(&ids[0], r).is_some_and(|id| replaced_ids.contains(&id))).collect();
+                        let survive = Texts::of(&b, &root_id, name)?.in_set(b.num_rows(), &replaced_ids).into_iter().map(|hit| !hit).collect();
                         sink.push(&filter(&b, survive)?).await?;
                     }
                     removes.push(f.remove);
                 }
             }
             let keep_children = |b: &RecordBatch| -> Result<Vec<bool>, DestinationError> {
-                let ids = columns_of(b, &root_id, name)?;
-                Ok((0..b.num_rows()).map(|r| text_at(&ids[0], r).is_some_and(|id| winner_ids.contains(&id))).collect())
+                Ok(Texts::of(b, &root_id, name)?.in_set(b.num_rows(), &winner_ids))
             };
             let rows = self.push_package_rows(package, name, &mut sink, Some(&keep_children)).await?;
             let files = sink.finish(false).await?;

@@ -290,10 +290,17 @@ impl FilesystemDestination {
             }
             all.into_iter().map(|m| m.location).filter(|p| p.filename().is_some_and(|n| n.ends_with(".parquet"))).collect()
         };
+        // A Delta table's files are read with the table's columns (older files lack newer ones).
+        let target = if lake.exists() { Some(files::arrow_schema(&lake.columns()?)) } else { None };
         let mut out = Vec::new();
         for path in paths {
             let bytes = b.get(&path).await?.ok_or_else(|| DestinationError::new(KIND, format!("{path} disappeared while reading")))?;
-            out.extend(files::read_parquet(bytes, None).map_err(|e| DestinationError::new(KIND, format!("reading {path}: {e}")))?);
+            for batch in files::read_parquet(bytes, None).map_err(|e| DestinationError::new(KIND, format!("reading {path}: {e}")))? {
+                out.push(match &target {
+                    Some(t) => files::conform(&batch, t).map_err(|e| DestinationError::new(KIND, format!("reading {path}: {e}")))?,
+                    None => batch,
+                });
+            }
         }
         Ok(Some(out))
     }

@@ -251,3 +251,35 @@ async fn s3_refuses_a_second_put_if_absent() {
     // the commit at the next version instead of replacing the other writer's.
     assert!(matches!(second, Err(object_store::Error::AlreadyExists { .. })), "{second:?}");
 }
+
+/// Columns that appear later extend a Delta table's schema in the commit that brings them; rows written
+/// before read as NULL there.
+#[tokio::test]
+async fn delta_tables_gain_columns() {
+    let lake = Lake::new();
+    let mut d = lake.destination();
+    let p = lake.pipeline();
+    let mut src = source();
+    src.set("people", vec![person(1, 1, "a", &[]), person(2, 1, "b", &[])]);
+    p.run(&src, Some(&sel(&["people"])), &mut d).await.expect("run 1");
+    let mut changed = person(2, 2, "b2", &[]);
+    changed["note"] = json!("new column");
+    src.set("people", vec![changed, person(3, 2, "c", &[])]);
+    p.run(&src, Some(&sel(&["people"])), &mut d).await.expect("run 2");
+    let cols = d.table_columns("people").await.expect("columns");
+    for c in ["id", "name", "note"] {
+        assert!(cols.contains(&c.to_string()), "{c} in {cols:?}");
+    }
+    assert_eq!(values(&mut d, "people", "id").await, sel(&["1", "2", "3"]));
+    let mut notes = Vec::new();
+    for b in d.read_table("people").await.expect("read").unwrap_or_default() {
+        let ids = b.column_by_name("id").expect("id");
+        let note = b.column_by_name("note").expect("note: every file of a Delta table is read with the table's columns");
+        for r in 0..b.num_rows() {
+            let text = if arrow::array::Array::is_null(note.as_ref(), r) { "∅".to_string() } else { arrow::util::display::array_value_to_string(note, r).expect("display") };
+            notes.push(format!("{}:{text}", arrow::util::display::array_value_to_string(ids, r).expect("display")));
+        }
+    }
+    notes.sort();
+    assert_eq!(notes, sel(&["1:∅", "2:new column", "3:∅"]));
+}
