@@ -4,9 +4,10 @@
     check.py --bin BIN [--moto MOTO_SERVER] [--work DIR] [--keep]
         The end-to-end check lake/run.sh runs:
         A. `run --demo` into DuckDB (the reference), `run --demo --destination filesystem` into a local
-           path and into s3:// on moto's server (started here on loopback, stopped at the end). pyarrow
-           (Parquet tables) and Python deltalake (Delta tables) read both lakes, PySpark (local mode, one
-           session) reads the local one; each must see the reference's rows, table by table.
+           path and into s3:// on moto's server (started here on loopback, stopped at the end). Three readers,
+           each on its own: pyarrow reads every table's current Parquet files (a Delta table's as its log
+           lists them) as plain Parquet, Python deltalake reads the Delta tables' snapshots, PySpark (local
+           mode, one session) reads the local lake's current files; each must see the reference's rows.
            Planted differences in a copy of the local lake must be caught (the comparison's self-test).
         B. Against one `personio-pipeline sandbox`: a load into DuckDB and into s3://, then employees
            change in the sandbox, then a second load into DuckDB and, from a fresh working directory,
@@ -18,7 +19,9 @@
 
 What "the same rows" means, per data table (every table of the reference dataset, children included):
 * the table exists in the lake (a table with no rows in the reference may be absent: reported);
-* the same column names; every reader's column types are the ones the DuckDB type maps to (below);
+* the same column names (a reader of the Parquet files alone may lack a column that is NULL in every
+  reference row: no current file has it; reported as a note); every reader's column types are the ones
+  the DuckDB type maps to;
 * the same multiset of rows, comparing every column except the per-load identifiers `_dlt_id`,
   `_dlt_load_id`, `_dlt_parent_id`, `_dlt_root_id` (random per load, so they differ between two loads of
   the same data); instead each child row is tagged with its parent row's content (recursively), so a
@@ -58,6 +61,8 @@ from pathlib import Path
 
 RANDOM_COLS = ("_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id")
 BOOKKEEPING = ("_dlt_loads", "_dlt_version", "_dlt_pipeline_state")
+# Readers of the Parquet files themselves (not of a Delta snapshot's schema).
+FILE_READERS = ("pyarrow", "spark")
 UTC = dt.timezone.utc
 DATASET = "personio_data"
 BUCKET = "lake"
@@ -318,15 +323,13 @@ class Lake:
         return rows
 
 
-def read_with_pyarrow(lake, table):
-    """A Parquet table: every `*.parquet` file of its folder, schemas unified (columns added later)."""
+def read_with_pyarrow(lake, paths):
+    """Parquet files (paths in `lake.fs`) as one table, schemas unified (columns added by later loads)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    files = lake.parquet_files(table)
-    if not files:
+    if not paths:
         return Table(None, [], "pyarrow")
-    parts = [pq.read_table(lake.root + "/" + f, filesystem=lake.fs) for f in files]
-    t = pa.concat_tables(parts, promote_options="permissive")
+    t = pa.concat_tables([pq.read_table(p, filesystem=lake.fs) for p in paths], promote_options="permissive")
     return Table({f.name: f.type for f in t.schema}, t.to_pylist(), "pyarrow")
 
 
@@ -359,7 +362,8 @@ class SparkReader:
     def read(self, paths):
         if not paths:
             return Table(None, [], "spark")
-        df = self.spark.read.option("mergeSchema", "true").parquet(*paths)
+        # Merging the files' schemas costs a Spark job: only when there is more than one file.
+        df = self.spark.read.option("mergeSchema", str(len(paths) > 1).lower()).parquet(*paths)
         return Table({f.name: f.dataType for f in df.schema.fields}, [r.asDict() for r in df.collect()], "spark")
 
     def stop(self):
@@ -394,8 +398,11 @@ def signatures(ref, tables, rep, reader):
         return cache[table]
 
     def content(table, r):
+        # Over the reference's columns and the row's: a column a reader lacks compares as NULL (its absence
+        # is reported once per table by compare_tables).
         kinds = {c: kind_of(t) for c, t in ref.types[table].items()}
-        return tuple(sorted((c, canon(v, kinds.get(c, "other"))) for c, v in r.items() if c not in RANDOM_COLS))
+        cols = (set(kinds) | set(r)) - set(RANDOM_COLS)
+        return tuple(sorted((c, canon(r.get(c), kinds.get(c, "other"))) for c in cols))
 
     memo = {}
 
@@ -439,9 +446,16 @@ def compare_tables(ref, got, rep, reader, loads):
             else:
                 rep.note(f"{reader}: {t} has no data files (the reference table is empty): columns not compared")
         else:
-            if set(g.columns) != ref_cols:
-                rep.err(f"{reader}: {t} columns differ: missing {sorted(ref_cols - set(g.columns))}, "
-                        f"extra {sorted(set(g.columns) - ref_cols)}")
+            missing, extra = ref_cols - set(g.columns), set(g.columns) - ref_cols
+            if reader in FILE_READERS:
+                # Parquet files written before a column existed lack it; when no file has it, readers of the
+                # files alone see no such column. Only a column that is NULL in every reference row may be absent.
+                absent = {c for c in missing if all(r.get(c) is None for r in ref.tables[t].rows)}
+                if absent:
+                    rep.note(f"{reader}: {t}: no current file has column(s) {sorted(absent)} (NULL in every reference row)")
+                missing -= absent
+            if missing or extra:
+                rep.err(f"{reader}: {t} columns differ: missing {sorted(missing)}, extra {sorted(extra)}")
             check_type = spark_type_ok if reader == "spark" else arrow_type_ok
             for c, ty in g.columns.items():
                 if c in ref.types[t] and not check_type(kind_of(ref.types[t][c]), ref.types[t][c], ty):
@@ -480,8 +494,8 @@ def compare_tables(ref, got, rep, reader, loads):
                 rep.err(f"{reader}: {t}: rows of load(s) not completed in the lake's _dlt_loads: {dict(bad)}")
 
 
-def check_lake(ref, lake, rep, spark=None):
-    """Everything about one lake: layout, bookkeeping, and each reader's rows."""
+def check_lake(ref, lake, rep, spark=None, only=None):
+    """Everything about one lake: layout, bookkeeping, and each reader's rows (`only`: these tables)."""
     t0 = time.time()
     files = lake.files()
     if not files:
@@ -533,8 +547,10 @@ def check_lake(ref, lake, rep, spark=None):
 
     # layout and formats
     tables = {}
-    spark_paths = {}
+    current = {}  # table -> its current data files, as paths in lake.fs
     for t in ref.data_tables():
+        if only is not None and t not in only:
+            continue
         if t not in present:
             if ref.tables[t].rows:
                 rep.err(f"table {t} ({len(ref.tables[t].rows)} rows in the reference) is not in the lake")
@@ -546,8 +562,10 @@ def check_lake(ref, lake, rep, spark=None):
             rep.err(f"table {t} (merge, root {ref.root(t)}) is not a Delta table")
         if delta:
             tables[t] = "delta"
-            dtab = lake.delta_table(t)
-            spark_paths[t] = [u[len("file://"):] if u.startswith("file://") else u for u in dtab.file_uris()]
+            try:
+                current[t] = [re.sub(r"^(file|s3)://", "", u) for u in lake.delta_table(t).file_uris()]
+            except Exception as e:  # a DeltaError: the log cannot be read
+                rep.err(f"deltalake: cannot open Delta table {t}: {str(e).splitlines()[0][:300]}")
         else:
             tables[t] = "parquet"
             files_t = lake.parquet_files(t)
@@ -557,33 +575,35 @@ def check_lake(ref, lake, rep, spark=None):
             other = [p for p in files if p.startswith(t + "/") and p not in files_t]
             if other:
                 rep.note(f"table {t}: non-Parquet files {other[:3]}")
-            spark_paths[t] = [lake.root + "/" + f for f in files_t]
-    extra = [t for t in present if t not in ref.tables and t not in BOOKKEEPING]
+            current[t] = [lake.root + "/" + f for f in files_t]
+    extra = [t for t in present if t not in ref.tables and t not in BOOKKEEPING and only is None]
     if extra:
         rep.err(f"tables in the lake and not in the reference: {extra}")
     fmt = Counter(tables.values())
     log(f"  {dict(fmt)} tables: " + ", ".join(f"{t}:{f}" for t, f in sorted(tables.items()) if f == "delta"))
 
-    # readers: pyarrow for Parquet tables, deltalake for Delta tables; Spark for every table's current files
-    got = {}
-    for t, f in tables.items():
-        got[t] = read_with_deltalake(lake, t) if f == "delta" else read_with_pyarrow(lake, t)
-    compare_tables(ref, got, rep, "pyarrow+deltalake", loads)
-    log(f"  pyarrow+deltalake read {sum(len(x.rows) for x in got.values())} rows of {len(got)} tables "
-        f"in {time.time() - t0:.1f}s")
-    if spark is not None:
+    # readers. pyarrow: every table's current Parquet files (a Delta table's as its log lists them), read
+    # as plain Parquet; deltalake: the Delta tables' snapshots; Spark: every table's current files.
+    def read_all(name, read, which):
         t1 = time.time()
-        sgot = {}
-        for t in tables:
+        out = {}
+        for t in which:
             try:
-                sgot[t] = spark.read(spark_paths[t])
-            except Exception as e:  # a Spark AnalysisException/Py4JJavaError: the reader refused the files
-                rep.err(f"spark: cannot read {t}: {str(e).splitlines()[0][:300]}")
-        compare_tables(ref, sgot, rep, "spark", loads)
-        log(f"  spark read {sum(len(x.rows) for x in sgot.values())} rows of {len(sgot)} tables in {time.time() - t1:.1f}s "
-            "(Delta tables: the current snapshot's files as listed by deltalake; Spark's own Delta reader needs "
-            "the delta-spark jars, which are not on PyPI's pyspark and cannot be downloaded here)")
-    return got
+                out[t] = read(t)
+            except Exception as e:  # OSError, ArrowInvalid, DeltaError, Py4JJavaError: the reader refused it
+                rep.err(f"{name}: cannot read {t}: {str(e).splitlines()[0][:300]}")
+        compare_tables(ref, out, rep, name, loads)
+        log(f"  {name} read {sum(len(x.rows) for x in out.values())} rows of {len(out)} tables in {time.time() - t1:.1f}s")
+        return out
+
+    files_read = read_all("pyarrow", lambda t: read_with_pyarrow(lake, current[t]), [t for t in tables if t in current])
+    delta_read = read_all("deltalake", lambda t: read_with_deltalake(lake, t), [t for t, f in tables.items() if f == "delta"])
+    if spark is not None:
+        read_all("spark", lambda t: spark.read(current[t]), [t for t in tables if t in current])
+        log("  (spark reads the Delta tables' current files as listed by deltalake: its own Delta reader needs the "
+            "delta-spark jars, which PyPI's pyspark does not ship and which cannot be downloaded here)")
+    log(f"  {lake.url} checked in {time.time() - t0:.1f}s")
+    return {**files_read, **delta_read}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -686,66 +706,84 @@ class Failed(Exception):
 # the self-test of the comparison: planted differences in a copy of the local lake must be caught
 
 def self_test(ref, lake_dir, work, dataset=DATASET):
+    """Plant differences in copies of a local lake: each must be reported; a stray file must not be."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from deltalake import write_deltalake
-    caught = []
+    results = []
     base = Lake(str(lake_dir), dataset)
-    parquet_tables = [t for t in ref.data_tables() if t in base.tables() and not base.is_delta(t) and base.parquet_files(t)
-                      and ref.tables[t].rows]
-    delta_tables = [t for t in ref.data_tables() if t in base.tables() and base.is_delta(t) and ref.tables[t].rows]
+    with_rows = [t for t in ref.data_tables() if t in base.tables() and ref.tables[t].rows]
+    parquet_tables = [t for t in with_rows if not base.is_delta(t) and base.parquet_files(t)]
+    delta_tables = [t for t in with_rows if base.is_delta(t)]
 
-    def planted(name, plant):
-        copy = work / f"planted-{len(caught)}"
+    def change_value(path):
+        tab = pq.read_table(path)
+        for i, f in enumerate(tab.schema):
+            if f.name in RANDOM_COLS or not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                                               or pa.types.is_integer(f.type)):
+                continue
+            vals = tab.column(i).to_pylist()
+            if vals and vals[0] is not None:
+                vals[0] = vals[0] + "?" if isinstance(vals[0], str) else vals[0] + 1
+                pq.write_table(tab.set_column(i, f, pa.array(vals, f.type)), path)
+                return f.name
+        raise Failed(f"self-test: no text or integer value to change in {path}")
+
+    def plant(name, must_catch, fn, table):
+        copy = work / f"planted-{len(results)}"
         shutil.copytree(lake_dir, copy)
         lake = Lake(str(copy), dataset)
-        what = plant(lake)
+        what = fn(lake)
         rep = Report(f"planted {name}")
         saved = sys.stdout
         sys.stdout = open(os.devnull, "w")
         try:
-            check_lake(ref, Lake(str(copy), dataset), rep)
+            check_lake(ref, Lake(str(copy), dataset), rep, only={table})
         finally:
             sys.stdout.close()
             sys.stdout = saved
-        caught.append((name, what, bool(rep.errors)))
+        ok = bool(rep.errors) == must_catch
+        results.append(ok)
+        verdict = ("caught" if rep.errors else "NOT CAUGHT") if must_catch else ("tolerated" if not rep.errors else
+                                                                                 f"WRONGLY REPORTED: {rep.errors[:2]}")
+        log(f"  self-test: {name} ({what}): {verdict}")
         shutil.rmtree(copy)
 
     if parquet_tables:
         t = parquet_tables[0]
+        plant("changed value in a Parquet table", True,
+              lambda lake: f"{t}.{change_value(lake.root + '/' + lake.parquet_files(t)[0])} of one row", t)
 
-        def change_value(lake):
-            f = lake.root + "/" + lake.parquet_files(t)[0]
-            tab = pq.read_table(f)
-            col = next(c for c in tab.column_names if c not in RANDOM_COLS and pa.types.is_string(tab.schema.field(c).type)
-                       or c not in RANDOM_COLS and pa.types.is_integer(tab.schema.field(c).type))
-            vals = tab.column(col).to_pylist()
-            vals[0] = (vals[0] or "") + "?" if isinstance(vals[0], str) or vals[0] is None and pa.types.is_string(tab.schema.field(col).type) \
-                else (vals[0] or 0) + 1
-            tab = tab.set_column(tab.column_names.index(col), col, pa.array(vals, tab.schema.field(col).type))
-            pq.write_table(tab, f)
-            return f"{t}.{col} of one row changed"
-        planted("changed value", change_value)
-
-        def extra_file(lake):
+        def leftover(lake):
             f = lake.parquet_files(t)[0]
-            shutil.copy(lake.root + "/" + f, lake.root + "/" + f.replace(".parquet", "") + "x.parquet")
+            shutil.copy(lake.root + "/" + f, lake.root + "/" + f[:-len(".parquet")] + "0.parquet")
             return f"a second copy of {f}"
-        planted("leftover file", extra_file)
+        plant("leftover Parquet file", True, leftover, t)
     if delta_tables:
         t = delta_tables[0]
 
+        def delete_row(lake):
+            dtab = lake.delta_table(t)
+            victim = dtab.to_pyarrow_table().column("_dlt_id")[0].as_py()
+            dtab.delete(f"_dlt_id = '{victim}'")
+            return f"one row of {t} deleted in a new Delta commit"
+        plant("row missing from a Delta table", True, delete_row, t)
+
         def duplicate_row(lake):
-            tab = lake.delta_table(t).to_pyarrow_table().slice(0, 1)
-            write_deltalake(lake.uri(t), tab, mode="append")
-            return f"one row of Delta table {t} appended again"
-        planted("duplicate Delta row", duplicate_row)
-    for name, what, ok in caught:
-        log(f"  self-test: {name} ({what}): {'caught' if ok else 'NOT CAUGHT'}")
-    if len(caught) < 3:
-        raise Failed(f"the self-test could plant only {len(caught)} of 3 differences (no Parquet or no Delta table with rows)")
-    if not all(ok for _, _, ok in caught):
-        raise Failed("the comparison missed a planted difference")
+            write_deltalake(lake.uri(t), lake.delta_table(t).to_pyarrow_table().slice(0, 1), mode="append")
+            return f"one row of {t} appended again"
+        plant("duplicate Delta row", True, duplicate_row, t)
+
+        def stray(lake):
+            src = lake.delta_table(t).file_uris()[0]
+            src = src[len("file://"):] if src.startswith("file://") else src
+            shutil.copy(src, lake.root + f"/{t}/stray-not-in-the-log.parquet")
+            return f"a copy of a data file in {t}/ that the Delta log does not name"
+        plant("file outside the Delta log", False, stray, t)
+    if len(results) < 3:
+        raise Failed(f"the self-test could plant only {len(results)} cases (no table with rows?)")
+    if not all(results):
+        raise Failed("the comparison missed a planted difference or reported a stray file")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -847,10 +885,11 @@ def phase_b(cli, binary, work, s3):
             have = by_id.get(i, {}).get("last_modified_at")
             if have is None or have.astimezone(UTC) != want:
                 stale.append((i, str(have), want.isoformat()))
-            for key in ("position",):
-                tv = e["attributes"].get(key, {}).get("value")
-                if i in by_id and key in by_id[i] and tv is not None and by_id[i][key] != tv:
-                    stale.append((i, key, by_id[i][key], tv))
+            # What the sandbox changes: the position, or the custom attribute labelled City (column `city`).
+            city = next((a.get("value") for a in e["attributes"].values() if isinstance(a, dict) and a.get("label") == "City"), None)
+            for column, tv in (("position", e["attributes"].get("position", {}).get("value")), ("city", city)):
+                if i in by_id and tv is not None and by_id[i].get(column) != tv:
+                    stale.append((i, column, by_id[i].get(column), tv))
         if stale:
             rep.err(f"Delta employees: {len(stale)} value(s) differ from the sandbox, e.g. {stale[:3]}")
         versions = lake.delta_table("employees").history()
