@@ -153,9 +153,19 @@ pub fn pacing(resolver: &ConfigResolver, defaults: PacingConfig) -> Result<Pacin
     Ok(p)
 }
 
-/// Keys of a per-resource settings table `[sources.personio.resources.<name>]`.
-pub const RESOURCE_KEYS: &[&str] =
-    &["merge_strategy", "hard_delete", "dedup_sort", "validity_column_names", "active_record_timestamp", "boundary_timestamp"];
+/// Keys of a per-resource settings table `[sources.personio.resources.<name>]`: the merge settings
+/// read by [`resource_merge`], and `reconcile` / `deletes` of deletion detection (issue 12), which
+/// read their own.
+pub const RESOURCE_KEYS: &[&str] = &[
+    "merge_strategy",
+    "hard_delete",
+    "dedup_sort",
+    "validity_column_names",
+    "active_record_timestamp",
+    "boundary_timestamp",
+    "reconcile",
+    "deletes",
+];
 
 /// Per-resource merge settings under `[sources.personio.resources.<name>]` (or
 /// `SOURCES__PERSONIO__RESOURCES__<NAME>__<KEY>`), dlt's merge options: `merge_strategy`
