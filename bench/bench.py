@@ -14,6 +14,9 @@ Sections (all by default; `--sections a,b`):
               an incremental run after 1 % of the company changed
   realistic   `medium`, 300 ms latency and Personio's rate limits on: wall against requests / allowed rate,
               429s; the same workload through dlt's personio source
+  lake        (not in the default set) write throughput of the filesystem destination against DuckDB on the
+              same packages (examples/bench_lake: a full load, then a 1 % increment): a local folder, and
+              s3:// on moto's server from the lake virtualenv (`--lake-venv`, lake/setup.sh) when installed
 
 Writes `<out>/<date>.json` and `<out>/<date>.md`.
 """
@@ -24,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -225,6 +229,44 @@ def section_engine(bins, quick):
     return out
 
 
+def section_lake(bins, quick, lake_venv):
+    """examples/bench_lake: two packages normalized once (a full load of N employee-like records, then an
+    increment changing 1 % of them), copies of each loaded into DuckDB, the filesystem destination on a local
+    folder and on s3:// served by moto on loopback (a Python S3 emulator: its figure shows the S3 path at
+    volume, not a real S3's speed). One process, one run."""
+    n = 20_000 if quick else 200_000
+    out = {"records": n}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DESTINATION__", "BENCH_S3_"))}
+    moto = lake_venv / "bin" / "moto_server"
+    server = None
+    if moto.exists():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        endpoint = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{endpoint}/bench", method="PUT"), timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        env.update({"BENCH_S3_ENDPOINT": endpoint, "BENCH_S3_BUCKET": "bench"})
+    else:
+        out["s3_skipped"] = f"no {moto} (run bash lake/setup.sh)"
+    try:
+        r = measure([str(bins / "examples" / "bench_lake"), str(n)], env=env)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+    out["destinations"] = {d["destination"]: d for d in (json.loads(line) for line in r["stdout"].splitlines() if line.strip())}
+    out["wall_secs"] = r["wall_secs"]
+    out["peak_rss_mib"] = r["peak_rss_mib"]
+    return out
+
+
 def section_full(bins, cli, presets, logfile):
     results = {}
     for preset in presets:
@@ -378,6 +420,21 @@ def markdown(res):
                   "|---|---|---|---|---|---|",
                   f"| {fmt(e['records'])} | {fmt(e['seconds'], 2)} | {fmt(e['records_per_sec'])} | {fmt(e['normalize_seconds'], 2)} | "
                   f"{fmt(e['load_seconds'], 2)} | {fmt(e['normalize_peak_rss_mib'])} / {fmt(e['load_peak_rss_mib'])} |", ""]
+    if "lake" in res:
+        lk = res["lake"]
+        lines += [f"## Filesystem destination vs DuckDB on the same packages (bench_lake: {fmt(lk['records'])} employee-like "
+                  "records + one child row each, merge; then an increment changing 1 %)", "",
+                  "| destination | full load (s) | records/s | throughput vs DuckDB | increment 1 % (s) | vs DuckDB |",
+                  "|---|---|---|---|---|---|"]
+        labels = {"duckdb": "DuckDB", "filesystem-local": "filesystem, local folder (Delta)",
+                  "filesystem-s3": "filesystem, s3:// on moto (loopback)"}
+        for name, r in lk["destinations"].items():
+            lines.append(f"| {labels.get(name, name)} | {fmt(r['full_load_seconds'], 2)} | {fmt(r['full_records_per_sec'])} | "
+                         f"**{r['full_vs_duckdb']:.2f}×** | {fmt(r['increment_1pct_seconds'], 2)} | **{r['increment_vs_duckdb']:.2f}×** |")
+        if "s3_skipped" in lk:
+            lines.append(f"| filesystem, s3:// | not run: {lk['s3_skipped']} | | | | |")
+        lines += ["", "Throughput vs DuckDB = DuckDB's load time ÷ this destination's (above 1: faster). moto is a Python S3 "
+                  "emulator: its row shows the S3 path at volume, not a real S3's speed.", ""]
     if "full" in res:
         lines += ["## Full load into DuckDB, default resources, no latency, no pacing", "",
                   "| preset | requests | rows | wall (s) | rows/s | CPU (s) | peak RSS (MiB) | fetch floor (s) | wall / floor | "
@@ -439,6 +496,8 @@ def main():
         "BENCH_DLT_SOURCES", Path.home() / ".cache" / "personio-pipeline" / "verified-sources")))
     p.add_argument("--skip-dlt", action="store_true")
     p.add_argument("--presets", default="medium,large", help="presets of the full-load section")
+    p.add_argument("--lake-venv", type=Path, default=Path(os.environ.get(
+        "LAKE_VENV", Path.home() / ".cache" / "personio-pipeline" / "lake-venv")), help="lake/setup.sh's venv (moto_server)")
     args = p.parse_args()
     bins = args.bin_dir.resolve()
     cli = bins / "personio-pipeline"
@@ -456,6 +515,9 @@ def main():
         if "engine" in sections:
             log("engine + DuckDB synthetic load")
             res["engine"] = section_engine(bins, args.quick)
+        if "lake" in sections:
+            log("filesystem destination vs DuckDB on the same package")
+            res["lake"] = section_lake(bins, args.quick, args.lake_venv)
         if "full" in sections:
             presets = ["tiny", "small"] if args.quick else [x.strip() for x in args.presets.split(",") if x.strip()]
             res["full"] = section_full(bins, cli, presets, logfile)
@@ -463,6 +525,8 @@ def main():
             res["realistic"] = section_realistic(bins, cli, "small" if args.quick else "medium", logfile, args.venv,
                                                  args.dlt_sources, args.skip_dlt)
     stem = ("quick-" if args.quick else "") + dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d") + ("" if build == "release" else "-dev")
+    if sections == ["lake"]:
+        stem = "lake-" + stem  # a lake-only run must not overwrite the day's full results
     (args.out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
     md = markdown(res)
     (args.out / f"{stem}.md").write_text(md + "\n")
