@@ -14,8 +14,8 @@ use bytes::Bytes;
 use object_store::path::Path;
 use pipeline_engine::load::{DestinationError, LoadReport};
 use pipeline_engine::package::LoadPackage;
-use pipeline_engine::plan::{Catalog, ChainTable, Dedup, LoadJob, LoadPlan, VersionRow};
-use pipeline_engine::schema::{MergeStrategy, Schema};
+use pipeline_engine::plan::{Catalog, ChainTable, Dedup, HardDelete, LoadJob, LoadPlan, VersionRow};
+use pipeline_engine::schema::{MergeStrategy, Schema, SortOrder};
 use pipeline_engine::state::StateRow;
 
 use super::delta::{ActiveFile, CommitKind, LakeTable, NewFile};
@@ -279,13 +279,9 @@ impl<'a> Loader<'a> {
                     }
                 }
                 LoadJob::Merge { chain, key, strategy, hard_delete, dedup, .. } => {
-                    // The capabilities refuse anything else before extracting; a package made for another
-                    // destination is refused here.
-                    if *strategy != MergeStrategy::DeleteInsert || hard_delete.is_some() || *dedup != Dedup::LastExtracted {
-                        return Err(unsupported_merge(chain));
-                    }
                     touched.extend(chain.iter().map(|c| c.name.clone()));
-                    report.extend(self.merge(package, &m.schema, chain, key, &dropped).await?);
+                    let job = MergeJob { chain, key, strategy: *strategy, hard_delete: hard_delete.as_ref(), dedup };
+                    report.extend(self.merge(package, &m.schema, &job, &dropped).await?);
                 }
                 LoadJob::Scd2 { chain, .. } => return Err(unsupported_merge(chain)),
             }
@@ -463,6 +459,41 @@ impl<'a> Loader<'a> {
         Ok(rows)
     }
 
+    /// Push the package's rows of `table` that `keep` selects, one per `_dlt_id` (the last).
+    async fn push_last_per_id(
+        &self,
+        package: &LoadPackage,
+        table: &str,
+        sink: &mut Sink<'_>,
+        keep: &(dyn Fn(&RecordBatch) -> Result<Vec<bool>, DestinationError> + Sync),
+    ) -> Result<u64, DestinationError> {
+        let batches = package.batches(table).map_err(DestinationError::from)?;
+        let dlt_id = vec!["_dlt_id".to_string()];
+        let mut last: HashMap<String, (usize, usize)> = HashMap::new();
+        let mut masks = Vec::new();
+        let mut buf = String::new();
+        for (bi, b) in batches.iter().enumerate() {
+            let ids = Texts::of(b, &dlt_id, table)?;
+            let mask = keep(b)?;
+            for r in (0..b.num_rows()).filter(|r| mask[*r]) {
+                if let Some(id) = ids.get(r, &mut buf) {
+                    last.insert(id.to_string(), (bi, r));
+                }
+            }
+            masks.push(vec![false; b.num_rows()]);
+        }
+        for (bi, r) in last.into_values() {
+            masks[bi][r] = true;
+        }
+        let mut rows = 0;
+        for (b, mask) in batches.iter().zip(masks) {
+            let b = filter(b, mask)?;
+            rows += b.num_rows() as u64;
+            sink.push(&b).await?;
+        }
+        Ok(rows)
+    }
+
     async fn read_file(&self, table: &str, f: &ActiveFile) -> Result<Bytes, DestinationError> {
         let path = file_path(&self.bucket, self.ds(), table, &f.path);
         self.bucket.get(&path).await?.ok_or_else(|| {
@@ -470,61 +501,73 @@ impl<'a> Loader<'a> {
         })
     }
 
-    /// Merge a chain: see the module docs. Returns rows per table.
-    async fn merge(
-        &self,
-        package: &LoadPackage,
-        schema: &Schema,
-        chain: &[ChainTable],
-        key: &[String],
-        dropped: &HashSet<&str>,
-    ) -> Result<Vec<(String, u64)>, DestinationError> {
+    /// Merge a chain (`delete-insert` or `upsert`, with dlt's `hard_delete` and `dedup_sort`): see the
+    /// module docs and docs/history.md for the semantics, which are the SQL destinations'. Returns rows
+    /// per table.
+    async fn merge(&self, package: &LoadPackage, schema: &Schema, job: &MergeJob<'_>, dropped: &HashSet<&str>) -> Result<Vec<(String, u64)>, DestinationError> {
+        let (chain, key) = (job.chain, job.key);
         let Some(root) = chain.first().map(|c| c.name.as_str()) else { return Ok(Vec::new()) };
         let root_lake = LakeTable::open(&self.bucket, self.ds(), root).await?;
         if root_lake.committed(self.load_id).await? {
             // The root commits last: the whole chain is in.
             return Ok(Vec::new());
         }
-        // The package's winners: the last row per key; their _dlt_id for the children.
-        let package_roots = package.batches(root).map_err(DestinationError::from)?;
-        let mut last: HashMap<String, (usize, usize)> = HashMap::new();
-        let dlt_id = vec!["_dlt_id".to_string()];
-        let mut keep: Vec<Vec<bool>> = Vec::new();
-        let mut dlt_ids = Vec::new();
-        let mut buf = String::new();
-        for (bi, b) in package_roots.iter().enumerate() {
-            let keys = Texts::of(b, key, root)?;
-            keep.push(vec![false; b.num_rows()]);
-            for r in 0..b.num_rows() {
-                match keys.get(r, &mut buf) {
-                    Some(k) => {
-                        last.insert(k.to_string(), (bi, r));
-                    }
-                    // A NULL key matches nothing: the row is kept as it is.
-                    None => keep[bi][r] = true,
-                }
-            }
-            dlt_ids.push(Texts::of(b, &dlt_id, root)?);
-        }
-        let mut winner_ids: HashSet<String> = HashSet::new();
-        for &(bi, r) in last.values() {
-            keep[bi][r] = true;
-        }
-        for (bi, ids) in dlt_ids.iter().enumerate() {
-            for r in (0..keep[bi].len()).filter(|r| keep[bi][*r]) {
-                if let Some(id) = ids.get(r, &mut buf) {
-                    winner_ids.insert(id.to_string());
-                }
-            }
-        }
-        let keys: HashSet<String> = last.into_keys().collect();
-
-        // The root: files holding a staged key are rewritten without those rows.
         let fresh = dropped.contains(root) || !root_lake.exists();
         let existing = if fresh { Vec::new() } else { root_lake.columns()? };
         let root_columns = Self::target_columns(schema, root, existing, true);
+        let target = files::arrow_schema(&root_columns);
+
+        // The package's roots as one batch with the table's columns.
+        let conformed = package
+            .batches(root)
+            .map_err(DestinationError::from)?
+            .iter()
+            .map(|b| files::conform(b, &target).map_err(|e| file_err(&format!("merging {root}"), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let staged = arrow::compute::concat_batches(&target, &conformed).map_err(|e| DestinationError::new(KIND, format!("merging {root}: {e}")))?;
+        drop(conformed);
+        let rows = staged.num_rows();
+        let dlt_id = vec!["_dlt_id".to_string()];
+        let staged_keys = Texts::of(&staged, key, root)?;
+        let staged_ids = Texts::of(&staged, &dlt_id, root)?;
+        // One winner per key: the last extracted, or the first in `dedup_sort` order (NULLs last, ties
+        // to the first extracted).
+        let better = match job.dedup {
+            Dedup::LastExtracted => None,
+            Dedup::Sort { column, order } => {
+                let col = staged.column_by_name(column).cloned().unwrap_or_else(|| arrow::array::new_null_array(&A::Utf8, rows));
+                let opts = arrow::compute::SortOptions { descending: *order == SortOrder::Desc, nulls_first: false };
+                Some(arrow::array::make_comparator(col.as_ref(), col.as_ref(), opts).map_err(|e| DestinationError::new(KIND, format!("dedup_sort on {root}.{column}: {e}")))?)
+            }
+        };
+        let mut winner: HashMap<String, usize> = HashMap::new();
+        let mut keyless: Vec<usize> = Vec::new();
+        let mut buf = String::new();
+        for r in 0..rows {
+            match staged_keys.get(r, &mut buf) {
+                // A NULL key matches nothing: the row is inserted as it is.
+                None => keyless.push(r),
+                Some(k) => match (winner.get(k), &better) {
+                    (Some(&w), Some(cmp)) if cmp(r, w) != std::cmp::Ordering::Less => {}
+                    _ => {
+                        winner.insert(k.to_string(), r);
+                    }
+                },
+            }
+        }
+        // hard_delete: the winner is a delete (bool columns: only `true`; others: any value).
+        let flags = job.hard_delete.and_then(|h| staged.column_by_name(&h.column).cloned().map(|c| (h.boolean, c)));
+        let deleted = |r: usize| match &flags {
+            None => false,
+            Some((true, c)) => c.as_any().downcast_ref::<BooleanArray>().is_some_and(|b| b.is_valid(r) && b.value(r)),
+            Some((false, c)) => c.is_valid(r),
+        };
+        let keys: HashSet<String> = winner.keys().cloned().collect();
+
+        // The root: files holding a staged key are rewritten without those rows.
         let mut root_sink = Sink::new(self, root, &root_columns, FileFormat::Parquet, schema);
         let mut replaced_ids: HashSet<String> = HashSet::new();
+        let mut existed: HashSet<String> = HashSet::new();
         let mut root_removes = Vec::new();
         if !fresh {
             let mut projection: Vec<&str> = key.iter().map(String::as_str).collect();
@@ -534,11 +577,14 @@ impl<'a> Loader<'a> {
                 let bytes = self.read_file(root, &f).await?;
                 let mut affected = false;
                 for b in files::read_parquet(bytes.clone(), Some(projection.as_slice())).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
-                    let hit = Texts::of(&b, key, root)?.in_set(b.num_rows(), &keys);
+                    let found = Texts::of(&b, key, root)?;
                     let ids = Texts::of(&b, &dlt_id, root)?;
-                    for r in (0..b.num_rows()).filter(|r| hit[*r]) {
+                    let mut idb = String::new();
+                    for r in 0..b.num_rows() {
+                        let Some(k) = found.get(r, &mut buf).filter(|k| keys.contains(*k)) else { continue };
                         affected = true;
-                        if let Some(id) = ids.get(r, &mut buf) {
+                        existed.insert(k.to_string());
+                        if let Some(id) = ids.get(r, &mut idb) {
                             replaced_ids.insert(id.to_string());
                         }
                     }
@@ -555,12 +601,32 @@ impl<'a> Loader<'a> {
         } else if root_lake.exists() {
             root_removes = root_lake.active_files().await?.into_iter().map(|f| f.remove).collect();
         }
-        let mut root_rows = 0;
-        for (b, k) in package_roots.iter().zip(keep) {
-            let b = filter(b, k)?;
-            root_rows += b.num_rows() as u64;
-            root_sink.push(&b).await?;
+        // Inserted: unflagged winners; with upsert also flagged ones whose key the table did not have
+        // (dlt's MERGE … WHEN NOT MATCHED THEN INSERT). Children follow the unflagged winners.
+        let upsert_flags = job.strategy == MergeStrategy::Upsert && job.hard_delete.is_some();
+        let mut keep = vec![false; rows];
+        let mut winner_ids: HashSet<String> = HashSet::new();
+        for r in keyless.iter().copied() {
+            keep[r] = true;
         }
+        for (k, &r) in &winner {
+            let flagged = deleted(r);
+            keep[r] = !flagged || (upsert_flags && !existed.contains(k));
+            if !flagged {
+                if let Some(id) = staged_ids.get(r, &mut buf) {
+                    winner_ids.insert(id.to_string());
+                }
+            }
+        }
+        for r in keyless {
+            if let Some(id) = staged_ids.get(r, &mut buf) {
+                winner_ids.insert(id.to_string());
+            }
+        }
+        let inserted = filter(&staged, keep)?;
+        let root_rows = inserted.num_rows() as u64;
+        root_sink.push(&inserted).await?;
+        drop((staged, inserted));
         let root_files = root_sink.finish(false).await?;
 
         // Children first (a retry recomputes the replaced roots from the root, which commits last).
@@ -601,7 +667,13 @@ impl<'a> Loader<'a> {
             let keep_children = |b: &RecordBatch| -> Result<Vec<bool>, DestinationError> {
                 Ok(Texts::of(b, &root_id, name)?.in_set(b.num_rows(), &winner_ids))
             };
-            let rows = self.push_package_rows(package, name, &mut sink, Some(&keep_children)).await?;
+            let rows = if job.strategy == MergeStrategy::Upsert {
+                // Upsert child ids derive from the key: a duplicate key's children share them, one each
+                // (the last extracted).
+                self.push_last_per_id(package, name, &mut sink, &keep_children).await?
+            } else {
+                self.push_package_rows(package, name, &mut sink, Some(&keep_children)).await?
+            };
             let files = sink.finish(false).await?;
             if lake.exists() && !fresh && removes.is_empty() && files.is_empty() && lake.columns()? == columns {
                 continue;
@@ -616,11 +688,20 @@ impl<'a> Loader<'a> {
     }
 }
 
-/// A merge job this destination does not apply (another strategy, dlt's merge hints).
+/// A merge job this destination does not apply (scd2).
 fn unsupported_merge(chain: &[ChainTable]) -> DestinationError {
     let table = chain.first().map(|c| c.name.as_str()).unwrap_or_default();
     DestinationError::new(
         KIND,
-        format!("table `{table}` is merged with a strategy or hint (upsert, scd2, hard_delete, dedup_sort) this destination does not apply; use delete-insert without hints for it, or another destination"),
+        format!("table `{table}` is merged with the scd2 strategy, which this destination does not apply; use delete-insert or upsert for it, or another destination"),
     )
+}
+
+/// A `delete-insert` or `upsert` merge of a chain ([`LoadJob::Merge`]).
+struct MergeJob<'a> {
+    chain: &'a [ChainTable],
+    key: &'a [String],
+    strategy: MergeStrategy,
+    hard_delete: Option<&'a HardDelete>,
+    dedup: &'a Dedup,
 }

@@ -380,9 +380,9 @@ impl Destination for FilesystemDestination {
             types: vec![Text, Bigint, Double, Bool, Timestamp, Date, Time, Decimal, Json, Binary],
             // Merge is copy-on-write in this process, not inside a database.
             native_merge: false,
-            // Its merge is dlt's default, delete-insert, without the hard_delete/dedup_sort hints.
-            merge_strategies: vec![MergeStrategy::DeleteInsert],
-            merge_hints: false,
+            // delete-insert and upsert with dlt's hard_delete/dedup_sort hints (copy-on-write); not scd2.
+            merge_strategies: vec![MergeStrategy::DeleteInsert, MergeStrategy::Upsert],
+            merge_hints: true,
         }
     }
 
