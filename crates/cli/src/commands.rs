@@ -77,6 +77,11 @@ pub struct RunArgs {
     /// rate limit and adapts the requests in flight.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: Option<u16>,
+    /// Reconcile now: every selected resource whose records can disappear fetches its full key set and
+    /// rows gone from Personio are deleted (or marked, `deletes = "soft"`), whatever its `reconcile`
+    /// schedule (docs/deletions.md).
+    #[arg(long)]
+    reconcile: bool,
 }
 
 /// `pipeline <name> ...` actions.
@@ -336,6 +341,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     let items_per_page = settings::items_per_page(&resolver)?;
     let resource_names: Vec<String> = personio_source::resources::RESOURCES.iter().map(|r| r.name.to_string()).collect();
     let merge = settings::resource_merge(&resolver, &resource_names)?;
+    let reconcile = settings::reconcile_policies(&resolver, &personio_source::resource_specs())?;
     let dd = DestinationConfig::resolve(args.destination, env, &resolver, &pipeline_name, &dataset, args.demo)?;
 
     let mut sandbox = None;
@@ -374,7 +380,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     let pipeline = Pipeline::open(pipeline_config)?;
     let selected: Vec<String> = args.resources.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     // A full refresh drops and reloads in the load transaction, only once the new extract succeeded.
-    let run_options = RunOptions { full_refresh: args.full_refresh, ..RunOptions::default() };
+    let run_options = RunOptions { full_refresh: args.full_refresh, reconcile, force_reconcile: args.reconcile, ..RunOptions::default() };
     let report = pipeline.run_with(&source, Some(&selected), destination.as_mut(), run_options).await;
     progress.finish();
     drop(sandbox);

@@ -85,6 +85,8 @@ const KNOWN_KEYS: &[&str] = &[
     "dedup_sort",
     "active_record_timestamp",
     "boundary_timestamp",
+    "reconcile",
+    "deletes",
 ];
 
 /// Parse a `.dlt` file. The error names line, column and what is wrong, and quotes nothing of the file.

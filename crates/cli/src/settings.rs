@@ -259,6 +259,47 @@ pub fn resource_merge(resolver: &ConfigResolver, resources: &[String]) -> Result
     Ok(out)
 }
 
+/// Deletion detection per resource (docs/deletions.md): `reconcile` (`always`, `never` or a duration
+/// such as `7d`) and `deletes` (`hard` or `soft`) under `[sources.personio.resources.<name>]` (env
+/// `SOURCES__PERSONIO__RESOURCES__<NAME>__RECONCILE`), or for every resource under `[sources.personio]`.
+/// Returns the resources with either key set (the other one defaulting to the declared schedule or a hard
+/// delete); the rest keep their declared defaults in the engine, where a destination that cannot
+/// reconcile only warns about them, while a configured one is refused. Only resources that declare a
+/// reconciliation are read; a value is checked even when the resource is not selected.
+pub fn reconcile_policies(
+    resolver: &ConfigResolver,
+    specs: &[pipeline_engine::extract::ResourceSpec],
+) -> Result<std::collections::BTreeMap<String, pipeline_engine::reconcile::ReconcilePolicy>, ConfigError> {
+    use pipeline_engine::reconcile::{DeleteMode, ReconcilePolicy, Schedule};
+    let mut out = std::collections::BTreeMap::new();
+    for spec in specs {
+        let Some(decl) = &spec.reconcile else { continue };
+        let sections = ["sources", "personio", "resources", spec.name.as_str()];
+        let value_error = |key: &str, origin, problem: String, allowed: &str| ConfigError::Value {
+            key: format!("sources.personio.resources.{}.{key}", spec.name),
+            origin,
+            problem,
+            allowed: allowed.into(),
+        };
+        let configured = |key| resolver.get_with_origin(&sections, key, false).is_some();
+        if !configured("reconcile") && !configured("deletes") {
+            continue;
+        }
+        let schedule = match resolver.get_with_origin(&sections, "reconcile", false) {
+            None => decl.schedule,
+            Some((raw, origin)) => raw.parse::<Schedule>().map_err(|e| {
+                value_error("reconcile", origin, format!("is {:?}", e.0), "`always`, `never` or a duration such as `12h`, `1d`, `7d`, `2w` (1 minute to 3650 days)")
+            })?,
+        };
+        let deletes = match resolver.get_with_origin(&sections, "deletes", false) {
+            None => DeleteMode::Hard,
+            Some((raw, origin)) => raw.parse::<DeleteMode>().map_err(|problem| value_error("deletes", origin, problem, "`hard` (delete the rows) or `soft` (keep them with `_dlt_deleted_at` set)"))?,
+        };
+        out.insert(spec.name.clone(), ReconcilePolicy { schedule, deletes });
+    }
+    Ok(out)
+}
+
 /// A TOML array of strings as the resolver renders it (`["a", "b"]`), or a comma-separated list (an
 /// environment variable).
 fn string_list(raw: &str) -> Option<Vec<String>> {
@@ -407,5 +448,37 @@ mod tests {
         assert_eq!(d.concurrency, ConcurrencyConfig::default());
         assert_eq!(items_per_page(&resolver(&[], "", "")).ok(), Some(200));
         assert!(items_per_page(&resolver(&[("SOURCES__PERSONIO__ITEMS_PER_PAGE", "0")], "", "")).is_err());
+    }
+
+    #[test]
+    fn reconcile_settings_per_resource_over_source_defaults() {
+        use pipeline_engine::extract::ResourceSpec;
+        use pipeline_engine::reconcile::{DeleteMode, Schedule};
+        use pipeline_engine::schema::WriteDisposition::Merge;
+        let week = Schedule::Every(chrono::Duration::days(7));
+        let specs = vec![
+            ResourceSpec::new("absences", &["id"], Merge).with_reconcile(&["id"], week),
+            ResourceSpec::new("employees", &["id"], Merge).with_reconcile(&["id"], Schedule::Always),
+            ResourceSpec::new("plain", &["id"], Merge),
+        ];
+        assert!(reconcile_policies(&resolver(&[], "", ""), &specs).expect("defaults").is_empty(), "nothing configured");
+        let d = reconcile_policies(&resolver(&[("SOURCES__PERSONIO__DELETES", "soft")], "", ""), &specs).expect("valid");
+        assert_eq!((d["absences"].schedule, d["absences"].deletes), (week, DeleteMode::Soft), "the declared schedule");
+        assert!(!d.contains_key("plain"), "no declaration, no setting");
+        let r = resolver(
+            &[("SOURCES__PERSONIO__RESOURCES__EMPLOYEES__DELETES", "soft")],
+            "",
+            "[sources.personio]\nreconcile = \"never\"\n[sources.personio.resources.absences]\nreconcile = \"1d\"\n",
+        );
+        let p = reconcile_policies(&r, &specs).expect("valid");
+        assert_eq!(p["absences"].schedule, Schedule::Every(chrono::Duration::days(1)));
+        assert_eq!((p["employees"].schedule, p["employees"].deletes), (Schedule::Never, DeleteMode::Soft), "source-wide value, env per resource");
+        for (k, v, key) in [
+            ("SOURCES__PERSONIO__RESOURCES__ABSENCES__RECONCILE", "weekly", "sources.personio.resources.absences.reconcile"),
+            ("SOURCES__PERSONIO__RESOURCES__ABSENCES__DELETES", "archive", "sources.personio.resources.absences.deletes"),
+        ] {
+            let e = reconcile_policies(&resolver(&[(k, v)], "", ""), &specs).expect_err(v).to_string();
+            assert!(e.contains(key) && e.contains(k) && e.contains("allowed"), "{e}");
+        }
     }
 }

@@ -313,19 +313,28 @@ impl DuckDbDestination {
     /// Append a package table's batches into `schema.table` through the appender.
     fn append_batches(&self, package: &LoadPackage, table: &str, target_schema: &str) -> Result<u64, DestinationError> {
         let mut rows = 0u64;
-        package.for_each_batch::<DestinationError>(table, |batch| {
-            let arrow_schema = batch.schema();
-            let names: Vec<&str> = arrow_schema.fields().iter().map(|f| f.name().as_str()).collect();
-            let mut app = self
-                .c()?
-                .appender_with_columns_to_db(table, target_schema, &names)
-                .map_err(db_err(&format!("opening an appender on {target_schema}.{table}")))?;
-            rows += batch.num_rows() as u64;
-            app.append_record_batch(batch).map_err(db_err(&format!("appending to {target_schema}.{table}")))?;
-            app.flush().map_err(db_err(&format!("flushing {target_schema}.{table}")))?;
-            Ok(())
-        })?;
+        package.for_each_batch::<DestinationError>(table, |batch| self.append_batch(batch, table, target_schema, &mut rows))?;
         Ok(rows)
+    }
+
+    /// Append a reconciliation's key set of `resource` into `schema.table` through the appender.
+    fn append_keys(&self, package: &LoadPackage, resource: &str, table: &str, target_schema: &str) -> Result<u64, DestinationError> {
+        let mut rows = 0u64;
+        package.for_each_key_batch::<DestinationError>(resource, |batch| self.append_batch(batch, table, target_schema, &mut rows))?;
+        Ok(rows)
+    }
+
+    fn append_batch(&self, batch: arrow::record_batch::RecordBatch, table: &str, target_schema: &str, rows: &mut u64) -> Result<(), DestinationError> {
+        let arrow_schema = batch.schema();
+        let names: Vec<&str> = arrow_schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let mut app = self
+            .c()?
+            .appender_with_columns_to_db(table, target_schema, &names)
+            .map_err(db_err(&format!("opening an appender on {target_schema}.{table}")))?;
+        *rows += batch.num_rows() as u64;
+        app.append_record_batch(batch).map_err(db_err(&format!("appending to {target_schema}.{table}")))?;
+        app.flush().map_err(db_err(&format!("flushing {target_schema}.{table}")))?;
+        Ok(())
     }
 
     /// Run a rendered plan; bulk inserts read `package` (none for `pipeline drop`).
@@ -348,6 +357,15 @@ impl DuckDbDestination {
                     }
                 }
                 Step::Report { table, rows } => report.add(table, *rows),
+                Step::BulkInsertKeys { resource, schema, table } => {
+                    if let Some(p) = package {
+                        self.append_keys(p, resource, table, schema)?;
+                    }
+                }
+                Step::ExecDeleted { sql, table } => {
+                    let n = self.insert_count(sql)?;
+                    report.add_deleted(table, n);
+                }
             }
         }
         Ok(report.finish())

@@ -569,13 +569,22 @@ impl PostgresDestination {
 
     /// Binary COPY of a package table into `schema.table`; returns the rows copied.
     async fn copy_table(&mut self, package: &LoadPackage, table: &str, schema: &str) -> Result<u64, DestinationError> {
-        let types: HashMap<String, DataType> = package
-            .manifest()
-            .schema
-            .tables
-            .get(table)
-            .map(|t| t.columns.values().map(|c| (c.name.clone(), c.data_type)).collect())
-            .unwrap_or_default();
+        self.copy_in(package, table, schema, None).await
+    }
+
+    /// Binary COPY of a package table (`keys_of: None`) or of the reconciliation key set of resource
+    /// `keys_of` (text columns) into `schema.table`; returns the rows copied.
+    async fn copy_in(&mut self, package: &LoadPackage, table: &str, schema: &str, keys_of: Option<String>) -> Result<u64, DestinationError> {
+        let types: HashMap<String, DataType> = match keys_of {
+            Some(_) => HashMap::new(),
+            None => package
+                .manifest()
+                .schema
+                .tables
+                .get(table)
+                .map(|t| t.columns.values().map(|c| (c.name.clone(), c.data_type)).collect())
+                .unwrap_or_default(),
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CopyChunk, DestinationError>>(4);
         let reader_package = package.clone();
         let reader_table = table.to_string();
@@ -583,7 +592,7 @@ impl PostgresDestination {
             let mut current: Option<Vec<String>> = None;
             let mut buf = BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
             let mut rows = 0u64;
-            let result = reader_package.for_each_batch::<DestinationError>(&reader_table, |batch| {
+            let each_batch = |batch: arrow::record_batch::RecordBatch| -> Result<(), DestinationError> {
                 let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
                 if current.as_ref() != Some(&names) {
                     if !buf.is_empty() {
@@ -607,7 +616,11 @@ impl PostgresDestination {
                     return Err(DestinationError::new(KIND, "the COPY was aborted"));
                 }
                 Ok(())
-            });
+            };
+            let result = match &keys_of {
+                Some(resource) => reader_package.for_each_key_batch::<DestinationError>(resource, each_batch),
+                None => reader_package.for_each_batch::<DestinationError>(&reader_table, each_batch),
+            };
             match result {
                 Ok(()) => {
                     if !buf.is_empty() {
@@ -673,6 +686,16 @@ impl PostgresDestination {
                     }
                 }
                 Step::Report { table, rows } => report.add(table, *rows),
+                Step::BulkInsertKeys { resource, schema, table } => {
+                    let has_keys = package.and_then(|p| p.reconcile_entry(resource)).is_some_and(|e| e.keys > 0);
+                    if let Some(p) = package.filter(|_| has_keys) {
+                        self.copy_in(p, table, schema, Some(resource.clone())).await?;
+                    }
+                }
+                Step::ExecDeleted { sql, table } => {
+                    let n = self.client().await?.execute(sql.as_str(), &[]).await.map_err(sql_err(sql))?;
+                    report.add_deleted(table, n);
+                }
             }
         }
         Ok(report.finish())

@@ -12,6 +12,7 @@
 use indexmap::IndexMap;
 use pipeline_engine::load::LoadReport;
 use pipeline_engine::plan::{ChainTable, Dedup, HardDelete, LoadJob, LoadPlan, Validity};
+use pipeline_engine::reconcile::{DeleteMode, DELETED_AT_COLUMN};
 use pipeline_engine::schema::{Column, DataType, MergeStrategy, SortOrder};
 
 /// Quote an identifier with double quotes (doubling embedded quotes).
@@ -93,11 +94,28 @@ pub enum Step {
         /// Rows.
         rows: u64,
     },
+    /// Bulk-insert the package's key set of `resource` (a reconciliation, text columns) into
+    /// `schema.table`, a table made by an earlier step.
+    BulkInsertKeys {
+        /// The resource whose key set is inserted.
+        resource: String,
+        /// Target schema (staging).
+        schema: String,
+        /// Target table.
+        table: String,
+    },
+    /// Run a statement; the rows it changed are reported as deleted (or marked deleted) in `table`.
+    ExecDeleted {
+        /// The statement.
+        sql: String,
+        /// Table the count belongs to.
+        table: String,
+    },
 }
 
-/// Rows per table, summed over steps, in first-seen order.
+/// Rows per table, summed over steps, in first-seen order; and rows deleted by reconciliations.
 #[derive(Debug, Default)]
-pub struct Report(IndexMap<String, u64>);
+pub struct Report(IndexMap<String, u64>, IndexMap<String, u64>);
 
 impl Report {
     /// Add `rows` to `table`.
@@ -105,9 +123,14 @@ impl Report {
         *self.0.entry(table.to_string()).or_default() += rows;
     }
 
+    /// Add `rows` deleted (or marked deleted) in `table`.
+    pub fn add_deleted(&mut self, table: &str, rows: u64) {
+        *self.1.entry(table.to_string()).or_default() += rows;
+    }
+
     /// The load report.
     pub fn finish(self) -> LoadReport {
-        LoadReport { rows: self.0.into_iter().collect() }
+        LoadReport { rows: self.0.into_iter().collect(), deleted: self.1.into_iter().collect() }
     }
 }
 
@@ -152,6 +175,13 @@ pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) ->
     let mut staging_ready = false;
     for job in &plan.jobs {
         match job {
+            LoadJob::Reconcile { resource, chain, columns, mode, at } => {
+                if !staging_ready {
+                    exec(&mut steps, format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&stg)));
+                    staging_ready = true;
+                }
+                reconcile_steps(&mut steps, ds, &stg, resource, chain, columns, *mode, at, d);
+            }
             LoadJob::Append { table } => steps.push(Step::BulkInsert { table: table.clone(), schema: ds.to_string(), report: true }),
             LoadJob::Replace { chain, .. } => {
                 for t in chain {
@@ -376,6 +406,58 @@ fn scd2_steps(steps: &mut Vec<Step>, ds: &str, stg: &str, chain: &[ChainTable], 
             table: child.name.clone(),
         });
     }
+}
+
+/// Reconcile a root table (and its children) with the package's key set of `resource`: stage the keys
+/// as text, then delete (hard) or mark (soft) the root rows whose key columns, cast to text, are not a
+/// staged key. Children of deleted roots go first, by `_dlt_root_id`.
+#[allow(clippy::too_many_arguments)]
+fn reconcile_steps(
+    steps: &mut Vec<Step>,
+    ds: &str,
+    stg: &str,
+    resource: &str,
+    chain: &[String],
+    columns: &[String],
+    mode: DeleteMode,
+    at: &chrono::DateTime<chrono::Utc>,
+    d: &dyn Dialect,
+) {
+    let Some(root) = chain.first() else { return };
+    let text = d.type_name(DataType::Text);
+    let keys_name = format!("_dlt_reconcile_{root}");
+    let keys = qualified(stg, &keys_name);
+    let empty = columns.iter().map(|c| format!("CAST(NULL AS {text}) AS {}", ident(c))).collect::<Vec<_>>().join(", ");
+    for sql in d.create_table_as(&keys, &format!("SELECT {empty} WHERE 1 = 0")) {
+        steps.push(Step::Exec(sql));
+    }
+    steps.push(Step::BulkInsertKeys { resource: resource.to_string(), schema: stg.to_string(), table: keys_name });
+    let d_root = qualified(ds, root);
+    let matches = columns.iter().map(|c| format!("k.{0} = CAST(d.{0} AS {text})", ident(c))).collect::<Vec<_>>().join(" AND ");
+    let gone = format!("NOT EXISTS (SELECT 1 FROM {keys} k WHERE {matches})");
+    let gone_ids = format!("SELECT d._dlt_id FROM {d_root} d WHERE {gone}");
+    match mode {
+        DeleteMode::Hard => {
+            for child in chain.iter().skip(1) {
+                steps.push(Step::ExecDeleted {
+                    sql: format!("DELETE FROM {} WHERE _dlt_root_id IN ({gone_ids})", qualified(ds, child)),
+                    table: child.clone(),
+                });
+            }
+            steps.push(Step::ExecDeleted { sql: format!("DELETE FROM {d_root} d WHERE {gone}"), table: root.clone() });
+        }
+        DeleteMode::Soft => {
+            let mark = ident(DELETED_AT_COLUMN);
+            steps.push(Step::ExecDeleted {
+                sql: format!("UPDATE {d_root} AS d SET {mark} = {} WHERE d.{mark} IS NULL AND {gone}", timestamp_literal(at)),
+                table: root.clone(),
+            });
+            // A row seen again (its key is back in the listing) is no longer marked.
+            let back = format!("EXISTS (SELECT 1 FROM {keys} k WHERE {matches})");
+            steps.push(Step::Exec(format!("UPDATE {d_root} AS d SET {mark} = NULL WHERE d.{mark} IS NOT NULL AND {back}")));
+        }
+    }
+    steps.push(Step::Exec(format!("DROP TABLE IF EXISTS {keys}")));
 }
 
 /// `table_name, column_name` of every column in `schema` (the catalog a plan is built against).

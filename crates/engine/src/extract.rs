@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::incremental::{Incremental, IncrementalError};
 use crate::merge::MergeHints;
+use crate::reconcile::{KeyOutcome, ReconcileSpec};
 use crate::schema::WriteDisposition;
 
 /// The error type sources return: anything, boxed (the source crate owns its typed errors).
@@ -33,6 +34,9 @@ pub struct ResourceSpec {
     pub parent: Option<String>,
     /// How a `merge` resource is merged (strategy and merge hints; see [`crate::merge`]).
     pub merge: MergeHints,
+    /// Its records can disappear upstream: how its rows are reconciled with a full key set
+    /// (see [`crate::reconcile`]); `None`: never reconciled.
+    pub reconcile: Option<ReconcileSpec>,
 }
 
 impl ResourceSpec {
@@ -45,6 +49,7 @@ impl ResourceSpec {
             cursor: None,
             parent: None,
             merge: MergeHints::default(),
+            reconcile: None,
         }
     }
 
@@ -63,6 +68,12 @@ impl ResourceSpec {
     /// Make this a transformer of `parent`.
     pub fn with_parent(mut self, parent: &str) -> Self {
         self.parent = Some(parent.to_string());
+        self
+    }
+
+    /// Declare that its records can disappear: rows are matched on `columns` against a key set.
+    pub fn with_reconcile(mut self, columns: &[&str], schedule: crate::reconcile::Schedule) -> Self {
+        self.reconcile = Some(ReconcileSpec { columns: columns.iter().map(|s| s.to_string()).collect(), schedule });
         self
     }
 }
@@ -100,6 +111,11 @@ pub trait Source: Send + Sync {
 pub(crate) struct ExtractShared {
     pub(crate) incrementals: BTreeMap<String, Incremental>,
     pub(crate) resource_state: BTreeMap<String, serde_json::Map<String, Value>>,
+    /// Resources that may be reconciled in this run, and whether a reconciliation is due (else only one
+    /// that costs no request is taken).
+    pub(crate) reconcile: BTreeMap<String, bool>,
+    /// What the source gathered per resource.
+    pub(crate) key_sets: BTreeMap<String, KeyOutcome>,
 }
 
 /// Handed to [`Source::extract`]: selection, cursors and the channel to the normalizer.
@@ -157,6 +173,32 @@ impl ExtractContext {
     pub fn set_resource_state(&self, resource: &str, key: &str, value: Value) {
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         shared.resource_state.entry(resource.to_string()).or_default().insert(key.to_string(), value);
+    }
+
+    /// Whether the resource may be reconciled in this run (it declares a reconciliation, is selected and
+    /// its schedule is not `never`). A key set that costs no request (the run read the whole listing) is
+    /// worth handing in whenever this holds.
+    pub fn reconcile_enabled(&self, resource: &str) -> bool {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).reconcile.contains_key(resource)
+    }
+
+    /// Whether a reconciliation of the resource is due in this run (its schedule, or forced): the source
+    /// then gathers the full key set even when it costs requests.
+    pub fn reconcile_due(&self, resource: &str) -> bool {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).reconcile.get(resource).copied().unwrap_or(false)
+    }
+
+    /// Hand in what was gathered for a resource's reconciliation (ignored when it is not enabled). A
+    /// complete key set replaces an earlier one; an incomplete outcome always wins (nothing is deleted).
+    pub fn submit_keys(&self, resource: &str, outcome: KeyOutcome) {
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if !shared.reconcile.contains_key(resource) {
+            return;
+        }
+        if matches!(shared.key_sets.get(resource), Some(KeyOutcome::Incomplete { .. })) {
+            return;
+        }
+        shared.key_sets.insert(resource.to_string(), outcome);
     }
 
     /// Send a page of a selected resource to the normalizer (pages of unselected resources are dropped).

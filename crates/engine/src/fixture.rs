@@ -1,12 +1,18 @@
 //! A source of fixed JSON records: for tests, the dlt parity check and benchmarks.
 //!
-//! A case folder holds `resources.json` (`[{"name", "primary_key", "write_disposition", "cursor"}]`) and
-//! one folder per run, `run<N>/<resource>.json`, each a JSON array of records. A resource without a file
-//! in a run is not selected in that run; an empty array is selected and yields nothing.
+//! A case folder holds `resources.json` (`[{"name", "primary_key", "write_disposition", "cursor",
+//! "reconcile"}]`, `reconcile` an optional list of key fields) and one folder per run,
+//! `run<N>/<resource>.json`, each a JSON array of records. A resource without a file in a run is not
+//! selected in that run; an empty array is selected and yields nothing.
 //!
 //! Merge resources may also set dlt's merge options (see [`merge_hints`]): `merge_strategy`,
 //! `hard_delete`, `dedup_sort`, `validity_column_names`, `active_record_timestamp`,
 //! `boundary_timestamp`.
+//!
+//! A resource declaring a reconciliation gets its records' keys handed in as a complete key set like a
+//! real source would: for free (0 requests) on a run without a cursor start value (it read everything),
+//! else only when the reconciliation is due, as a "key listing" of one request per page — unless
+//! [`FixtureSource::fail_keys`] makes that listing fail.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,6 +23,7 @@ use serde_json::Value;
 
 use crate::extract::{ExtractContext, ResourceSpec, Source, SourceError};
 use crate::merge::MergeHints;
+use crate::reconcile::{key_text, KeyOutcome, ReconcileSpec, Schedule};
 use crate::schema::{MergeStrategy, SortOrder, WriteDisposition};
 
 /// A source that yields the records it was given, in pages.
@@ -27,12 +34,19 @@ pub struct FixtureSource {
     records: BTreeMap<String, Vec<Value>>,
     page_size: usize,
     calls: Arc<AtomicUsize>,
+    failing_keys: Vec<String>,
 }
 
 impl FixtureSource {
     /// A source named `name` with these resources and no records yet.
     pub fn new(name: &str, specs: Vec<ResourceSpec>) -> Self {
-        FixtureSource { name: name.to_string(), specs, records: BTreeMap::new(), page_size: 1000, calls: Arc::default() }
+        FixtureSource { name: name.to_string(), specs, records: BTreeMap::new(), page_size: 1000, calls: Arc::default(), failing_keys: Vec::new() }
+    }
+
+    /// Make the key listing of `resource` fail (its reconciliation is then incomplete: nothing deleted).
+    pub fn fail_keys(&mut self, resource: &str) -> &mut Self {
+        self.failing_keys.push(resource.to_string());
+        self
     }
 
     /// Set a resource's records (replacing earlier ones).
@@ -80,6 +94,10 @@ impl FixtureSource {
                 cursor: r.get("cursor").and_then(Value::as_str).map(str::to_string),
                 parent: None,
                 merge: merge_hints(r).map_err(|e| format!("resources.json, resource `{name}`: {e}"))?,
+                reconcile: r.get("reconcile").and_then(Value::as_array).map(|cols| ReconcileSpec {
+                    columns: cols.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                    schedule: Schedule::Always,
+                }),
             });
         }
         let mut source = FixtureSource::new("fixtures", specs.clone());
@@ -166,6 +184,21 @@ impl Source for FixtureSource {
                 continue;
             }
             let records = self.records.get(&spec.name).cloned().unwrap_or_default();
+            let full_read = ctx.start_value(&spec.name).is_none();
+            let wanted = ctx.reconcile_enabled(&spec.name) && (full_read || ctx.reconcile_due(&spec.name));
+            if let Some(rc) = spec.reconcile.as_ref().filter(|_| wanted) {
+                let requests = if full_read { 0 } else { records.len().div_ceil(self.page_size).max(1) as u64 };
+                let outcome = if self.failing_keys.contains(&spec.name) {
+                    KeyOutcome::Incomplete { reason: "the key listing failed (injected)".into(), requests }
+                } else {
+                    let keys = records
+                        .iter()
+                        .filter_map(|r| rc.columns.iter().map(|c| r.get(c).and_then(key_text)).collect::<Option<Vec<String>>>())
+                        .collect();
+                    KeyOutcome::Complete { keys, requests }
+                };
+                ctx.submit_keys(&spec.name, outcome);
+            }
             for page in records.chunks(self.page_size) {
                 let kept = ctx.filter(&spec.name, page.to_vec())?;
                 ctx.emit(&spec.name, kept).await?;

@@ -10,6 +10,7 @@
 //! * [`merge`]: dlt's merge strategies (`delete-insert`, `upsert`, `scd2`) and merge hints.
 //! * [`plan`]: the [`plan::LoadPlan`] a package becomes: what each destination executes.
 //! * [`memory`]: the in-memory reference destination.
+//! * [`reconcile`]: deletion detection: rows whose keys the source no longer serves, hard or soft.
 //! * [`pipeline`]: a run that ties them together.
 //! * [`trace`]: the steps of a run, written to `trace.json`.
 #![deny(missing_docs)]
@@ -25,6 +26,7 @@ pub mod normalize;
 pub mod package;
 pub mod pipeline;
 pub mod plan;
+pub mod reconcile;
 pub mod schema;
 pub mod state;
 pub mod trace;

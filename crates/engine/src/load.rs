@@ -66,6 +66,9 @@ impl From<crate::package::PackageError> for DestinationError {
 pub struct LoadReport {
     /// Rows written per table.
     pub rows: Vec<(String, u64)>,
+    /// Rows deleted (hard) or marked deleted (soft) per table by reconciliations.
+    #[serde(default)]
+    pub deleted: Vec<(String, u64)>,
 }
 
 /// The state and schema stored in a destination, for restoring a pipeline on an empty working directory.
@@ -117,6 +120,12 @@ pub struct Capabilities {
     pub merge_strategies: Vec<MergeStrategy>,
     /// dlt's `hard_delete` and `dedup_sort` column hints are applied by its merges.
     pub merge_hints: bool,
+    /// The destination executes [`crate::plan::LoadJob::Reconcile`] (deletion detection, hard and soft;
+    /// see [`crate::reconcile`]). Without it, a run that asks for a reconciliation (configured for a
+    /// selected resource, or forced) is refused before anything is extracted
+    /// ([`Capabilities::check_reconcile`]); with the declarations' default schedules it keeps deleted
+    /// records, as dlt does, and warns.
+    pub reconcile: bool,
 }
 
 impl Capabilities {
@@ -132,6 +141,7 @@ impl Capabilities {
             native_merge: true,
             merge_strategies: MergeStrategy::ALL.to_vec(),
             merge_hints: true,
+            reconcile: true,
         }
     }
 
@@ -158,6 +168,21 @@ impl Capabilities {
             }
         }
         Ok(())
+    }
+
+    /// Check that the destination can reconcile when any of `resources` (selected resources whose
+    /// reconciliation was asked for and is not `never`) is to be reconciled.
+    pub fn check_reconcile(&self, destination: &'static str, resources: &[String]) -> Result<(), DestinationError> {
+        if self.reconcile || resources.is_empty() {
+            return Ok(());
+        }
+        Err(DestinationError::new(
+            destination,
+            format!(
+                "cannot reconcile deletions (resources {}); set their `reconcile` setting to \"never\" (deleted records then stay, as in dlt; docs/deletions.md), or choose another destination",
+                resources.join(", ")
+            ),
+        ))
     }
 
     /// Check that the selected resources (name, write disposition) and the tables of the schema they

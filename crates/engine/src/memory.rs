@@ -7,7 +7,9 @@
 //! deletes the destination roots whose key is staged and their children by `_dlt_root_id`, then inserts
 //! the winning staged row per key (unless `hard_delete` flags it) and the staged children of the winners;
 //! `scd2` retires active versions missing from the package and inserts new ones with the load's boundary
-//! (see `docs/history.md`). Values are kept as Arrow's display text (`None` for NULL).
+//! (see `docs/history.md`); a reconciliation deletes (or marks) the root rows whose key columns are not
+//! in the package's key set, with their children. Values are kept as Arrow's display text (`None` for
+//! NULL).
 //!
 //! Clones share the same dataset, so a test can keep a handle while the pipeline holds another.
 
@@ -20,6 +22,7 @@ use arrow::util::display::array_value_to_string;
 use crate::load::{Capabilities, Destination, DestinationError, LoadInfo, LoadReport, StoredState, TableInfo};
 use crate::package::LoadPackage;
 use crate::plan::{Catalog, Dedup, HardDelete, LoadJob, LoadPlan, LoadsRow, Validity};
+use crate::reconcile::{DeleteMode, DELETED_AT_COLUMN};
 use crate::schema::{DataType, MergeStrategy, Schema, SortOrder, WriteDisposition};
 use crate::state::StateRow;
 
@@ -240,8 +243,14 @@ fn apply(d: &mut Dataset, plan: &LoadPlan, package: Option<&LoadPackage>, schema
     }
     let load_id = plan.load_id.clone();
     let mut report: indexmap::IndexMap<String, u64> = indexmap::IndexMap::new();
+    let mut deleted: indexmap::IndexMap<String, u64> = indexmap::IndexMap::new();
     for job in &plan.jobs {
         match job {
+            LoadJob::Reconcile { resource, chain, columns, mode, at } => {
+                for (table, n) in apply_reconcile(d, package, resource, chain, columns, *mode, at)? {
+                    *deleted.entry(table).or_default() += n;
+                }
+            }
             LoadJob::Append { table } => {
                 let rows = package_rows(package, table)?;
                 *report.entry(table.clone()).or_default() += rows.len() as u64;
@@ -267,7 +276,70 @@ fn apply(d: &mut Dataset, plan: &LoadPlan, package: Option<&LoadPackage>, schema
         d.state_rows.push((state.clone(), load_id.clone()));
     }
     d.loads.push(plan.loads.clone());
-    Ok(LoadReport { rows: report.into_iter().collect() })
+    Ok(LoadReport { rows: report.into_iter().collect(), deleted: deleted.into_iter().collect() })
+}
+
+/// A reconciliation on rows: root rows whose key columns (as text) are not in the package's key set are
+/// deleted with their children (hard) or get the mark column set (soft; rows seen again are unmarked).
+/// Returns the rows deleted or newly marked per table.
+fn apply_reconcile(
+    d: &mut Dataset,
+    package: Option<&LoadPackage>,
+    resource: &str,
+    chain: &[String],
+    columns: &[String],
+    mode: DeleteMode,
+    at: &chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(String, u64)>, DestinationError> {
+    let Some(root) = chain.first() else { return Ok(Vec::new()) };
+    let mut keys: HashSet<Vec<String>> = HashSet::new();
+    if let Some(p) = package {
+        p.for_each_key_batch::<DestinationError>(resource, |batch| {
+            for r in rows_of(&batch) {
+                if let Some(k) = columns.iter().map(|c| r.get(c).cloned().flatten()).collect::<Option<Vec<String>>>() {
+                    keys.insert(k);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let present = |r: &Row| columns.iter().map(|c| r.get(c).cloned().flatten()).collect::<Option<Vec<String>>>().is_some_and(|k| keys.contains(&k));
+    let t = d.tables.get_mut(root).ok_or_else(|| DestinationError::new(KIND, format!("table {root} does not exist")))?;
+    let mut out = Vec::new();
+    match mode {
+        DeleteMode::Hard => {
+            let gone: HashSet<String> = t.rows.iter().filter(|(r, _)| !present(r)).filter_map(|(r, _)| get(r, "_dlt_id").map(str::to_string)).collect();
+            let before = t.rows.len();
+            t.rows.retain(|(r, _)| present(r));
+            let root_deleted = (before - t.rows.len()) as u64;
+            for child in chain.iter().skip(1) {
+                if let Some(c) = d.tables.get_mut(child) {
+                    let before = c.rows.len();
+                    c.rows.retain(|(r, _)| !get(r, "_dlt_root_id").is_some_and(|id| gone.contains(id)));
+                    out.push((child.clone(), (before - c.rows.len()) as u64));
+                }
+            }
+            out.push((root.clone(), root_deleted));
+        }
+        DeleteMode::Soft => {
+            // Arrow's display text of a UTC timestamp, as the packages' own timestamps read back here.
+            let mark = at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+            let mut marked = 0u64;
+            for (r, _) in t.rows.iter_mut() {
+                let is_marked = get(r, DELETED_AT_COLUMN).is_some();
+                if present(r) {
+                    if is_marked {
+                        r.insert(DELETED_AT_COLUMN.to_string(), None);
+                    }
+                } else if !is_marked {
+                    r.insert(DELETED_AT_COLUMN.to_string(), Some(mark.clone()));
+                    marked += 1;
+                }
+            }
+            out.push((root.clone(), marked));
+        }
+    }
+    Ok(out)
 }
 
 /// A `delete-insert` or `upsert` merge of one chain (see [`LoadJob::Merge`]).

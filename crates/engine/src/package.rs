@@ -16,6 +16,7 @@ use arrow::record_batch::RecordBatch;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::reconcile::ReconcileEntry;
 use crate::schema::Schema;
 use crate::state::StateRow;
 
@@ -92,6 +93,10 @@ pub struct PackageManifest {
     /// Tables dropped and created again in the load transaction (full refresh of their resources).
     #[serde(default)]
     pub drop_tables: Vec<String>,
+    /// Reconciliations: per resource, the full key set (in `reconcile/`) its root table is reconciled
+    /// with in the load transaction (see [`crate::reconcile`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reconcile: Vec<ReconcileEntry>,
 }
 
 /// A complete package on disk.
@@ -137,13 +142,25 @@ impl LoadPackage {
     }
 
     /// Stream the batches of one table into `f` without holding them all in memory.
-    pub fn for_each_batch<E: From<PackageError>>(
-        &self,
-        table: &str,
-        mut f: impl FnMut(RecordBatch) -> Result<(), E>,
-    ) -> Result<(), E> {
+    pub fn for_each_batch<E: From<PackageError>>(&self, table: &str, f: impl FnMut(RecordBatch) -> Result<(), E>) -> Result<(), E> {
         let Some(job) = self.manifest.tables.get(table) else { return Ok(()) };
-        for file in &job.files {
+        self.read_files(&job.files, f)
+    }
+
+    /// The reconciliation of a resource in this package, if any.
+    pub fn reconcile_entry(&self, resource: &str) -> Option<&ReconcileEntry> {
+        self.manifest.reconcile.iter().find(|e| e.resource == resource)
+    }
+
+    /// Stream the key batches of a resource's reconciliation into `f` (text columns named as the entry's
+    /// key columns).
+    pub fn for_each_key_batch<E: From<PackageError>>(&self, resource: &str, f: impl FnMut(RecordBatch) -> Result<(), E>) -> Result<(), E> {
+        let Some(entry) = self.reconcile_entry(resource) else { return Ok(()) };
+        self.read_files(&entry.files, f)
+    }
+
+    fn read_files<E: From<PackageError>>(&self, files: &[String], mut f: impl FnMut(RecordBatch) -> Result<(), E>) -> Result<(), E> {
+        for file in files {
             let path = self.dir.join(file);
             let reader = fs::File::open(&path).map_err(io(&path)).map_err(E::from)?;
             let reader = FileReader::try_new(std::io::BufReader::new(reader), None)
@@ -211,6 +228,16 @@ impl PackageWriter {
         Ok(())
     }
 
+    /// Write a resource's key set for a reconciliation; returns the file (relative to the package).
+    pub fn write_keys(&mut self, resource: &str, columns: &[String], keys: &[Vec<String>]) -> Result<String, PackageError> {
+        let dir = self.dir.join("reconcile");
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let safe: String = resource.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+        let name = format!("reconcile/{safe}.keys.arrow");
+        crate::reconcile::write_key_file(&self.dir.join(&name), columns, keys)?;
+        Ok(name)
+    }
+
     /// Whether any row was written.
     pub fn is_empty(&self) -> bool {
         self.jobs.values().all(|j| j.rows == 0)
@@ -274,6 +301,7 @@ pub fn mark_loaded(load_root: &Path, package: &LoadPackage) -> Result<(), Packag
     fs::rename(package.dir(), &target).map_err(io(&target))?;
     let tables = target.join("tables");
     let _ = fs::remove_dir_all(tables);
+    let _ = fs::remove_dir_all(target.join("reconcile"));
     Ok(())
 }
 
@@ -286,5 +314,6 @@ pub fn discard_package(load_root: &Path, package: &LoadPackage) -> Result<(), Pa
     let _ = fs::remove_dir_all(&target);
     fs::rename(package.dir(), &target).map_err(io(&target))?;
     let _ = fs::remove_dir_all(target.join("tables"));
+    let _ = fs::remove_dir_all(target.join("reconcile"));
     Ok(())
 }

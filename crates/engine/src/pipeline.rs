@@ -16,10 +16,11 @@ use tokio::sync::mpsc;
 
 use crate::extract::{ExtractContext, ExtractShared, Items, ResourceSpec, Source, SourceError};
 use crate::incremental::{Incremental, IncrementalError};
-use crate::load::{Destination, DestinationError};
+use crate::load::{Destination, DestinationError, LoadReport};
 use crate::normalize::{NormalizeConfig, NormalizeError, Normalizer, RootHints};
 use crate::package::{discard_package, mark_loaded, pending_packages, LoadPackage, PackageError, PackageManifest, PackageWriter};
 use crate::merge::MergeHints;
+use crate::reconcile::{KeyOutcome, ReconcileEntry, ReconcilePolicy, ReconcileReport};
 use crate::schema::{MergeStrategy, Schema, WriteDisposition};
 use crate::state::{PipelineState, StateError};
 use crate::trace::{StepClock, TraceStep};
@@ -211,6 +212,10 @@ pub struct RunReport {
     pub started_at: String,
     /// The steps with their wall times (`sync`, `extract`, `normalize`, `load`); see [`crate::trace`].
     pub steps: Vec<TraceStep>,
+    /// Reconciliations of this run (deletion detection, [`crate::reconcile`]): applied or skipped, with
+    /// their request cost and the rows they deleted or marked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reconciliations: Vec<ReconcileReport>,
     /// Why the run failed (the error as printed); absent for a completed run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -225,6 +230,9 @@ impl std::fmt::Display for RunReport {
             writeln!(f, "Reloaded from scratch: {}", self.refreshed.join(", "))?;
         }
         writeln!(f, "Pipeline {} load step completed in {:.2} seconds", self.pipeline_name, self.elapsed_secs)?;
+        for r in &self.reconciliations {
+            writeln!(f, "{r}")?;
+        }
         if self.loaded_packages.is_empty() {
             return writeln!(f, "No changes: no load package was created (dataset {} is up to date)", self.dataset_name);
         }
@@ -531,7 +539,7 @@ impl Pipeline {
         for package in pending_packages(&self.load_root())? {
             let id = package.load_id().to_string();
             match self.load_one(destination, &package).await? {
-                LoadOutcome::Loaded => {
+                LoadOutcome::Loaded(_) => {
                     report.loaded_packages.push(id.clone());
                     report.resumed_packages.push(id);
                 }
@@ -560,6 +568,7 @@ impl Pipeline {
             )));
         }
         let already = destination.is_loaded(package.load_id()).await.map_err(PipelineError::Load)?;
+        let mut load_report = LoadReport::default();
         if already {
             tracing::info!(load_id = package.load_id(), "package already loaded; not loading it twice");
         } else {
@@ -579,7 +588,7 @@ impl Pipeline {
                     )));
                 }
             }
-            destination.load_package(package).await.map_err(PipelineError::Load)?;
+            load_report = destination.load_package(package).await.map_err(PipelineError::Load)?;
         }
         if let Some(doc) = &m.state_doc {
             self.save_local(&PipelineState::from_doc(doc.clone()), &m.schema)?;
@@ -590,7 +599,7 @@ impl Pipeline {
             self.save_local(&state, &m.schema)?;
         }
         mark_loaded(&self.load_root(), package)?;
-        Ok(LoadOutcome::Loaded)
+        Ok(LoadOutcome::Loaded(load_report))
     }
 
     /// Run `source` for the selected resources (`None`: the source's defaults) into `destination`.
@@ -678,6 +687,40 @@ impl Pipeline {
             .map(|s| (s.name.clone(), s.merge.clone()))
             .collect();
         capabilities.check_merge(destination.kind(), &selected_merges).map_err(PipelineError::Unsupported)?;
+        // Resources that may be reconciled in this run, with their settings.
+        let mut reconcilable: Vec<(&ResourceSpec, ReconcilePolicy)> = specs
+            .iter()
+            .filter(|s| selected.contains(&s.name))
+            .filter_map(|s| {
+                let decl = s.reconcile.as_ref()?;
+                let configured = options.reconcile.get(&s.name).copied();
+                // scd2 retires what disappears from its full extract itself (dlt's semantics); deleting its
+                // history takes an explicit setting.
+                if s.merge.strategy == MergeStrategy::Scd2 && configured.is_none() {
+                    return None;
+                }
+                let policy = configured.unwrap_or(ReconcilePolicy { schedule: decl.schedule, deletes: Default::default() });
+                (options.force_reconcile || policy.schedule != crate::reconcile::Schedule::Never).then_some((s, policy))
+            })
+            .collect();
+        // A destination that cannot reconcile refuses an explicit reconciliation (configured or forced) up
+        // front; with the declarations' defaults its runs keep deleted records, as dlt does, and say so.
+        let mut no_reconcile_warning = None;
+        if !capabilities.reconcile && !reconcilable.is_empty() {
+            let explicit: Vec<String> = reconcilable
+                .iter()
+                .filter(|(s, _)| options.force_reconcile || options.reconcile.contains_key(&s.name))
+                .map(|(s, _)| s.name.clone())
+                .collect();
+            capabilities.check_reconcile(destination.kind(), &explicit).map_err(PipelineError::Unsupported)?;
+            let names: Vec<&str> = reconcilable.iter().map(|(s, _)| s.name.as_str()).collect();
+            no_reconcile_warning = Some(format!(
+                "the {} destination cannot reconcile deletions: records deleted upstream stay in {} (as in dlt); docs/deletions.md",
+                destination.kind(),
+                names.join(", ")
+            ));
+            reconcilable.clear();
+        }
         destination.health_check().await.map_err(PipelineError::Load)?;
 
         let mut report = RunReport {
@@ -687,6 +730,7 @@ impl Pipeline {
             resources: selected.clone(),
             ..Default::default()
         };
+        report.warnings.extend(no_reconcile_warning);
 
         // 1. Finish what an earlier run left; a full refresh first removes the packages it supersedes.
         let sync_step = clock.start("sync");
@@ -763,6 +807,17 @@ impl Pipeline {
                 }
             }
         }
+        let now = chrono::Utc::now();
+        for (spec, policy) in &reconcilable {
+            let last = state
+                .resource(source.name(), &spec.name)
+                .and_then(|r| r.get(crate::reconcile::STATE_KEY))
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            let due = options.force_reconcile || policy.schedule.is_due(last, now);
+            shared.reconcile.insert(spec.name.clone(), due);
+        }
         let shared = Arc::new(Mutex::new(shared));
         // Nobody is locked out of the dataset while extracting.
         destination.disconnect().await;
@@ -836,6 +891,71 @@ impl Pipeline {
         }
         // A cursor that never moved must not create state on a first run with no rows.
         prune_empty_incrementals(&mut state, source.name(), &specs);
+
+        // 5b. Reconciliations: complete key sets go into the package (and their time into the state);
+        //     incomplete ones delete nothing and are reported.
+        let key_sets = std::mem::take(&mut shared.lock().unwrap_or_else(|e| e.into_inner()).key_sets);
+        let due: std::collections::BTreeMap<String, bool> = shared.lock().unwrap_or_else(|e| e.into_inner()).reconcile.clone();
+        let mut entries = Vec::new();
+        let mut writer = writer;
+        for (spec, policy) in &reconcilable {
+            let Some(decl) = &spec.reconcile else { continue };
+            let root = schema.resource_root_tables(&spec.name).into_iter().find(|t| !t.columns.is_empty()).map(|t| t.name.clone());
+            let mut r = ReconcileReport {
+                resource: spec.name.clone(),
+                table: root.clone().unwrap_or_else(|| spec.name.clone()),
+                mode: policy.deletes.to_string(),
+                ..Default::default()
+            };
+            match key_sets.get(&spec.name) {
+                Some(KeyOutcome::Complete { keys, requests }) => {
+                    r.status = "applied".into();
+                    r.keys = keys.len() as u64;
+                    r.requests = *requests;
+                    if let Some(root) = &root {
+                        let columns: Vec<String> =
+                            decl.columns.iter().map(|c| crate::naming::normalize_key(c, capabilities.max_identifier_len)).collect();
+                        if policy.deletes == crate::reconcile::DeleteMode::Soft {
+                            if let Some(t) = schema.tables.get_mut(root) {
+                                let col = crate::reconcile::DELETED_AT_COLUMN;
+                                if !t.columns.contains_key(col) {
+                                    t.columns.insert(col.to_string(), crate::schema::Column::new(col, crate::schema::DataType::Timestamp));
+                                }
+                            }
+                        }
+                        let file = writer.write_keys(&spec.name, &columns, keys)?;
+                        entries.push(ReconcileEntry {
+                            resource: spec.name.clone(),
+                            table: root.clone(),
+                            columns,
+                            files: vec![file],
+                            keys: keys.len() as u64,
+                            mode: policy.deletes,
+                            at: now,
+                        });
+                    }
+                    state
+                        .resource_mut(source.name(), &spec.name)
+                        .insert(crate::reconcile::STATE_KEY.to_string(), json!(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+                }
+                Some(KeyOutcome::Incomplete { reason, requests }) => {
+                    r.status = "skipped".into();
+                    r.requests = *requests;
+                    r.reason = Some(reason.clone());
+                }
+                None if due.get(&spec.name).copied().unwrap_or(false) => {
+                    r.status = "skipped".into();
+                    r.reason = Some("the source gathered no key set".into());
+                }
+                None => continue,
+            }
+            if r.status == "skipped" {
+                let w = format!("{r}; it runs again on the next run");
+                tracing::warn!("{w}");
+                report.warnings.push(w);
+            }
+            report.reconciliations.push(r);
+        }
         if specs.iter().any(|s| selected.contains(&s.name) && s.write_disposition == WriteDisposition::Replace) {
             state.ensure_source(source.name());
         }
@@ -849,7 +969,7 @@ impl Pipeline {
             .flat_map(|s| schema.resource_root_tables(&s.name).into_iter().filter(|t| t.seen_data).map(|t| t.name.clone()).collect::<Vec<_>>())
             .collect();
 
-        if writer.is_empty() && !state_changed && replace_roots.is_empty() && drop_tables.is_empty() {
+        if writer.is_empty() && !state_changed && replace_roots.is_empty() && drop_tables.is_empty() && entries.is_empty() {
             writer.discard();
             // Nothing to load; the state the run started from is mirrored locally.
             self.save_local(&state, &schema)?;
@@ -871,6 +991,7 @@ impl Pipeline {
             destination: destination.identity(),
             base_state_hash: Some(base_hash),
             drop_tables,
+            reconcile: entries,
         };
         let package = writer.finish(&self.load_root(), manifest)?;
         if options.fail_before_load {
@@ -880,7 +1001,12 @@ impl Pipeline {
         // 7. Load.
         let load_step = clock.start("load");
         match self.load_one(destination, &package).await? {
-            LoadOutcome::Loaded => report.loaded_packages.push(load_id),
+            LoadOutcome::Loaded(loaded) => {
+                report.loaded_packages.push(load_id);
+                for r in report.reconciliations.iter_mut().filter(|r| r.status == "applied") {
+                    r.rows = loaded.deleted.iter().filter(|(t, _)| *t == r.table).map(|(_, n)| n).sum();
+                }
+            }
             LoadOutcome::Skipped(_) | LoadOutcome::Discarded(_) => {
                 return Err(PipelineError::DestinationChanged { load_id, dataset: self.config.dataset_name.clone() })
             }
@@ -961,6 +1087,13 @@ pub struct RunOptions {
     pub full_refresh: bool,
     /// Test hook: stop with an error after the package is complete, before loading it.
     pub fail_before_load: bool,
+    /// Reconciliation settings of the resources the user configured, overriding the declaration's
+    /// schedule and the default hard delete (see [`crate::reconcile`]). An entry is an explicit request:
+    /// a destination that cannot reconcile refuses it, where it only warns about the defaults.
+    pub reconcile: std::collections::BTreeMap<String, ReconcilePolicy>,
+    /// Reconcile every selected resource that declares a reconciliation now, whatever its schedule
+    /// (`never` included).
+    pub force_reconcile: bool,
 }
 
 /// The state a run starts from, as [`Pipeline::sync_state`] reconciled it with the destination.
@@ -985,7 +1118,7 @@ pub struct SyncedState {
 pub const RESET_MARKER: &str = "_reset";
 
 enum LoadOutcome {
-    Loaded,
+    Loaded(LoadReport),
     Skipped(String),
     Discarded(String),
 }

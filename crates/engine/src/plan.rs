@@ -6,8 +6,8 @@
 //! 1. `drop_tables` (full refresh): dropped, then created again from the schema;
 //! 2. `create_tables` (bookkeeping tables first) and `add_columns` (new columns are nullable);
 //! 3. the `_dlt_version` row, inserted unless its `(schema_name, version_hash)` is stored already;
-//! 4. the table [`LoadJob`]s: replace chains, merge roots with their key and child chain (delete-insert
-//!    or upsert), scd2 roots with their validity columns, appends;
+//! 4. the table [`LoadJob`]s: reconciliations (rows whose keys are gone), replace chains, merge roots with
+//!    their key and child chain (delete-insert or upsert), scd2 roots with their validity columns, appends;
 //! 5. the `_dlt_pipeline_state` row, when the state changed;
 //! 6. the `_dlt_loads` row (status 0), last.
 //!
@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use indexmap::IndexSet;
 
 use crate::package::PackageManifest;
+use crate::reconcile::DeleteMode;
 use crate::schema::{bookkeeping_tables, Column, DataType, MergeStrategy, Schema, SortOrder, Table, WriteDisposition, SCHEMA_ENGINE_VERSION};
 use crate::state::StateRow;
 
@@ -171,6 +172,24 @@ pub enum LoadJob {
         /// Validity columns and values.
         validity: Validity,
     },
+    /// Reconcile a root table with the package's key set of `resource` ([`crate::reconcile`]): stage the
+    /// keys (text columns named as `columns`); root rows whose `columns` (compared as text) are not a
+    /// staged key are gone. [`DeleteMode::Hard`]: delete their child rows (by `_dlt_root_id`) and them;
+    /// [`DeleteMode::Soft`]: set [`crate::reconcile::DELETED_AT_COLUMN`] to `at` where it is NULL, and
+    /// back to NULL on rows whose key is staged. Runs before the package's rows are merged, so a row the
+    /// package brings is never lost. Planned only for a root table that existed before the package.
+    Reconcile {
+        /// The resource (its key set in the package).
+        resource: String,
+        /// The root, then its existing descendants, parents first.
+        chain: Vec<String>,
+        /// Key columns of the root.
+        columns: Vec<String>,
+        /// Hard or soft.
+        mode: DeleteMode,
+        /// The reconciliation time.
+        at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// A package turned into explicit steps; see the module docs.
@@ -204,6 +223,7 @@ impl LoadPlan {
         let existing_chain =
             |root: &str| -> Vec<String> { schema.table_chain(root).into_iter().filter(|t| existing.contains(&t.name)).map(|t| t.name.clone()).collect() };
 
+        plan.jobs.extend(reconcile_jobs(manifest, catalog));
         let mut done: HashSet<String> = HashSet::new();
         for root in &manifest.replace_roots {
             let chain = existing_chain(root);
@@ -320,7 +340,7 @@ impl LoadPlan {
 
     /// Whether a job stages rows (the destination then needs its staging dataset).
     pub fn needs_staging(&self) -> bool {
-        self.jobs.iter().any(|j| matches!(j, LoadJob::Merge { .. } | LoadJob::Scd2 { .. }))
+        self.jobs.iter().any(|j| matches!(j, LoadJob::Merge { .. } | LoadJob::Scd2 { .. } | LoadJob::Reconcile { .. }))
     }
 }
 
@@ -346,6 +366,38 @@ fn validity_of(root: &Table, load_id: &str) -> Option<Validity> {
         active: to.active_record_timestamp,
         boundary: crate::merge::boundary_of(load_id, root.boundary_timestamp),
     })
+}
+
+/// The reconciliation jobs of a package: one per entry whose root table exists in the destination and
+/// is not dropped by this package (a new or recreated table has nothing to reconcile), and has the key
+/// columns (and, for a soft delete, gets the mark column from the package's schema).
+fn reconcile_jobs(manifest: &PackageManifest, catalog: &Catalog) -> Vec<LoadJob> {
+    let schema = &manifest.schema;
+    let kept = |t: &str| catalog.contains_key(t) && !manifest.drop_tables.iter().any(|d| d == t);
+    let mut jobs = Vec::new();
+    for entry in &manifest.reconcile {
+        let Some(have) = catalog.get(&entry.table).filter(|_| kept(&entry.table)) else { continue };
+        if !entry.columns.iter().all(|c| have.contains(c)) {
+            tracing::warn!(table = %entry.table, columns = ?entry.columns, "the table lacks the key columns of its reconciliation; nothing is reconciled");
+            continue;
+        }
+        let chain: Vec<String> = schema.table_chain(&entry.table).into_iter().map(|t| t.name.clone()).filter(|t| kept(t)).collect();
+        if chain.first() != Some(&entry.table) {
+            continue;
+        }
+        if entry.mode == DeleteMode::Hard && chain.iter().skip(1).any(|c| !catalog.get(c).is_some_and(|cols| cols.contains("_dlt_root_id"))) {
+            tracing::warn!(table = %entry.table, "a child table has no _dlt_root_id (not a merge table); nothing is reconciled");
+            continue;
+        }
+        jobs.push(LoadJob::Reconcile {
+            resource: entry.resource.clone(),
+            chain,
+            columns: entry.columns.clone(),
+            mode: entry.mode,
+            at: entry.at,
+        });
+    }
+    jobs
 }
 
 #[cfg(test)]
@@ -398,6 +450,7 @@ mod tests {
             destination: String::new(),
             base_state_hash: None,
             drop_tables: vec![],
+            reconcile: vec![],
         }
     }
 
@@ -501,5 +554,36 @@ mod tests {
         m.schema.tables.get_mut("r__c").map(|t| t.columns.clear());
         let plan = LoadPlan::build(&m, &Catalog::new());
         assert_eq!(plan.jobs[0], LoadJob::Replace { root: "r".into(), chain: vec!["r".into()] });
+    }
+
+    #[test]
+    fn a_reconciliation_runs_first_and_only_on_tables_the_destination_has() {
+        let mut m = manifest();
+        let at = chrono::Utc::now();
+        m.reconcile = vec![crate::reconcile::ReconcileEntry {
+            resource: "e".into(),
+            table: "e".into(),
+            columns: vec!["id".into()],
+            files: vec!["reconcile/e.keys.arrow".into()],
+            keys: 2,
+            mode: DeleteMode::Hard,
+            at,
+        }];
+        // A first load: nothing to reconcile.
+        assert!(!LoadPlan::build(&m, &Catalog::new()).jobs.iter().any(|j| matches!(j, LoadJob::Reconcile { .. })));
+        let mut catalog = Catalog::new();
+        for t in ["e", "e__c"] {
+            catalog.insert(t.to_string(), ["id", "_dlt_id", "_dlt_root_id"].iter().map(|c| c.to_string()).collect());
+        }
+        let plan = LoadPlan::build(&m, &catalog);
+        assert_eq!(
+            plan.jobs[0],
+            LoadJob::Reconcile { resource: "e".into(), chain: vec!["e".into(), "e__c".into()], columns: vec!["id".into()], mode: DeleteMode::Hard, at }
+        );
+        assert!(matches!(plan.jobs.last(), Some(LoadJob::Append { .. })));
+        assert!(plan.needs_staging());
+        // A table dropped by the package (full refresh) is not reconciled.
+        m.drop_tables = vec!["e".into()];
+        assert!(!LoadPlan::build(&m, &catalog).jobs.iter().any(|j| matches!(j, LoadJob::Reconcile { .. })));
     }
 }

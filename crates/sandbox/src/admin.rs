@@ -23,6 +23,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/clock/advance", post(advance))
         .route("/employees/update", post(update_employees))
         .route("/employees/add", post(add_employees))
+        .route("/employees/{id}", delete(erase_employee))
         .route("/mutate", post(mutate))
         .route("/warm", post(warm))
         .route("/absences", post(add_absence))
@@ -146,6 +147,10 @@ async fn add_absence(State(sh): St, b: axum::body::Bytes) -> Response {
         Some(id) => ok(json!({"id": id})),
         None => not_found("employee or time-off type"),
     }
+}
+
+async fn erase_employee(State(sh): St, Path(id): Path<i64>) -> Response {
+    if h(&sh).erase_employee(id) { ok(json!({"erased": id})) } else { not_found("employee") }
 }
 
 async fn update_absence(State(sh): St, Path(id): Path<i64>) -> Response {

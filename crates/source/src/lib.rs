@@ -9,4 +9,4 @@ pub mod resources;
 pub mod shape;
 pub mod source;
 
-pub use source::{PersonioSource, PersonioSourceError, ProgressFn, SourceOptions};
+pub use source::{resource_specs, PersonioSource, PersonioSourceError, ProgressFn, SourceOptions};

@@ -105,6 +105,42 @@ pub enum Lifecycle {
     Retired(&'static str),
 }
 
+/// Where a reconciliation's full key set comes from (deletion detection, `docs/deletions.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// The resource's own listing, read for keys only: every page at the endpoint's largest `limit`, no
+    /// update filter, plus these parameters (a projection where the endpoint has one). Free when the run's
+    /// extract read the whole listing anyway (a first run, a resource without update filter).
+    Listing(&'static [(&'static str, &'static str)]),
+    /// The parent's key set: the reconciled columns hold the parent's key, so the rows of a parent that is
+    /// gone are removed (a transformer whose own listing costs one call per parent).
+    Parent,
+    /// Only from the run's extract, which always reads the whole listing (no update filter on it or its
+    /// parent): free every run.
+    Extract,
+}
+
+/// A resource whose records can disappear upstream (Personio has no tombstones): how it is reconciled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconcile {
+    /// Fields of the shaped record matched against the key set (the primary key, or the parent's key).
+    pub columns: &'static [&'static str],
+    /// Where the key set comes from.
+    pub keys: KeySource,
+    /// Default schedule (`always`, `never` or a duration such as `7d`); chosen by request cost, see
+    /// `docs/deletions.md`.
+    pub schedule: &'static str,
+}
+
+const fn rec(columns: &'static [&'static str], keys: KeySource, schedule: &'static str) -> Option<Reconcile> {
+    Some(Reconcile { columns, keys, schedule })
+}
+
+/// v1 employees: the projection to `id` only (`id` is always returned; [SPEC] `attributes[]`).
+const KEYS_EMPLOYEES: KeySource = KeySource::Listing(&[("attributes[]", "id")]);
+/// No projection on the endpoint: the plain listing.
+const KEYS_LISTING: KeySource = KeySource::Listing(&[]);
+
 /// One resource.
 #[derive(Debug, Clone, Copy)]
 pub struct Resource {
@@ -147,6 +183,9 @@ pub struct Resource {
     pub default: bool,
     /// Retired upstream: the replacement resource to name in the error.
     pub retired_for: Option<&'static str>,
+    /// Its records can disappear (deletion detection by reconciliation); `None`: replace resources
+    /// (every load is the whole listing) and lists that do not lose records.
+    pub reconcile: Option<Reconcile>,
 }
 
 const fn r(name: &'static str, api: Api, path: &'static str, paging: Paging, shape: Shape) -> Resource {
@@ -169,6 +208,7 @@ const fn r(name: &'static str, api: Api, path: &'static str, paging: Paging, sha
         parent: None,
         default: true,
         retired_for: None,
+        reconcile: None,
     }
 }
 
@@ -230,20 +270,20 @@ const PERSONS_HINT: &str = "whitelist the person attributes (at least `created_a
 #[rustfmt::skip]
 pub const RESOURCES: &[Resource] = &[
     // v1 (dlt's nine; limits of §3.6: employees 1–100 since 2025-01-31, the others 200 as dlt sends).
-    Resource { max_limit: 100, filters: F_EMPLOYEES, updated_filter: upd("updated_since", AtOrAfter, NaiveUtc), scope: "personio:persons:read", disposition: Merge, cursor: Some("last_modified_at"), ..r("employees", Api::V1, "company/employees", Paging::RecordOffset, Shape::Employee) },
+    Resource { max_limit: 100, filters: F_EMPLOYEES, updated_filter: upd("updated_since", AtOrAfter, NaiveUtc), scope: "personio:persons:read", disposition: Merge, cursor: Some("last_modified_at"), reconcile: rec(&["id"], KEYS_EMPLOYEES, "1d"), ..r("employees", Api::V1, "company/employees", Paging::RecordOffset, Shape::Employee) },
     Resource { scope: "personio:absences:read", ..r("absence_types", Api::V1, "company/time-off-types", Paging::Single, Shape::Attributes) },
-    Resource { filters: F_TIME_OFFS, updated_filter: upd("updated_from", AtOrAfter, DateDayBefore), scope: "personio:absences:read", disposition: Merge, cursor: Some("updated_at"), ..r("absences", Api::V1, "company/time-offs", Paging::PageNumber, Shape::Absence) },
-    Resource { filters: F_ATTENDANCES, updated_filter: upd("updated_from", AtOrAfter, NaiveUtc), scope: "personio:attendances:read", lifecycle: Lifecycle::Retired("2026-08-30"), disposition: Merge, cursor: Some("updated_at"), default: false, retired_for: Some("attendance_periods"), ..r("attendances", Api::V1, "company/attendances", Paging::RecordOffset, Shape::Attendance) },
+    Resource { filters: F_TIME_OFFS, updated_filter: upd("updated_from", AtOrAfter, DateDayBefore), scope: "personio:absences:read", disposition: Merge, cursor: Some("updated_at"), reconcile: rec(&["id"], KEYS_LISTING, "1d"), ..r("absences", Api::V1, "company/time-offs", Paging::PageNumber, Shape::Absence) },
+    Resource { filters: F_ATTENDANCES, updated_filter: upd("updated_from", AtOrAfter, NaiveUtc), scope: "personio:attendances:read", lifecycle: Lifecycle::Retired("2026-08-30"), disposition: Merge, cursor: Some("updated_at"), default: false, retired_for: Some("attendance_periods"), reconcile: rec(&["id"], KEYS_LISTING, "7d"), ..r("attendances", Api::V1, "company/attendances", Paging::RecordOffset, Shape::Attendance) },
     Resource { scope: "personio:projects:read", lifecycle: Lifecycle::Retired("2026-08-30"), default: false, retired_for: Some("projects_v2"), ..r("projects", Api::V1, "company/attendances/projects", Paging::Single, Shape::Project) },
     Resource { scope: "personio:document_categories:read", ..r("document_categories", Api::V1, "company/document-categories", Paging::Single, Shape::DocumentCategory) },
-    Resource { scope: "personio:absences:read", primary_key: &["employee_id", "id"], disposition: Merge, parent: Some("employees"), ..r("employees_absences_balance", Api::V1, "company/employees/{id}/absences/balance", Paging::Single, Shape::Balance) },
+    Resource { scope: "personio:absences:read", primary_key: &["employee_id", "id"], disposition: Merge, parent: Some("employees"), reconcile: rec(&["employee_id"], KeySource::Parent, "1d"), ..r("employees_absences_balance", Api::V1, "company/employees/{id}/absences/balance", Paging::Single, Shape::Balance) },
     Resource { filters: F_REPORTS, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), ..r("custom_reports_list", Api::V1, "company/custom-reports/reports", Paging::RecordNoLimit, Shape::Attributes) },
-    Resource { filters: F_REPORT, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), primary_key: &["report_id", "item_id"], disposition: Merge, parent: Some("custom_reports_list"), ..r("custom_reports", Api::V1, "company/custom-reports/reports/{id}", Paging::PageNumber, Shape::ReportItems) },
+    Resource { filters: F_REPORT, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), primary_key: &["report_id", "item_id"], disposition: Merge, parent: Some("custom_reports_list"), reconcile: rec(&["report_id", "item_id"], KeySource::Extract, "always"), ..r("custom_reports", Api::V1, "company/custom-reports/reports/{id}", Paging::PageNumber, Shape::ReportItems) },
     // v2 (§13.1). attendance_periods and projects_v2 replace the retired v1 attendances and projects.
-    Resource { max_limit: 50, filters: F_PERSONS, updated_filter: upd("updated_at.gt", After, UtcZ), windows: W_PERSONS, scope: "personio:persons:read", disposition: Merge, default: false, cursor: Some("updated_at"), cursor_hint: Some(PERSONS_HINT), ..r("persons", Api::V2, "persons", Paging::Cursor, Shape::V2) },
-    Resource { max_limit: 50, filters: F_EMPLOYMENTS, updated_filter: upd("updated_at.gt", After, UtcZ), scope: "personio:employments:read", disposition: Merge, default: false, parent: Some("persons"), ..r("employments", Api::V2, "persons/{id}/employments", Paging::Cursor, Shape::V2Employment) },
-    Resource { max_limit: 100, filters: F_ABSENCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), windows: W_ABSENCE, scope: "personio:absences:read", disposition: Merge, default: false, cursor: Some("updated_at"), ..r("absence_periods", Api::V2, "absence-periods", Paging::Cursor, Shape::V2) },
-    Resource { max_limit: 100, filters: F_ATTENDANCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), windows: W_ATTENDANCE, scope: "personio:attendances:read", disposition: Merge, cursor: Some("updated_at"), ..r("attendance_periods", Api::V2, "attendance-periods", Paging::Cursor, Shape::V2) },
+    Resource { max_limit: 50, filters: F_PERSONS, updated_filter: upd("updated_at.gt", After, UtcZ), windows: W_PERSONS, scope: "personio:persons:read", disposition: Merge, default: false, cursor: Some("updated_at"), cursor_hint: Some(PERSONS_HINT), reconcile: rec(&["id"], KEYS_LISTING, "1d"), ..r("persons", Api::V2, "persons", Paging::Cursor, Shape::V2) },
+    Resource { max_limit: 50, filters: F_EMPLOYMENTS, updated_filter: upd("updated_at.gt", After, UtcZ), scope: "personio:employments:read", disposition: Merge, default: false, parent: Some("persons"), reconcile: rec(&["person_id"], KeySource::Parent, "1d"), ..r("employments", Api::V2, "persons/{id}/employments", Paging::Cursor, Shape::V2Employment) },
+    Resource { max_limit: 100, filters: F_ABSENCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), windows: W_ABSENCE, scope: "personio:absences:read", disposition: Merge, default: false, cursor: Some("updated_at"), reconcile: rec(&["id"], KEYS_LISTING, "1d"), ..r("absence_periods", Api::V2, "absence-periods", Paging::Cursor, Shape::V2) },
+    Resource { max_limit: 100, filters: F_ATTENDANCE_PERIODS, updated_filter: upd("updated_at.gte", AtOrAfter, NaiveUtc), windows: W_ATTENDANCE, scope: "personio:attendances:read", disposition: Merge, cursor: Some("updated_at"), reconcile: rec(&["id"], KEYS_LISTING, "7d"), ..r("attendance_periods", Api::V2, "attendance-periods", Paging::Cursor, Shape::V2) },
     Resource { max_limit: 100, filters: F_PROJECTS, scope: "personio:projects:read", ..r("projects_v2", Api::V2, "projects", Paging::Cursor, Shape::V2) },
 ];
 
@@ -333,5 +373,40 @@ mod tests {
         // persons has only strict operators; attendance-periods refuses a `Z`.
         assert!(find("persons").unwrap().windows.as_ref().is_some_and(|w| w.strict && w.zoned));
         assert!(find("attendance_periods").unwrap().windows.as_ref().is_some_and(|w| !w.zoned));
+    }
+
+    /// Deletion detection: every resource whose records can disappear declares it, by a field of its
+    /// record, with a readable schedule; a parent-key reconciliation has a parent with its own listing.
+    #[test]
+    fn reconciliations_are_declared_where_records_can_disappear() {
+        let declared: Vec<&str> = RESOURCES.iter().filter(|r| r.reconcile.is_some()).map(|r| r.name).collect();
+        for name in ["employees", "absences", "attendances", "employees_absences_balance", "custom_reports", "persons", "employments", "absence_periods", "attendance_periods"] {
+            assert!(declared.contains(&name), "{name}");
+        }
+        for r in RESOURCES {
+            let Some(rc) = r.reconcile else {
+                assert_eq!(r.disposition, Replace, "{}: a merge resource whose records can disappear must declare a reconciliation", r.name);
+                continue;
+            };
+            assert_eq!(r.disposition, Merge, "{}", r.name);
+            assert!(rc.schedule.parse::<pipeline_engine::reconcile::Schedule>().is_ok(), "{}: {}", r.name, rc.schedule);
+            match rc.keys {
+                KeySource::Listing(extra) => {
+                    assert_eq!(rc.columns, r.primary_key, "{}", r.name);
+                    assert!(r.parent.is_none(), "{}", r.name);
+                    assert!(extra.iter().all(|(k, _)| r.filters.contains(k)), "{}: projection is not a declared filter", r.name);
+                }
+                KeySource::Parent => {
+                    let parent = find(r.parent.expect("a parent")).expect("parent");
+                    assert!(matches!(parent.reconcile.map(|p| p.keys), Some(KeySource::Listing(_))), "{}", r.name);
+                    assert_eq!(rc.columns.len(), parent.primary_key.len(), "{}", r.name);
+                }
+                KeySource::Extract => {
+                    let parent = find(r.parent.expect("a parent")).expect("parent");
+                    assert!(parent.cursor.is_none() && parent.parent.is_none(), "{}: its parent is read whole every run", r.name);
+                    assert_eq!(rc.columns, r.primary_key, "{}", r.name);
+                }
+            }
+        }
     }
 }

@@ -1,19 +1,20 @@
 //! The generic extractor: runs the declarations of [`crate::resources`] through the Personio client.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use futures::{StreamExt, TryStreamExt};
 use personio_client::{ClientError, PagingMode, PartitionOptions, PersonioClient};
 use pipeline_engine::extract::{ExtractContext, ResourceSpec, Source, SourceError};
+use pipeline_engine::reconcile::{key_text, KeyOutcome, ReconcileSpec, Schedule};
 use serde_json::Value;
 
 /// Pages of an incrementally filtered v2 listing read in one chain before it is split into windows:
 /// up to 2,500 changed records cost exactly their pages (see `PartitionOptions::probe_pages`).
 const INCREMENTAL_PROBE_PAGES: u32 = 25;
 
-use crate::resources::{Api, Bound, Paging, Resource, Shape, TimeFormat, UpdatedFilter, RESOURCES};
+use crate::resources::{Api, Bound, KeySource, Paging, Resource, Shape, TimeFormat, UpdatedFilter, RESOURCES};
 use crate::shape;
 
 /// Errors of the Personio source.
@@ -207,7 +208,7 @@ impl PersonioSource {
         r: &'static Resource,
         path: String,
         params: Vec<(String, String)>,
-    ) -> futures::stream::BoxStream<'a, Result<Vec<Value>, PersonioSourceError>> {
+    ) -> futures::stream::BoxStream<'a, Result<Fetched, PersonioSourceError>> {
         let err = move |source| api_error(r, source);
         let pages = match (r.api, r.windows) {
             (Api::V1, _) => self.client.v1_pages_concurrent(&path, params, self.mode(r), self.page_concurrency),
@@ -224,7 +225,7 @@ impl PersonioSource {
             }
             (Api::V2, _) => self.client.v2_pages(&path, params),
         };
-        pages.map_ok(|p| p.data).map_err(err).boxed()
+        pages.map_ok(|p| Fetched { total: p.metadata.and_then(|m| m.total_elements), data: p.data }).map_err(err).boxed()
     }
 
     /// Where v2 windows are laid out: the end of the data (`end_date`, else now).
@@ -274,8 +275,8 @@ impl PersonioSource {
         }
     }
 
-    /// All records of a transformer for one parent id.
-    async fn child_records(&self, child: &'static Resource, parent_id: Value) -> Result<Vec<Value>, PersonioSourceError> {
+    /// All records of a transformer for one parent id (their keys gathered when `gather` wants them).
+    async fn child_records(&self, child: &'static Resource, parent_id: Value, gather: &Gather) -> Result<Vec<Value>, PersonioSourceError> {
         let id_text = match &parent_id {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -287,24 +288,40 @@ impl PersonioSource {
             Vec::new()
         };
         let mut out = Vec::new();
+        let mut listing = gather.wants(child.name).then(Listing::default);
         let mut pages = self.pages(child, path, params);
         while let Some(page) = pages.next().await {
-            for item in page? {
-                out.extend(Self::shape(child, &parent_id, &item)?);
+            let page = page?;
+            let start = out.len();
+            for item in &page.data {
+                out.extend(Self::shape(child, &parent_id, item)?);
             }
+            if let (Some(l), Some(rc)) = (listing.as_mut(), child.reconcile) {
+                l.page(rc.columns, page.total, &out[start..]);
+            }
+        }
+        if let Some(l) = listing {
+            gather.add(child.name, l);
         }
         Ok(out)
     }
 
-    async fn run_resource(&self, r: &'static Resource, ctx: &ExtractContext, needed: &BTreeSet<&str>) -> Result<(), PersonioSourceError> {
+    async fn run_resource(&self, r: &'static Resource, ctx: &ExtractContext, needed: &BTreeSet<&str>, gather: &Gather) -> Result<(), PersonioSourceError> {
         let since = self.since(r, ctx);
         let children: Vec<&'static Resource> =
             RESOURCES.iter().filter(|c| c.parent == Some(r.name) && needed.contains(c.name)).collect();
         let mut pages = self.pages(r, r.path.to_string(), self.params(r, since));
         // Set when the records lack the cursor field: no filter, no cursor move, every record kept.
         let mut without_cursor = false;
-        let Some(first) = pages.next().await else { return Ok(()) };
-        let mut first = Self::shape_page(r, first?)?;
+        let Some(first) = pages.next().await else {
+            if gather.wants(r.name) {
+                gather.add(r.name, Listing::default());
+            }
+            return Ok(());
+        };
+        let first = first?;
+        let mut first_total = first.total;
+        let mut first = Self::shape_page(r, first.data)?;
         if let Some(cursor) = r.cursor {
             if first.iter().any(|rec| rec.get(cursor).is_none_or(Value::is_null)) {
                 without_cursor = true;
@@ -312,21 +329,32 @@ impl PersonioSource {
                 if since.is_some() {
                     // The pushed filter would hide unchanged records: start over without it.
                     pages = self.pages(r, r.path.to_string(), self.params(r, None));
-                    first = match pages.next().await {
-                        Some(page) => Self::shape_page(r, page?)?,
-                        None => Vec::new(),
+                    (first, first_total) = match pages.next().await {
+                        Some(page) => {
+                            let page = page?;
+                            (Self::shape_page(r, page.data)?, page.total)
+                        }
+                        None => (Vec::new(), None),
                     };
                 }
             }
         }
-        let shaped_pages = futures::stream::once(futures::future::ready(Ok(first)))
-            .chain(pages.map(|page| page.and_then(|p| Self::shape_page(r, p))));
+        let shaped_pages = futures::stream::once(futures::future::ready(Ok((first, first_total))))
+            .chain(pages.map(|page| page.and_then(|p| Ok((Self::shape_page(r, p.data)?, p.total)))));
+        // The listing's own keys, before the incremental filter, when a reconciliation wants them.
+        let own: Option<Mutex<Listing>> = gather.wants(r.name).then(|| Mutex::new(Listing::default()));
+        let own_ref = &own;
         // Each page becomes work in order: one item per transformer call (children of the page), then the
         // page itself. Calls run concurrently across page boundaries, bounded, and are emitted in order.
         let work = shaped_pages
             .map(move |shaped| -> Vec<Work> {
                 let shaped = match shaped {
-                    Ok(s) => s,
+                    Ok((s, total)) => {
+                        if let (Some(l), Some(rc)) = (own_ref.as_ref(), r.reconcile) {
+                            l.lock().unwrap_or_else(|e| e.into_inner()).page(rc.columns, total, &s);
+                        }
+                        s
+                    }
                     Err(e) => return vec![Work::Failed(e)],
                 };
                 if let (Some(cursor), false) = (r.cursor, without_cursor) {
@@ -366,7 +394,7 @@ impl PersonioSource {
         let mut results = work
             .map(|item| async move {
                 match item {
-                    Work::Child(child, id) => self.child_records(child, id).await.map(|records| (child.name, records)),
+                    Work::Child(child, id) => self.child_records(child, id, gather).await.map(|records| (child.name, records)),
                     Work::Parent(records) => Ok((r.name, records)),
                     Work::Failed(e) => Err(e),
                 }
@@ -379,7 +407,177 @@ impl PersonioSource {
             }
             ctx.emit(name, records).await.map_err(|e| PersonioSourceError::Stopped { resource: name, message: e.to_string() })?;
         }
+        drop(results);
+        if let Some(l) = own {
+            gather.add(r.name, l.into_inner().unwrap_or_else(|e| e.into_inner()));
+        }
         Ok(())
+    }
+
+    /// Whether this run's extract reads `r`'s whole listing: a top-level resource without a pushed update
+    /// filter (first run, no cursor, `--refresh-all-balances` for employees).
+    fn reads_whole_listing(&self, r: &Resource, ctx: &ExtractContext) -> bool {
+        r.parent.is_none() && self.since(r, ctx).is_none()
+    }
+
+    /// The listing a resource's key set comes from: itself, or its parent for [`KeySource::Parent`].
+    fn key_listing(r: &'static Resource) -> Option<&'static Resource> {
+        match r.reconcile?.keys {
+            KeySource::Listing(_) | KeySource::Extract => Some(r),
+            KeySource::Parent => r.parent.and_then(crate::resources::find).filter(|p| matches!(p.reconcile.map(|x| x.keys), Some(KeySource::Listing(_)))),
+        }
+    }
+
+    /// Whether `r`'s key set comes free with this run's extract.
+    fn keys_are_free(&self, r: &'static Resource, ctx: &ExtractContext) -> bool {
+        match (r.reconcile.map(|x| x.keys), Self::key_listing(r)) {
+            (Some(KeySource::Extract), _) => {
+                r.parent.and_then(crate::resources::find).is_some_and(|p| self.reads_whole_listing(p, ctx))
+            }
+            (Some(_), Some(l)) => self.reads_whole_listing(l, ctx),
+            _ => false,
+        }
+    }
+
+    /// Read a listing for its keys only: every page at the endpoint's largest page, no update filter,
+    /// with the declared projection. Returns the keys (or why they cannot be trusted) and the requests it
+    /// made (every attempt, counted by the client; passes run one at a time after the extract).
+    async fn key_pass(&self, r: &'static Resource) -> (Result<Vec<Vec<String>>, String>, u64) {
+        let Some(rc) = r.reconcile else { return (Err(format!("{} declares no reconciliation", r.name)), 0) };
+        let before = self.client.stats().requests;
+        let mut params = self.params(r, None);
+        if let KeySource::Listing(extra) = rc.keys {
+            params.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        }
+        let mut listing = Listing::default();
+        let mut pages = self.pages(r, r.path.to_string(), params);
+        let result = loop {
+            match pages.next().await {
+                None => break listing.finish(),
+                Some(Err(e)) => break Err(format!("the key listing failed: {e}")),
+                Some(Ok(page)) => match Self::shape_page(r, page.data) {
+                    Ok(shaped) => listing.page(rc.columns, page.total, &shaped),
+                    Err(e) => break Err(format!("a record of the key listing could not be read: {e}")),
+                },
+            }
+        };
+        drop(pages);
+        (result, self.client.stats().requests.saturating_sub(before))
+    }
+
+    /// After the extract: hand each reconciled resource its key set — free from the extract, or from a
+    /// key pass when its reconciliation is due.
+    async fn reconcile(&self, ctx: &ExtractContext, gather: Gather, enabled: &[&'static Resource]) {
+        let got = gather.got.into_inner().unwrap_or_else(|e| e.into_inner());
+        // Listings to read for keys: those of due reconciliations that did not come free.
+        let mut passes: BTreeMap<&'static str, (Result<Vec<Vec<String>>, String>, u64)> = BTreeMap::new();
+        for r in enabled {
+            if self.keys_are_free(r, ctx) || !ctx.reconcile_due(r.name) {
+                continue;
+            }
+            match (r.reconcile.map(|x| x.keys), Self::key_listing(r)) {
+                (Some(KeySource::Extract), _) | (_, None) => ctx.submit_keys(
+                    r.name,
+                    KeyOutcome::Incomplete { reason: "its key set only comes with a run that reads its parent's whole listing".into(), requests: 0 },
+                ),
+                (_, Some(l)) => {
+                    if !passes.contains_key(l.name) {
+                        let outcome = self.key_pass(l).await;
+                        tracing::info!(resource = l.name, requests = outcome.1, complete = outcome.0.is_ok(), "reconciliation key listing");
+                        passes.insert(l.name, outcome);
+                    }
+                }
+            }
+        }
+        let mut charged: BTreeSet<&'static str> = BTreeSet::new();
+        // Owners of a listing first, so a pass shared with a transformer is charged to its own resource.
+        let mut order: Vec<&'static Resource> = enabled.to_vec();
+        order.sort_by_key(|r| !matches!(r.reconcile.map(|x| x.keys), Some(KeySource::Listing(_))));
+        for r in order {
+            let Some(l) = Self::key_listing(r) else { continue };
+            let (result, requests) = if self.keys_are_free(r, ctx) {
+                (got.get(l.name).cloned().unwrap_or_else(|| Ok(Vec::new())), 0)
+            } else if let Some((result, requests)) = passes.get(l.name) {
+                (result.clone(), if charged.insert(l.name) { *requests } else { 0 })
+            } else {
+                continue;
+            };
+            let outcome = match result {
+                Ok(keys) => KeyOutcome::Complete { keys, requests },
+                Err(reason) => KeyOutcome::Incomplete { reason, requests },
+            };
+            ctx.submit_keys(r.name, outcome);
+        }
+    }
+}
+
+/// One page of a listing: its records and the total it announced (v1 `metadata.total_elements`).
+struct Fetched {
+    data: Vec<Value>,
+    total: Option<i64>,
+}
+
+/// Keys read from one listing (a resource's pages, one transformer call, or a key pass), and what says
+/// whether every record was seen: v1 pages announce a total, which must not change between pages and
+/// must equal the distinct keys read (a record deleted or added mid-listing shifts offset pages).
+#[derive(Debug, Default)]
+struct Listing {
+    keys: Vec<Vec<String>>,
+    totals: BTreeSet<i64>,
+}
+
+impl Listing {
+    fn page(&mut self, columns: &[&str], total: Option<i64>, records: &[Value]) {
+        if let Some(t) = total {
+            self.totals.insert(t);
+        }
+        for rec in records {
+            if let Some(k) = columns.iter().map(|c| rec.get(*c).and_then(key_text)).collect::<Option<Vec<String>>>() {
+                self.keys.push(k);
+            }
+        }
+    }
+
+    /// The keys, or why the listing cannot be trusted to hold every record.
+    fn finish(self) -> Result<Vec<Vec<String>>, String> {
+        if self.totals.len() > 1 {
+            let seen: Vec<String> = self.totals.iter().map(i64::to_string).collect();
+            return Err(format!("the listing's total changed while it was read ({}): records were added or deleted meanwhile", seen.join(" → ")));
+        }
+        if let Some(&total) = self.totals.iter().next() {
+            let distinct = self.keys.iter().collect::<HashSet<_>>().len();
+            if i64::try_from(distinct).ok() != Some(total) {
+                return Err(format!("the listing announced {total} records but {distinct} distinct keys were read"));
+            }
+        }
+        Ok(self.keys)
+    }
+}
+
+/// Key sets gathered by the extract itself, per listing.
+#[derive(Debug, Default)]
+struct Gather {
+    /// Listings whose keys the extract collects.
+    collect: BTreeSet<&'static str>,
+    /// Their keys (a transformer: every call's), or the first reason they cannot be trusted.
+    got: Mutex<BTreeMap<&'static str, Result<Vec<Vec<String>>, String>>>,
+}
+
+impl Gather {
+    fn wants(&self, listing: &str) -> bool {
+        self.collect.contains(listing)
+    }
+
+    fn add(&self, listing: &'static str, l: Listing) {
+        let result = l.finish();
+        let mut got = self.got.lock().unwrap_or_else(|e| e.into_inner());
+        match (got.get_mut(listing), result) {
+            (Some(Ok(keys)), Ok(more)) => keys.extend(more),
+            (Some(Err(_)), _) => {}
+            (_, result) => {
+                got.insert(listing, result);
+            }
+        }
     }
 }
 
@@ -422,6 +620,28 @@ pub(crate) fn filter_value(since: DateTime<Utc>, f: UpdatedFilter) -> String {
     }
 }
 
+/// The engine's view of every resource (name, key, disposition, cursor, parent, reconciliation), in
+/// source order; what [`PersonioSource`] declares, available without a client (settings are checked
+/// against it before anything starts).
+pub fn resource_specs() -> Vec<ResourceSpec> {
+    RESOURCES
+        .iter()
+        .map(|r| ResourceSpec {
+            name: r.name.to_string(),
+            primary_key: r.primary_key.iter().map(|s| s.to_string()).collect(),
+            write_disposition: r.disposition,
+            cursor: r.cursor.map(str::to_string),
+            parent: r.parent.map(str::to_string),
+            merge: Default::default(),
+            reconcile: r.reconcile.map(|rc| ReconcileSpec {
+                columns: rc.columns.iter().map(|c| c.to_string()).collect(),
+                // The declarations' schedules are checked by a test; an unreadable one never runs.
+                schedule: rc.schedule.parse().unwrap_or(Schedule::Never),
+            }),
+        })
+        .collect()
+}
+
 /// A client error of a resource; a 403 on a data endpoint names the scope the resource needs.
 fn api_error(r: &'static Resource, source: ClientError) -> PersonioSourceError {
     match source {
@@ -439,17 +659,7 @@ impl Source for PersonioSource {
     }
 
     fn resources(&self) -> Vec<ResourceSpec> {
-        RESOURCES
-            .iter()
-            .map(|r| ResourceSpec {
-                name: r.name.to_string(),
-                primary_key: r.primary_key.iter().map(|s| s.to_string()).collect(),
-                write_disposition: r.disposition,
-                cursor: r.cursor.map(str::to_string),
-                parent: r.parent.map(str::to_string),
-                merge: Default::default(),
-            })
-            .collect()
+        resource_specs()
     }
 
     fn default_resources(&self) -> Vec<String> {
@@ -487,9 +697,20 @@ impl Source for PersonioSource {
             self.client.authenticate().await.map_err(|source| PersonioSourceError::Api { resource: "auth", source })?;
         }
         let top: Vec<&'static Resource> = RESOURCES.iter().filter(|r| r.parent.is_none() && needed.contains(r.name)).collect();
+        // Reconciliations: which key sets the extract collects on its way (free), the rest are read
+        // after it by key passes when due.
+        let enabled: Vec<&'static Resource> = RESOURCES.iter().filter(|r| r.reconcile.is_some() && ctx.reconcile_enabled(r.name)).collect();
+        let mut gather = Gather::default();
+        for r in &enabled {
+            if let (true, Some(l)) = (self.keys_are_free(r, &ctx), Self::key_listing(r)) {
+                gather.collect.insert(l.name);
+            }
+        }
         let needed = &needed;
         let ctx = &ctx;
-        futures::future::try_join_all(top.into_iter().map(|r| self.run_resource(r, ctx, needed))).await?;
+        let gather_ref = &gather;
+        futures::future::try_join_all(top.into_iter().map(|r| self.run_resource(r, ctx, needed, gather_ref))).await?;
+        self.reconcile(ctx, gather, &enabled).await;
         Ok(())
     }
 }

@@ -119,9 +119,23 @@ async fn incremental_runs_load_exactly_the_changes() {
     assert_eq!(employee_calls, 1, "one page of changes");
     let updated = w.strings(&format!("SELECT CAST(id AS VARCHAR) FROM test_data.absences WHERE _dlt_load_id = '{load_id}'"));
     assert_eq!(updated, vec![some_absence]);
-    // Merge never deletes: a deleted absence stays (Personio has no tombstones), as in dlt.
+    // Personio has no tombstones: an incremental merge alone keeps the deleted absence. It stays until
+    // the next reconciliation (absences: daily; none was due in this run) — with `reconcile = "never"`
+    // forever, as in dlt (docs/deletions.md).
+    assert!(r.reconciliations.is_empty(), "{r}");
     assert_eq!(w.i64(&format!("SELECT count(*) FROM test_data.absences WHERE id = {gone}")), 1);
     assert_eq!(w.i64("SELECT count(*) FROM test_data.employees") as usize, h.truth().employees.len());
+    // A reconciliation (forced here, as `--reconcile` does) removes it, at the cost of a key listing.
+    h.reset_request_log();
+    let source = w.source();
+    let selected: Vec<String> = ["employees", "employees_absences_balance", "absences", "attendances"].iter().map(|s| s.to_string()).collect();
+    let forced = pipeline_engine::pipeline::RunOptions { force_reconcile: true, ..Default::default() };
+    let r = w.pipeline.run_with(&source, Some(&selected), &mut w.destination, forced).await.expect("reconciled run");
+    assert_eq!(w.i64(&format!("SELECT count(*) FROM test_data.absences WHERE id = {gone}")), 0, "{r}");
+    assert_eq!(w.count("absences") as usize, h.truth().absences.len());
+    let key_pages = h.request_log().iter().filter(|x| x.path == "/v1/company/time-offs" && !x.query.contains("updated_from")).count() as u64;
+    let absences = r.reconciliations.iter().find(|x| x.resource == "absences").expect("absences reconciled");
+    assert_eq!((absences.rows, absences.requests), (1, key_pages), "{r}");
 
     // Deletions in a replace resource are reflected.
     h.delete_all_time_off_types();

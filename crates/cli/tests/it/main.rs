@@ -5,6 +5,7 @@ mod bad_inputs;
 mod api_contract;
 mod cli;
 mod crash;
+mod deletions;
 mod e2e;
 mod faults;
 mod filesystem;

@@ -284,6 +284,14 @@ impl<'a> Loader<'a> {
                     report.extend(self.merge(package, &m.schema, &job, &dropped).await?);
                 }
                 LoadJob::Scd2 { chain, .. } => return Err(unsupported_merge(chain)),
+                LoadJob::Reconcile { resource, .. } => {
+                    // Never planned for this destination (its capabilities say it cannot reconcile, so the
+                    // pipeline ships no key set); a package made elsewhere is refused, not half applied.
+                    return Err(DestinationError::new(
+                        KIND,
+                        format!("package {} reconciles `{resource}`, which this destination cannot do; load it into the destination it was made for", self.load_id),
+                    ));
+                }
             }
         }
         // Tables created by the plan that no job wrote (no rows in this package) exist afterwards, empty.
@@ -302,7 +310,7 @@ impl<'a> Loader<'a> {
         }
         self.write_loads(&plan).await?;
         report.retain(|(_, n)| *n > 0);
-        Ok(LoadReport { rows: report })
+        Ok(LoadReport { rows: report, deleted: Vec::new() })
     }
 
     /// `pipeline drop`: delete the tables, then record the schema without them, the state and a load.

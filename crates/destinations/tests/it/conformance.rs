@@ -19,6 +19,7 @@ use pipeline_engine::load::{Capabilities, Destination};
 use pipeline_engine::memory::MemoryDestination;
 use pipeline_engine::merge::{self, MergeHints};
 use pipeline_engine::pipeline::{Pipeline, PipelineConfig, PipelineError, RunOptions};
+use pipeline_engine::reconcile::{DeleteMode, ReconcilePolicy, Schedule};
 use pipeline_engine::schema::{MergeStrategy, SortOrder, WriteDisposition};
 use serde_json::{json, Value};
 
@@ -419,6 +420,176 @@ async fn a_failed_load_is_resumed(t: &Target) {
     // Loading the same package again is refused by its load id (exactly once).
     let r = p.run(&src, Some(&sel(&["people"])), d.as_mut()).await.expect("rerun");
     assert!(r.loaded_packages.is_empty(), "{}", t.name());
+}
+
+/// Resources whose records can disappear: `people` (children `people__cost_centers`) keyed by `id`, and
+/// `rows` keyed by a text and a number (like custom report rows).
+fn reconciled_specs() -> Vec<ResourceSpec> {
+    vec![
+        ResourceSpec::new("people", &["id"], WriteDisposition::Merge).with_cursor("updated_at").with_reconcile(&["id"], Schedule::Always),
+        ResourceSpec::new("rows", &["report_id", "item_id"], WriteDisposition::Merge).with_reconcile(&["report_id", "item_id"], Schedule::Always),
+    ]
+}
+
+fn row(report: &str, item: i64) -> Value {
+    json!({"report_id": report, "item_id": item, "v": format!("{report}/{item}")})
+}
+
+fn soft(resource: &str) -> RunOptions {
+    let mut o = RunOptions::default();
+    o.reconcile.insert(resource.to_string(), ReconcilePolicy { schedule: Schedule::Always, deletes: DeleteMode::Soft });
+    o
+}
+
+/// A destination that cannot reconcile (`Capabilities::reconcile = false`): with the declared defaults
+/// its runs keep deleted records (as dlt) and warn; an explicit reconciliation is refused before
+/// extracting. Returns whether that is the case (the reconcile cases then stop there).
+async fn cannot_reconcile(t: &Target) -> bool {
+    if t.destination().capabilities().reconcile {
+        return false;
+    }
+    let p = t.pipeline();
+    let mut d = t.destination();
+    let mut src = FixtureSource::new("fixtures", reconciled_specs());
+    src.set("people", vec![person(1, 1, &[10]), person(2, 1, &[20])]);
+    let r = p.run(&src, Some(&sel(&["people"])), d.as_mut()).await.expect("defaults load");
+    assert!(r.warnings.iter().any(|w| w.contains("cannot reconcile")) && r.reconciliations.is_empty(), "{} {r:?}", t.name());
+    src.set("people", vec![person(1, 1, &[10])]);
+    p.run(&src, Some(&sel(&["people"])), d.as_mut()).await.expect("run 2");
+    assert_eq!(t.rows("people", &["id"]).await, Some(sel(&["1", "2"])), "kept, as in dlt ({})", t.name());
+    let calls = src.extract_calls();
+    let forced = RunOptions { force_reconcile: true, ..RunOptions::default() };
+    let err = p.run_with(&src, Some(&sel(&["people"])), d.as_mut(), forced).await.expect_err("refused");
+    assert!(matches!(err, PipelineError::Unsupported(_)), "{err}");
+    let err = p.run_with(&src, Some(&sel(&["people"])), d.as_mut(), soft("people")).await.expect_err("refused");
+    assert!(matches!(err, PipelineError::Unsupported(_)), "{err}");
+    assert_eq!(src.extract_calls(), calls, "refused before extracting ({})", t.name());
+    eprintln!("conformance: {} cannot reconcile: defaults keep deleted records, an explicit reconciliation is refused", t.name());
+    true
+}
+
+/// Hard deletes: rows whose keys are gone are deleted with their child rows, in the package's
+/// transaction; rows the package brings stay; compound keys of text and numbers match.
+async fn reconcile_hard(t: &Target) {
+    if cannot_reconcile(t).await {
+        return;
+    }
+    let p = t.pipeline();
+    let mut d = t.destination();
+    let mut src = FixtureSource::new("fixtures", reconciled_specs());
+    src.set("people", vec![person(1, 1, &[10, 11]), person(2, 1, &[20, 21]), person(3, 1, &[30])]);
+    src.set("rows", vec![row("r-1", 1), row("r-1", 2), row("r-2", 1)]);
+    p.run(&src, Some(&sel(&["people", "rows"])), d.as_mut()).await.expect("run 1");
+
+    // Person 2 is deleted upstream; person 1 unchanged (filtered by its cursor, so not in the package);
+    // person 4 is new. Report row r-1/2 disappears.
+    src.set("people", vec![person(1, 1, &[10, 11]), person(3, 2, &[31]), person(4, 2, &[40])]);
+    src.set("rows", vec![row("r-1", 1), row("r-2", 1)]);
+    let r = p.run(&src, Some(&sel(&["people", "rows"])), d.as_mut()).await.expect("run 2");
+    assert_eq!(t.rows("people", &["id"]).await, Some(sel(&["1", "3", "4"])), "{}", t.name());
+    assert_eq!(t.rows("people__cost_centers", &["id"]).await, Some(sel(&["10", "11", "31", "40"])), "no orphaned child rows ({})", t.name());
+    assert_eq!(t.rows("rows", &["report_id", "item_id"]).await, Some(sel(&["r-1|1", "r-2|1"])), "{}", t.name());
+    let people = r.reconciliations.iter().find(|x| x.resource == "people").expect("people reconciled");
+    assert_eq!((people.status.as_str(), people.keys, people.rows, people.requests), ("applied", 3, 1, 1), "{} {r:?}", t.name());
+    let rows = r.reconciliations.iter().find(|x| x.resource == "rows").expect("rows reconciled");
+    assert_eq!((rows.keys, rows.rows), (2, 1), "{}", t.name());
+    // Everything gone upstream: the tables empty, children included.
+    src.set("people", vec![]);
+    p.run(&src, Some(&sel(&["people"])), d.as_mut()).await.expect("run 3");
+    assert_eq!(t.rows("people", &["id"]).await, Some(vec![]), "{}", t.name());
+    assert_eq!(t.rows("people__cost_centers", &["id"]).await, Some(vec![]), "{}", t.name());
+}
+
+/// Soft deletes: the rows stay with `_dlt_deleted_at` set (children untouched); the first mark is kept;
+/// a row whose key comes back is unmarked.
+async fn reconcile_soft(t: &Target) {
+    if cannot_reconcile(t).await {
+        return;
+    }
+    let p = t.pipeline();
+    let mut d = t.destination();
+    let mut src = FixtureSource::new("fixtures", reconciled_specs());
+    src.set("people", vec![person(1, 1, &[10]), person(2, 1, &[20])]);
+    p.run_with(&src, Some(&sel(&["people"])), d.as_mut(), soft("people")).await.expect("run 1");
+    assert!(t.columns("people").await.contains(&"_dlt_deleted_at".to_string()), "{}", t.name());
+    assert_eq!(t.rows("people", &["id", "_dlt_deleted_at"]).await, Some(sel(&["1|∅", "2|∅"])), "{}", t.name());
+
+    src.set("people", vec![person(1, 1, &[10])]);
+    let r = p.run_with(&src, Some(&sel(&["people"])), d.as_mut(), soft("people")).await.expect("run 2");
+    let rows = t.rows("people", &["id", "_dlt_deleted_at"]).await.expect("people");
+    assert_eq!(rows[0], "1|∅", "{}", t.name());
+    assert!(rows[1].starts_with("2|") && !rows[1].ends_with('∅'), "person 2 marked: {rows:?} ({})", t.name());
+    assert_eq!(t.rows("people__cost_centers", &["id"]).await, Some(sel(&["10", "20"])), "children kept ({})", t.name());
+    assert_eq!(r.reconciliations[0].rows, 1, "{} {r:?}", t.name());
+    let first_mark = rows[1].clone();
+
+    // Still gone on the next reconciliation: the first mark stays.
+    let r = p.run_with(&src, Some(&sel(&["people"])), d.as_mut(), soft("people")).await.expect("run 3");
+    assert_eq!(t.rows("people", &["id", "_dlt_deleted_at"]).await.map(|r| r[1].clone()), Some(first_mark), "{}", t.name());
+    assert_eq!(r.reconciliations[0].rows, 0, "{}", t.name());
+
+    // Back upstream (unchanged, so not in the package): unmarked.
+    src.set("people", vec![person(1, 1, &[10]), person(2, 1, &[20])]);
+    p.run_with(&src, Some(&sel(&["people"])), d.as_mut(), soft("people")).await.expect("run 4");
+    assert_eq!(t.rows("people", &["id", "_dlt_deleted_at"]).await, Some(sel(&["1|∅", "2|∅"])), "{}", t.name());
+}
+
+/// A key listing that did not see every page deletes nothing, says so, and leaves the schedule due.
+async fn reconcile_incomplete_deletes_nothing(t: &Target) {
+    if cannot_reconcile(t).await {
+        return;
+    }
+    let p = t.pipeline();
+    let mut d = t.destination();
+    let mut src = FixtureSource::new("fixtures", reconciled_specs());
+    src.set("people", vec![person(1, 1, &[10]), person(2, 1, &[20])]);
+    p.run(&src, Some(&sel(&["people"])), d.as_mut()).await.expect("run 1");
+    src.set("people", vec![person(1, 1, &[10]), person(3, 2, &[])]);
+    src.fail_keys("people");
+    let r = p.run(&src, Some(&sel(&["people"])), d.as_mut()).await.expect("run 2 loads its rows");
+    assert_eq!(t.rows("people", &["id"]).await, Some(sel(&["1", "2", "3"])), "nothing deleted ({})", t.name());
+    assert_eq!(t.rows("people__cost_centers", &["id"]).await, Some(sel(&["10", "20"])), "{}", t.name());
+    let rec = &r.reconciliations[0];
+    assert_eq!((rec.status.as_str(), rec.rows), ("skipped", 0), "{}", t.name());
+    assert!(r.warnings.iter().any(|w| w.contains("nothing deleted")), "{:?}", r.warnings);
+    assert!(r.to_string().contains("Reconciliation of people skipped, nothing deleted"), "{r}");
+}
+
+#[tokio::test]
+async fn conformance_reconcile_hard() {
+    on_every_destination!(reconcile_hard);
+}
+
+#[tokio::test]
+async fn conformance_reconcile_soft() {
+    on_every_destination!(reconcile_soft);
+}
+
+#[tokio::test]
+async fn conformance_reconcile_incomplete() {
+    on_every_destination!(reconcile_incomplete_deletes_nothing);
+}
+
+/// A destination that cannot reconcile refuses, before extracting, a run that asks for a
+/// reconciliation (configured or forced); with the declared defaults it loads, keeps deleted records (as
+/// dlt) and warns; `reconcile = never` loads without a word.
+#[tokio::test]
+async fn a_destination_without_reconcile_refuses_an_explicit_reconciliation_up_front() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Pipeline::open(PipelineConfig::new(PIPELINE, "norec", dir.path().join("pipelines"))).expect("pipeline");
+    let mut d = MemoryDestination::new("memory:norec").with_capabilities(Capabilities { reconcile: false, ..Capabilities::full() });
+    let mut src = FixtureSource::new("fixtures", reconciled_specs());
+    src.set("people", vec![person(1, 1, &[])]);
+    let forced = RunOptions { force_reconcile: true, ..RunOptions::default() };
+    let err = p.run_with(&src, Some(&sel(&["people"])), &mut d, forced).await.expect_err("cannot reconcile");
+    assert!(matches!(err, PipelineError::Unsupported(_)) && err.to_string().contains("never"), "{err}");
+    assert_eq!(src.extract_calls(), 0, "refused before extracting");
+    let r = p.run(&src, Some(&sel(&["people"])), &mut d).await.expect("defaults: loads");
+    assert!(r.warnings.iter().any(|w| w.contains("cannot reconcile deletions") && w.contains("people")), "{:?}", r.warnings);
+    let mut never = RunOptions::default();
+    never.reconcile.insert("people".into(), ReconcilePolicy { schedule: Schedule::Never, deletes: DeleteMode::Hard });
+    let r = p.run_with(&src, Some(&sel(&["people"])), &mut d, never).await.expect("never: loads");
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
 }
 
 #[tokio::test]

@@ -2,5 +2,6 @@
 
 mod memdest;
 mod normalize;
+mod reconcile;
 mod state_trust;
 mod trace;
