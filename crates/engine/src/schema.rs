@@ -326,10 +326,23 @@ impl Schema {
     }
 
     /// Content hash: base64 of SHA3-256 over the canonical JSON of name and tables.
+    ///
+    /// As dlt's `generate_version_hash`: the content with every object's keys sorted (so the order in
+    /// which resources created their tables does not matter), then each table's name and its column
+    /// names in order (so a column order change does).
     pub fn compute_hash(&self) -> String {
-        let content = serde_json::json!({"name": self.name, "tables": self.tables});
-        let digest = sha3::Sha3_256::digest(content.to_string().as_bytes());
-        base64::engine::general_purpose::STANDARD.encode(digest)
+        let content = sorted_keys(serde_json::json!({"name": self.name, "tables": self.tables}));
+        let mut hasher = sha3::Sha3_256::new();
+        hasher.update(content.to_string().as_bytes());
+        let mut names: Vec<&String> = self.tables.keys().collect();
+        names.sort();
+        for name in names {
+            hasher.update(name.as_bytes());
+            for column in self.tables[name].columns.keys() {
+                hasher.update(column.as_bytes());
+            }
+        }
+        base64::engine::general_purpose::STANDARD.encode(hasher.finalize())
     }
 
     /// Recompute the hash; bump the version if the content changed. Returns whether it changed.
@@ -573,6 +586,19 @@ pub fn bookkeeping_tables() -> Vec<(&'static str, Vec<Column>)> {
     ]
 }
 
+/// The value with the keys of every object sorted (the workspace's `serde_json` keeps insertion order).
+fn sorted_keys(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted_keys(v))).collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sorted_keys).collect()),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,6 +611,30 @@ mod tests {
         assert!(s.bump_version());
         assert_eq!(s.version, 1);
         assert!(!s.bump_version());
+    }
+
+    /// dlt's rule: the order tables were created in (which resource finished first) does not change
+    /// the hash; the order of a table's columns does.
+    #[test]
+    fn hash_ignores_table_order_but_not_column_order() {
+        let table = |name: &str, cols: &[&str]| {
+            let mut t = Table::root(name, name, WriteDisposition::Append);
+            for c in cols {
+                t.columns.insert((*c).to_string(), Column::new(*c, DataType::Text));
+            }
+            t
+        };
+        let mut a = Schema::new("p");
+        a.tables.insert("x".into(), table("x", &["id", "name"]));
+        a.tables.insert("y".into(), table("y", &["id"]));
+        let mut b = Schema::new("p");
+        b.tables.insert("y".into(), table("y", &["id"]));
+        b.tables.insert("x".into(), table("x", &["id", "name"]));
+        assert_eq!(a.compute_hash(), b.compute_hash());
+        let mut c = Schema::new("p");
+        c.tables.insert("x".into(), table("x", &["name", "id"]));
+        c.tables.insert("y".into(), table("y", &["id"]));
+        assert_ne!(a.compute_hash(), c.compute_hash());
     }
 
     #[test]
