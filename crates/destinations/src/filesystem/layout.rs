@@ -15,6 +15,7 @@
 
 use base64::Engine as _;
 use pipeline_engine::plan::{LoadsRow, VersionRow};
+use pipeline_engine::schema::WriteDisposition;
 use pipeline_engine::state::StateRow;
 use serde_json::{json, Value};
 
@@ -154,6 +155,28 @@ pub fn version_json(row: &VersionRow) -> String {
     .to_string()
 }
 
+/// The stored schema JSON with dlt's `table_format: "delta"` hint on the root tables that are Delta
+/// tables here (children inherit it in dlt), so dlt's own readers (`pipeline.dataset()`) read their
+/// current snapshot rather than every Parquet file. The schema's `version_hash` is left as the engine
+/// computed it (dlt treats hints it finds as part of the stored schema). Text that is not a JSON object
+/// is returned as it is.
+pub fn with_table_formats(schema_json: &str, is_delta: impl Fn(WriteDisposition) -> bool) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(schema_json) else { return schema_json.to_string() };
+    let Some(tables) = v.get_mut("tables").and_then(Value::as_object_mut) else { return schema_json.to_string() };
+    for (name, t) in tables.iter_mut() {
+        if name.starts_with("_dlt_") || t.get("parent").is_some() {
+            continue;
+        }
+        let disposition = t.get("write_disposition").and_then(Value::as_str).and_then(|d| d.parse().ok()).unwrap_or_default();
+        if is_delta(disposition) {
+            if let Some(obj) = t.as_object_mut() {
+                obj.insert("table_format".into(), json!("delta"));
+            }
+        }
+    }
+    v.to_string()
+}
+
 /// A state row read back from a `_dlt_pipeline_state` file (dlt's own files included: before 0.5 they
 /// named the load id `dlt_load_id`). Returns the row and its load id.
 pub fn parse_state(text: &str) -> Option<(StateRow, String)> {
@@ -202,6 +225,17 @@ mod tests {
         let (p, id, _) = parse_bookkeeping(&state_file("my__pipe", "1.5", hash)).expect("parses");
         assert_eq!((p.as_str(), id.as_str()), ("my__pipe", "1.5"));
         assert_eq!(parse_bookkeeping("init"), None);
+    }
+
+    #[test]
+    fn delta_tables_carry_dlts_table_format_hint() {
+        let schema = r#"{"name":"s","version_hash":"h","tables":{"_dlt_loads":{"write_disposition":"append"},"people":{"write_disposition":"merge"},"people__tags":{"parent":"people"},"types":{"write_disposition":"replace"},"events":{"write_disposition":"append"}}}"#;
+        let out: Value = serde_json::from_str(&with_table_formats(schema, |d| d != WriteDisposition::Append)).expect("json");
+        let format = |t: &str| out["tables"][t].get("table_format").cloned();
+        assert_eq!((format("people"), format("types")), (Some(json!("delta")), Some(json!("delta"))));
+        assert_eq!((format("people__tags"), format("events"), format("_dlt_loads")), (None, None, None));
+        assert_eq!(out["version_hash"], json!("h"), "the engine's hash is kept");
+        assert_eq!(with_table_formats("not json", |_| true), "not json");
     }
 
     #[test]

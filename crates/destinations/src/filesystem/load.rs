@@ -345,7 +345,9 @@ impl<'a> Loader<'a> {
             }
         }
         let name = layout::version_file(&v.schema_name, self.load_id, &v.version_hash);
-        self.bucket.put(&folder.clone().join(name.as_str()), json_bytes(layout::version_json(v))).await
+        let mut row = v.clone();
+        row.schema_json = layout::with_table_formats(&v.schema_json, |disposition| self.config.is_delta(disposition));
+        self.bucket.put(&folder.clone().join(name.as_str()), json_bytes(layout::version_json(&row))).await
     }
 
     async fn write_state(&self, s: &StateRow, schema_hash: &str) -> Result<(), DestinationError> {
