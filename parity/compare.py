@@ -107,11 +107,34 @@ def q(name):
     return '"' + name.replace('"', '""') + '"'
 
 
-class Dataset:
-    """Everything compare needs from one DuckDB file and dataset, read once."""
+def is_postgres(where):
+    return str(where).startswith(("postgresql://", "postgres://"))
 
-    def __init__(self, path, dataset):
-        self.path, self.dataset = str(path), dataset
+
+def redact(where):
+    """A connection string without its password, for messages."""
+    text = str(where)
+    if not is_postgres(text) or "@" not in text:
+        return text
+    head, tail = text.split("://", 1)
+    userinfo, rest = tail.rsplit("@", 1)
+    return f"{head}://{userinfo.split(':', 1)[0]}@{rest}"
+
+
+class Dataset:
+    """Everything compare needs from one dataset, read once: a DuckDB file, or a PostgreSQL database
+    given as a connection string (`postgresql://user@host:port/db`), the dataset being a schema there."""
+
+    def __init__(self, where, dataset):
+        self.path, self.dataset = str(where), dataset
+        self.constraints = {}  # table -> sorted [(kind, columns)]; PostgreSQL only
+        if is_postgres(self.path):
+            self._read_postgres()
+        else:
+            self._read_duckdb()
+
+    def _read_duckdb(self):
+        dataset = self.dataset
         if not os.path.exists(self.path):
             raise SystemExit(f"no such DuckDB file: {self.path}")
         con = duckdb.connect(self.path, read_only=True)
@@ -133,6 +156,52 @@ class Dataset:
                 res = con.execute(
                     f"select {', '.join(q(n) for n in names)} from {q(dataset)}.{q(t)}").fetchall()
                 self.rows[t] = [dict(zip(names, r)) for r in res]
+        finally:
+            con.close()
+
+    def _read_postgres(self):
+        """Types as PostgreSQL reports them (`format_type`: `character varying`, `numeric(38,9)`, …),
+        nullability from the catalog, rows through psycopg2 (timestamptz as aware datetimes, numeric as
+        Decimal, jsonb decoded)."""
+        import psycopg2  # only the PostgreSQL check needs it
+
+        try:
+            con = psycopg2.connect(self.path)
+        except psycopg2.Error as e:
+            raise SystemExit(f"cannot connect to {redact(self.path)}: {e}")
+        try:
+            con.set_session(readonly=True, autocommit=True)
+            cur = con.cursor()
+            cur.execute("SET TIME ZONE 'UTC'")
+            cur.execute(
+                "select nspname from pg_namespace where nspname not like 'pg\\_%' "
+                "and nspname not in ('information_schema', 'public') order by 1")
+            self.schemas = [r[0] for r in cur.fetchall()]
+            cur.execute(
+                "select c.relname, a.attname, format_type(a.atttypid, a.atttypmod), not a.attnotnull "
+                "from pg_attribute a join pg_class c on c.oid = a.attrelid "
+                "join pg_namespace n on n.oid = c.relnamespace "
+                "where n.nspname = %s and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped "
+                "order by c.relname, a.attnum", [self.dataset])
+            self.columns = {}
+            for t, c, ty, nl in cur.fetchall():
+                self.columns.setdefault(t, []).append((c, ty, nl))
+            cur.execute(
+                "select cl.relname, co.contype, array(select a.attname from unnest(co.conkey) with ordinality k(n, i) "
+                "join pg_attribute a on a.attrelid = co.conrelid and a.attnum = k.n order by k.i) "
+                "from pg_constraint co join pg_class cl on cl.oid = co.conrelid "
+                "join pg_namespace n on n.oid = cl.relnamespace where n.nspname = %s and co.contype in ('p', 'u')",
+                [self.dataset])
+            kinds = {"p": "PRIMARY KEY", "u": "UNIQUE"}
+            for t, kind, cols in cur.fetchall():
+                self.constraints.setdefault(t, []).append((kinds[kind], tuple(cols)))
+            for t in self.constraints:
+                self.constraints[t].sort()
+            self.rows = {}
+            for t, cs in self.columns.items():
+                names = [c for c, _, _ in cs]
+                cur.execute(f"select {', '.join(q(n) for n in names)} from {q(self.dataset)}.{q(t)}")
+                self.rows[t] = [dict(zip(names, r)) for r in cur.fetchall()]
         finally:
             con.close()
 
@@ -393,7 +462,7 @@ def compare(a, b, relaxed=None, label="", names=("dlt", "rust"), scd2=None):
     extra_a = set(a.schemas) - set(b.schemas)
     extra_b = set(b.schemas) - set(a.schemas)
     if extra_a or extra_b:
-        rep.warn(f"DuckDB schemas differ (not compared): only {A}: {sorted(extra_a)}, only {B}: {sorted(extra_b)}")
+        rep.warn(f"database schemas differ (not compared): only {A}: {sorted(extra_a)}, only {B}: {sorted(extra_b)}")
     if not a.columns:
         rep.err(f"{A}: dataset {a.dataset} has no tables in {a.path}")
     if not b.columns:
@@ -410,6 +479,10 @@ def compare(a, b, relaxed=None, label="", names=("dlt", "rust"), scd2=None):
         ob = [c[0] for c in cb if c[0] in {x[0] for x in ca}]
         if oa != ob:
             rep.warn(f"column order of {t} differs: {A} {oa} / {B} {ob}")
+        ka, kb = a.constraints.get(t, []), b.constraints.get(t, [])
+        if ka != kb:
+            fmtk = lambda ks: ", ".join(f"{k} ({', '.join(c)})" for k, c in ks) or "none"
+            rep.warn(f"constraints of {t} differ (not compared): {A} {fmtk(ka)} / {B} {fmtk(kb)}")
 
     # data tables: row multisets with lineage
     common_cols = {t: sorted({c for c, _, _ in a.columns[t]} & {c for c, _, _ in b.columns[t]} - set(RANDOM_COLS))
@@ -507,12 +580,14 @@ def compare(a, b, relaxed=None, label="", names=("dlt", "rust"), scd2=None):
 def dump(ds, out=sys.stdout):
     w = lambda s="": print(s, file=out)
     w(f"dataset {ds.dataset}: {len(ds.columns)} tables")
-    w(f"duckdb schemas: {', '.join(s for s in ds.schemas if s not in ('information_schema', 'pg_catalog', 'main'))}")
+    w(f"{'postgres' if is_postgres(ds.path) else 'duckdb'} schemas: {', '.join(s for s in ds.schemas if s not in ('information_schema', 'pg_catalog', 'main'))}")
     for t in sorted(ds.columns):
         w()
         w(f"table {t} ({len(ds.rows[t])} rows)")
         for c, ty, nl in ds.columns[t]:
             w(f"    {c}: {ty}{'' if nl else ' NOT NULL'}")
+        for kind, cols in ds.constraints.get(t, []):
+            w(f"    {kind} ({', '.join(cols)})")
     w()
     if LOADS in ds.rows:
         w(f"_dlt_loads: {len(ds.rows[LOADS])} rows, status {sorted(r['status'] for r in ds.rows[LOADS])}, "

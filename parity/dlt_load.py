@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Load run N of a parity fixture case into DuckDB with real dlt.
+"""Load run N of a parity fixture case into DuckDB or PostgreSQL with real dlt.
 
 The dlt half of the parity check (docs/parity.md). Same command line as the Rust example
 `load_fixtures`:
 
-    dlt_load.py --fixtures <case_dir> --run <N> --duckdb <file.duckdb>
+    dlt_load.py --fixtures <case_dir> --run <N> (--duckdb <file.duckdb> | --postgres <url>)
                 --pipeline-name <name> --dataset <dataset> --workdir <dir>
+
+`--postgres postgresql://user@host:port/database`: load into that database, dataset = PostgreSQL schema.
 
 * `<case_dir>/resources.json` lists every resource of the case:
   `[{"name", "primary_key": [...], "write_disposition": "merge|replace|append", "cursor": null|"field"}]`,
@@ -33,7 +35,9 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fixtures", required=True, type=Path, help="case directory")
     p.add_argument("--run", required=True, type=int, help="run number N (reads run<N>/)")
-    p.add_argument("--duckdb", required=True, type=Path, help="DuckDB file to load into")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--duckdb", type=Path, help="DuckDB file to load into")
+    where.add_argument("--postgres", help="PostgreSQL connection string (postgresql://user@host:port/db)")
     p.add_argument("--pipeline-name", required=True)
     p.add_argument("--dataset", required=True)
     p.add_argument("--workdir", required=True, type=Path, help="dlt pipelines_dir, kept across runs")
@@ -85,8 +89,9 @@ def merge_hints(spec):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.fixtures, args.duckdb, args.workdir = (
-        args.fixtures.resolve(), args.duckdb.resolve(), args.workdir.resolve())
+    args.fixtures, args.workdir = args.fixtures.resolve(), args.workdir.resolve()
+    if args.duckdb is not None:
+        args.duckdb = args.duckdb.resolve()
     # Keep dlt hermetic: no telemetry, no config from the caller's working directory.
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     os.environ.setdefault("DLT_DATA_DIR", str(args.workdir / "dlt_data"))
@@ -124,11 +129,14 @@ def main(argv=None):
         print("no resource selected in this run: nothing to load")
         return 0
 
+    if args.postgres:
+        # dlt's defaults for PostgreSQL (insert_values files, create_indexes=True).
+        destination = dlt.destinations.postgres(credentials=args.postgres, replace_strategy=REPLACE_STRATEGY)
+    else:
+        destination = dlt.destinations.duckdb(str(args.duckdb), replace_strategy=REPLACE_STRATEGY)
     pipeline = dlt.pipeline(
         pipeline_name=args.pipeline_name,
-        destination=dlt.destinations.duckdb(
-            str(args.duckdb), replace_strategy=REPLACE_STRATEGY
-        ),
+        destination=destination,
         dataset_name=args.dataset,
         pipelines_dir=str(args.workdir / "pipelines"),
     )

@@ -1,12 +1,16 @@
-//! Load run N of a fixture case into DuckDB with the engine (used by `parity/run.sh`).
+//! Load run N of a fixture case into DuckDB or PostgreSQL with the engine (used by `parity/run.sh`).
 //!
-//! `load_fixtures --fixtures <case_dir> --run <N> --duckdb <file> --pipeline-name <name> --dataset <ds> --workdir <dir>`
+//! `load_fixtures --fixtures <case_dir> --run <N> (--duckdb <file> | --postgres <url>) --pipeline-name <name> --dataset <ds> --workdir <dir>`
+//!
+//! `--postgres postgresql://user[:password]@host:port/database`: the dataset is a schema of that database.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use pipeline_destinations::duckdb::DuckDbConfig;
+use pipeline_destinations::postgres::PostgresConfig;
 use pipeline_engine::fixture::FixtureSource;
+use pipeline_engine::load::Destination;
 use pipeline_engine::pipeline::{Pipeline, PipelineConfig};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -15,17 +19,22 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(fixtures), Some(run), Some(db), Some(name), Some(dataset), Some(workdir)) = (
+    let usage = "usage: load_fixtures --fixtures <case_dir> --run <N> (--duckdb <file> | --postgres <url>) --pipeline-name <name> --dataset <ds> --workdir <dir>";
+    let (Some(fixtures), Some(run), Some(name), Some(dataset), Some(workdir)) = (
         arg(&args, "--fixtures"),
         arg(&args, "--run"),
-        arg(&args, "--duckdb"),
         arg(&args, "--pipeline-name"),
         arg(&args, "--dataset"),
         arg(&args, "--workdir"),
     ) else {
-        eprintln!("usage: load_fixtures --fixtures <case_dir> --run <N> --duckdb <file> --pipeline-name <name> --dataset <ds> --workdir <dir>");
+        eprintln!("{usage}");
         return ExitCode::from(2);
     };
+    let (duckdb, postgres) = (arg(&args, "--duckdb"), arg(&args, "--postgres"));
+    if duckdb.is_some() == postgres.is_some() {
+        eprintln!("{usage}\n(exactly one of --duckdb and --postgres)");
+        return ExitCode::from(2);
+    }
     let Ok(run) = run.parse::<u32>() else {
         eprintln!("--run must be a number");
         return ExitCode::from(2);
@@ -39,9 +48,15 @@ fn main() -> ExitCode {
     };
     let result: Result<(), String> = rt.block_on(async {
         let (source, selected) = FixtureSource::from_case_dir(&PathBuf::from(&fixtures), run)?;
-        let mut destination = DuckDbConfig::at(PathBuf::from(&db), &dataset).build().map_err(|e| e.to_string())?;
+        let mut destination: Box<dyn Destination> = match (&duckdb, &postgres) {
+            (Some(db), _) => Box::new(DuckDbConfig::at(PathBuf::from(db), &dataset).build().map_err(|e| e.to_string())?),
+            (_, Some(url)) => Box::new(
+                PostgresConfig::from_connection_string(url, &dataset).and_then(|c| c.build()).map_err(|e| e.to_string())?,
+            ),
+            (None, None) => return Err(usage.to_string()),
+        };
         let pipeline = Pipeline::open(PipelineConfig::new(&name, &dataset, PathBuf::from(&workdir))).map_err(|e| e.to_string())?;
-        let report = pipeline.run(&source, Some(&selected), &mut destination).await.map_err(|e| e.to_string())?;
+        let report = pipeline.run(&source, Some(&selected), destination.as_mut()).await.map_err(|e| e.to_string())?;
         print!("{report}");
         Ok(())
     });
