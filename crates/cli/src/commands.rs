@@ -380,14 +380,21 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     let pipeline = Pipeline::open(pipeline_config)?;
     let selected: Vec<String> = args.resources.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     // A full refresh drops and reloads in the load transaction, only once the new extract succeeded.
-    let run_options = RunOptions { full_refresh: args.full_refresh, reconcile, force_reconcile: args.reconcile, ..RunOptions::default() };
+    // Which config value was found where goes into trace.json (secrets without their value).
+    let run_options = RunOptions {
+        full_refresh: args.full_refresh,
+        reconcile,
+        force_reconcile: args.reconcile,
+        config_values: resolver.resolved_values(),
+        ..RunOptions::default()
+    };
     let report = pipeline.run_with(&source, Some(&selected), destination.as_mut(), run_options).await;
     progress.finish();
     drop(sandbox);
     let report = report?;
     let mut look = format!("personio-pipeline pipeline {pipeline_name} show{}", if dataset == settings::DEFAULT_DATASET { String::new() } else { format!(" --dataset {dataset}") });
     if args.destination != DestinationKind::Duckdb {
-        look.push_str(&format!(" --no-browser --destination {}", dd.kind()));
+        look.push_str(&format!(" --destination {}", dd.kind()));
     }
     if env.json {
         let mut out = serde_json::to_value(&report)?;
@@ -422,24 +429,48 @@ fn open_destination(env: &Env, kind: DestinationKind, pipeline_name: &str, datas
     Ok((config, destination))
 }
 
+/// Opens the dataset of `config` read-only, once per dashboard request. Every destination that
+/// `--destination` accepts has an arm here; a destination without one has no dashboard yet.
+fn reader_factory(config: DestinationConfig, pipeline_name: &str) -> Result<pipeline_dashboard::ReaderFactory> {
+    use pipeline_destinations::read::{DatasetReader, DuckDbReader, PostgresReader};
+    Ok(match config {
+        DestinationConfig::Duckdb(dd) => {
+            if !dd.path.exists() {
+                return Err(UsageError(format!("no database at {}: run `personio-pipeline run --pipeline-name {pipeline_name}` first", dd.path.display())).into());
+            }
+            std::sync::Arc::new(move || DuckDbReader::open(&dd).map(|r| Box::new(r) as Box<dyn DatasetReader>))
+        }
+        DestinationConfig::Postgres(pc) => std::sync::Arc::new(move || PostgresReader::open(&pc).map(|r| Box::new(r) as Box<dyn DatasetReader>)),
+        // The seam for the filesystem destination: a `DatasetReader` over its Parquet/Delta files (an
+        // in-memory DuckDB with views on them; see pipeline_destinations::read) goes here.
+        DestinationConfig::Filesystem(_) => {
+            return Err(UsageError(format!(
+                "the dashboard cannot read filesystem datasets yet; use `pipeline {pipeline_name} show --no-browser --destination filesystem`"
+            ))
+            .into())
+        }
+    })
+}
+
 /// `pipeline <name> show` without --no-browser/--json: serve the dashboard until Ctrl-C.
 pub async fn dashboard(env: &Env, name: &str, dataset: &str, port: Option<u16>, destination: DestinationKind) -> Result<()> {
     settings::check_names(name, dataset)?;
-    if destination != DestinationKind::Duckdb {
-        return Err(UsageError(format!(
-            "the dashboard reads DuckDB datasets only for now; for {destination:?} use `pipeline {name} show --no-browser --destination {}`",
-            format!("{destination:?}").to_lowercase()
-        ))
-        .into());
-    }
     let resolver = ConfigResolver::load(&env.project_dir)?;
-    let dd = duckdb_config(env, &resolver, name, dataset)?;
-    if !dd.path.exists() {
-        return Err(UsageError(format!("no database at {}: run `personio-pipeline run --pipeline-name {name}` first", dd.path.display())).into());
+    let config = match destination {
+        DestinationKind::Duckdb => DestinationConfig::Duckdb(duckdb_config(env, &resolver, name, dataset)?),
+        other => DestinationConfig::resolve(other, env, &resolver, name, dataset, false)?,
+    };
+    let location = config.location();
+    let reader = reader_factory(config, name)?;
+    // A server: connect once before serving, so wrong credentials or a server that is down fail here, not
+    // on every page. (A DuckDB file being written by a run is shown as such on the pages instead.)
+    if destination != DestinationKind::Duckdb {
+        let probe = reader.clone();
+        tokio::task::spawn_blocking(move || probe().map(drop))
+            .await
+            .context("opening the dataset")?
+            .with_context(|| format!("the dashboard cannot read dataset {dataset} in {location}"))?;
     }
-    let reader: pipeline_dashboard::ReaderFactory = std::sync::Arc::new(move || {
-        pipeline_destinations::read::DuckDbReader::open(&dd).map(|r| Box::new(r) as Box<dyn pipeline_destinations::read::DatasetReader>)
-    });
     let config = pipeline_dashboard::DashboardConfig::new(name, dataset, &env.pipelines_dir);
     let running = pipeline_dashboard::start(config, reader, port).await.map_err(|e| UsageError(e.to_string()))?;
     let url = running.url();

@@ -13,7 +13,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use pipeline_engine::trace::ConfigValue;
 
 /// A configuration problem (exit code 2). Messages name the file or variable and never a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -135,12 +138,17 @@ fn known_key_of(line: &str) -> Option<&'static str> {
     KNOWN_KEYS.iter().copied().find(|k| *k == last)
 }
 
-/// Where configuration values come from.
+/// Keys whose values are secrets wherever they are found (on top of the lookups that say so).
+const SECRET_KEYS: &[&str] = &["client_secret", "client_id", "password", "token", "api_key", "private_key"];
+
+/// Where configuration values come from. Every lookup is remembered ([`ConfigResolver::resolved_values`])
+/// for the run's trace: which key was found where, secrets without their value.
 #[derive(Debug, Default, Clone)]
 pub struct ConfigResolver {
     env: HashMap<String, String>,
     secrets: toml::Table,
     config: toml::Table,
+    resolved: Arc<Mutex<Vec<ConfigValue>>>,
 }
 
 impl ConfigResolver {
@@ -158,7 +166,12 @@ impl ConfigResolver {
             check_value_types(file, &mut Vec::new(), &table)?;
             Ok(table)
         };
-        Ok(ConfigResolver { env: std::env::vars().collect(), secrets: read("secrets.toml")?, config: read("config.toml")? })
+        Ok(ConfigResolver {
+            env: std::env::vars().collect(),
+            secrets: read("secrets.toml")?,
+            config: read("config.toml")?,
+            resolved: Arc::default(),
+        })
     }
 
     /// A resolver over explicit values (tests).
@@ -168,6 +181,7 @@ impl ConfigResolver {
             env,
             secrets: parse_toml(Path::new(".dlt/secrets.toml"), secrets)?,
             config: parse_toml(Path::new(".dlt/config.toml"), config)?,
+            resolved: Arc::default(),
         })
     }
 
@@ -206,6 +220,12 @@ impl ConfigResolver {
 
     /// Resolve a value and say where it came from. `secret` values are not read from `config.toml`.
     pub fn get_with_origin(&self, sections: &[&str], key: &str, secret: bool) -> Option<(String, Origin)> {
+        let found = self.find(sections, key, secret);
+        self.remember(sections, key, secret, found.as_ref());
+        found
+    }
+
+    fn find(&self, sections: &[&str], key: &str, secret: bool) -> Option<(String, Origin)> {
         let paths = Self::candidate_paths(sections, key);
         for p in &paths {
             let name = p.iter().map(|s| s.to_uppercase()).collect::<Vec<_>>().join("__");
@@ -223,6 +243,42 @@ impl ConfigResolver {
             }
         }
         None
+    }
+
+    /// Note a lookup for the trace (the first lookup of a key counts).
+    fn remember(&self, sections: &[&str], key: &str, secret: bool, found: Option<&(String, Origin)>) {
+        let is_secret = secret || SECRET_KEYS.contains(&key);
+        let (provider, location, value) = match found {
+            Some((v, Origin::Env(name))) => ("environment", Some(name.clone()), Some(v.clone())),
+            Some((v, Origin::File { file, path })) => (*file, Some(path.clone()), Some(v.clone())),
+            None => ("default", None, None),
+        };
+        let entry = ConfigValue {
+            key: dotted(sections, key),
+            provider: provider.to_string(),
+            location,
+            value: if is_secret { None } else { value },
+            is_secret,
+        };
+        let mut seen = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.iter().any(|c| c.key == entry.key) {
+            seen.push(entry);
+        }
+    }
+
+    /// Note the default a key took when it was not set anywhere.
+    fn remember_default(&self, sections: &[&str], key: &str, default: String) {
+        let key = dotted(sections, key);
+        let mut seen = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = seen.iter_mut().find(|c| c.key == key && c.provider == "default" && !c.is_secret) {
+            c.value = Some(default);
+        }
+    }
+
+    /// Every value looked up so far, in lookup order: where it was found (`environment`, `secrets.toml`,
+    /// `config.toml`, or `default`) and its value, secrets without it. For the run's trace.
+    pub fn resolved_values(&self) -> Vec<ConfigValue> {
+        self.resolved.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Resolve a value. `secret` values are not read from `config.toml`.
@@ -275,7 +331,10 @@ impl ConfigResolver {
     /// A whole number in `min..=max`, `default` when unset.
     pub fn integer(&self, sections: &[&str], key: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
         match self.get_with_origin(sections, key, false) {
-            None => Ok(default),
+            None => {
+                self.remember_default(sections, key, default.to_string());
+                Ok(default)
+            }
             Some((raw, origin)) => check_integer(&raw, min, max).map_err(|problem| ConfigError::Value {
                 key: dotted(sections, key),
                 origin,
@@ -288,7 +347,10 @@ impl ConfigResolver {
     /// A number of seconds in `min..=max` (`min_exclusive`: strictly above `min`), `default` when unset.
     pub fn seconds(&self, sections: &[&str], key: &str, default: Duration, bounds: SecondsBounds) -> Result<Duration, ConfigError> {
         match self.get_with_origin(sections, key, false) {
-            None => Ok(default),
+            None => {
+                self.remember_default(sections, key, format!("{}", default.as_secs_f64()));
+                Ok(default)
+            }
             Some((raw, origin)) => check_seconds(&raw, bounds).map_err(|problem| ConfigError::Value {
                 key: dotted(sections, key),
                 origin,
@@ -301,7 +363,10 @@ impl ConfigResolver {
     /// One of `allowed` (case-insensitive), `default` when unset.
     pub fn choice(&self, sections: &[&str], key: &str, default: &'static str, allowed: &[&'static str]) -> Result<&'static str, ConfigError> {
         match self.get_with_origin(sections, key, false) {
-            None => Ok(default),
+            None => {
+                self.remember_default(sections, key, default.to_string());
+                Ok(default)
+            }
             Some((raw, origin)) => allowed.iter().copied().find(|a| a.eq_ignore_ascii_case(raw.trim())).ok_or_else(|| ConfigError::Value {
                 key: dotted(sections, key),
                 origin,

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use pipeline_destinations::read::{ColumnInfo, DatasetReader, QueryRows};
+use pipeline_destinations::read::{ColumnInfo, DatasetReader, QueryRows, SqlDialect};
 
 use crate::html::esc;
 
@@ -65,26 +65,27 @@ pub fn by_table(columns: &[ColumnInfo]) -> Columns {
     out
 }
 
-/// A SQL expression for the calendar day of a date-like column of type `data_type`.
-fn day_expr(column: &str, data_type: &str) -> String {
+/// A SQL expression for the calendar day of a date-like column of type `data_type`. Timestamps are read
+/// in UTC (both readers' sessions are in UTC).
+fn day_expr(d: SqlDialect, column: &str, data_type: &str) -> String {
     let t = data_type.to_ascii_uppercase();
     let col = quote(column);
     if t == "DATE" {
         col
     } else if t.starts_with("TIMESTAMP") {
-        format!("CAST(CAST({col} AS TIMESTAMP) + INTERVAL 12 HOUR AS DATE)")
+        format!("CAST(CAST({col} AS TIMESTAMP) + INTERVAL '12 hours' AS DATE)")
     } else {
-        format!("TRY_CAST(substr(CAST({col} AS VARCHAR), 1, 10) AS DATE)")
+        d.try_date(&format!("CAST({col} AS VARCHAR)"))
     }
 }
 
 /// A SQL expression for a local date-time column (naive text or a timestamp) as `TIMESTAMP`.
-fn timestamp_expr(column: &str, data_type: &str) -> String {
+fn timestamp_expr(d: SqlDialect, column: &str, data_type: &str) -> String {
     let col = quote(column);
     if data_type.to_ascii_uppercase().starts_with("TIMESTAMP") {
         format!("CAST({col} AS TIMESTAMP)")
     } else {
-        format!("TRY_CAST(CAST({col} AS VARCHAR) AS TIMESTAMP)")
+        d.try_timestamp(&format!("CAST({col} AS VARCHAR)"))
     }
 }
 
@@ -94,19 +95,20 @@ fn quote(name: &str) -> String {
 
 /// The headcount query, or why it cannot be computed.
 pub fn headcount_sql(reader: &dyn DatasetReader, cols: &Columns) -> Result<String, String> {
+    let d = reader.dialect();
     let e = cols.get("employees").ok_or("the dataset has no employees table (load the employees resource)")?;
     let hire = e.get("hire_date").ok_or("employees has no hire_date column")?;
     let left = match e.get("termination_date") {
-        Some(t) => day_expr("termination_date", t),
+        Some(t) => day_expr(d, "termination_date", t),
         None => "CAST(NULL AS DATE)".to_string(),
     };
     let dept = if e.contains_key("department__attributes__name") { "CAST(department__attributes__name AS VARCHAR)" } else { "CAST(NULL AS VARCHAR)" };
     Ok(format!(
         "WITH e AS (\n  SELECT {hired} AS hired, {left} AS left_on, coalesce({dept}, '(no department)') AS department\n  FROM {table} WHERE hire_date IS NOT NULL),\n\
-         months AS (\n  SELECT CAST(m AS DATE) AS month FROM generate_series(\n    CAST(date_trunc('month', (SELECT min(hired) FROM e)) AS TIMESTAMP),\n    CAST(date_trunc('month', CAST(CAST(now() AS TIMESTAMP) AS DATE)) AS TIMESTAMP), INTERVAL 1 MONTH) AS t(m))\n\
-         SELECT month, department, count(*) AS headcount\nFROM months JOIN e\n  ON e.hired < month + INTERVAL 1 MONTH\n \
-         AND (e.left_on IS NULL OR e.left_on >= CAST(month + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE))\nGROUP BY 1, 2 ORDER BY 1, 2",
-        hired = day_expr("hire_date", hire),
+         months AS (\n  SELECT CAST(m AS DATE) AS month FROM generate_series(\n    CAST(date_trunc('month', (SELECT min(hired) FROM e)) AS TIMESTAMP),\n    CAST(date_trunc('month', CAST(CAST(now() AS TIMESTAMP) AS DATE)) AS TIMESTAMP), INTERVAL '1 month') AS t(m))\n\
+         SELECT month, department, count(*) AS headcount\nFROM months JOIN e\n  ON e.hired < month + INTERVAL '1 month'\n \
+         AND (e.left_on IS NULL OR e.left_on >= CAST(month + INTERVAL '1 month' - INTERVAL '1 day' AS DATE))\nGROUP BY 1, 2 ORDER BY 1, 2",
+        hired = day_expr(d, "hire_date", hire),
         table = reader.table_ref("employees"),
     ))
 }
@@ -120,13 +122,14 @@ pub fn absences_sql(reader: &dyn DatasetReader, cols: &Columns) -> Result<String
         "SELECT CAST(date_trunc('month', day) AS DATE) AS month, type, count(*) AS absences\n\
          FROM (SELECT {day} AS day, coalesce({kind}, '(unknown type)') AS type FROM {table}) AS a\n\
          WHERE day IS NOT NULL\nGROUP BY 1, 2 ORDER BY 1, 2",
-        day = day_expr("start_date", start),
+        day = day_expr(reader.dialect(), "start_date", start),
         table = reader.table_ref("absences"),
     ))
 }
 
 /// The attendance query (v2 attendance periods, else v1 attendances), or why it cannot be computed.
 pub fn attendance_sql(reader: &dyn DatasetReader, cols: &Columns) -> Result<String, String> {
+    let d = reader.dialect();
     if let Some(p) = cols.get("attendance_periods") {
         let (Some(s), Some(e)) = (p.get("start__date_time"), p.get("end__date_time")) else {
             return Err("attendance_periods has no start__date_time/end__date_time columns".into());
@@ -134,11 +137,12 @@ pub fn attendance_sql(reader: &dyn DatasetReader, cols: &Columns) -> Result<Stri
         let kind = if p.contains_key("type") { "CAST(\"type\" AS VARCHAR)" } else { "'WORK'" };
         return Ok(format!(
             "SELECT CAST(date_trunc('week', s) AS DATE) AS week, 'hours' AS series,\n  \
-             round(sum(CASE WHEN kind = 'BREAK' THEN -1 ELSE 1 END * date_part('epoch', e - s)) / 3600.0, 2) AS hours\n\
+             {hours} AS hours\n\
              FROM (SELECT {s} AS s, {e} AS e, {kind} AS kind FROM {table}) AS p\n\
              WHERE s IS NOT NULL AND e IS NOT NULL\nGROUP BY 1, 2 ORDER BY 1",
-            s = timestamp_expr("start__date_time", s),
-            e = timestamp_expr("end__date_time", e),
+            hours = d.round2("sum(CASE WHEN kind = 'BREAK' THEN -1 ELSE 1 END * date_part('epoch', e - s)) / 3600.0"),
+            s = timestamp_expr(d, "start__date_time", s),
+            e = timestamp_expr(d, "end__date_time", e),
             table = reader.table_ref("attendance_periods"),
         ));
     }
@@ -146,12 +150,18 @@ pub fn attendance_sql(reader: &dyn DatasetReader, cols: &Columns) -> Result<Stri
         if !(a.contains_key("date") && a.contains_key("start_time") && a.contains_key("end_time")) {
             return Err("attendances has no date/start_time/end_time columns".into());
         }
-        let brk = if a.contains_key("break") { "coalesce(CAST(\"break\" AS DOUBLE), 0) / 60.0" } else { "0" };
+        let brk = if a.contains_key("break") { "coalesce(CAST(\"break\" AS DOUBLE PRECISION), 0) / 60.0" } else { "0" };
+        let worked = format!(
+            "date_part('epoch', {} - {}) / 3600.0 - {brk}",
+            d.try_time("CAST(end_time AS VARCHAR)"),
+            d.try_time("CAST(start_time AS VARCHAR)")
+        );
         return Ok(format!(
             "SELECT CAST(date_trunc('week', {day}) AS DATE) AS week, 'hours' AS series,\n  \
-             round(sum(date_part('epoch', TRY_CAST(end_time AS TIME) - TRY_CAST(start_time AS TIME)) / 3600.0 - {brk}), 2) AS hours\n\
+             {hours} AS hours\n\
              FROM {table} WHERE end_time IS NOT NULL\nGROUP BY 1, 2 ORDER BY 1",
-            day = day_expr("date", a.get("date").map(String::as_str).unwrap_or("DATE")),
+            hours = d.round2(&format!("sum({worked})")),
+            day = day_expr(d, "date", a.get("date").map(String::as_str).unwrap_or("DATE")),
             table = reader.table_ref("attendances"),
         ));
     }
@@ -347,8 +357,13 @@ mod tests {
 
     #[test]
     fn date_expressions_follow_the_column_type() {
-        assert_eq!(day_expr("d", "DATE"), "\"d\"");
-        assert!(day_expr("d", "TIMESTAMP WITH TIME ZONE").contains("INTERVAL 12 HOUR"));
-        assert!(day_expr("d", "VARCHAR").contains("substr"));
+        for d in [SqlDialect::DuckDb, SqlDialect::Postgres] {
+            assert_eq!(day_expr(d, "d", "DATE"), "\"d\"");
+            assert_eq!(day_expr(d, "d", "date"), "\"d\"", "PostgreSQL reports types in lower case");
+            assert!(day_expr(d, "d", "timestamp with time zone").contains("INTERVAL '12 hours'"));
+            assert!(day_expr(d, "d", "VARCHAR").contains("substr"));
+        }
+        assert!(day_expr(SqlDialect::DuckDb, "d", "VARCHAR").starts_with("TRY_CAST"));
+        assert!(!day_expr(SqlDialect::Postgres, "d", "character varying").contains("TRY_CAST"), "PostgreSQL has no TRY_CAST");
     }
 }

@@ -317,6 +317,37 @@ fn trace_summary(trace: &Value) -> String {
         out.push_str("<h3>Rows normalized by the last run</h3>");
         out.push_str(&table("last-run-rows", &["table", "rows"], &rows));
     }
+    if let Some(warnings) = get("warnings").and_then(Value::as_array).filter(|w| !w.is_empty()) {
+        let rows: Vec<Vec<String>> = warnings.iter().map(|w| vec![esc(&show_value(Some(w)))]).collect();
+        out.push_str("<h3>Warnings of the last run</h3>");
+        out.push_str(&table("trace-warnings", &["warning"], &rows));
+    }
+    out
+}
+
+/// The trace's `resolved_config_values`: every setting of the last run, where it was found and its value
+/// (a secret as `***`: the trace never holds its value).
+fn config_values(trace: &Value) -> String {
+    let Some(values) = trace.get("resolved_config_values").and_then(Value::as_array).filter(|v| !v.is_empty()) else {
+        return notice("", "no-config-values", "The trace does not list configuration values (the run was not started by the CLI).");
+    };
+    let rows: Vec<Vec<String>> = values
+        .iter()
+        .filter_map(|v| serde_json::from_value::<pipeline_engine::trace::ConfigValue>(v.clone()).ok())
+        .map(|c| {
+            let provider = match c.provider.as_str() {
+                "default" => badge("", "default"),
+                p => badge("ok", p),
+            };
+            let value = if c.is_secret && c.provider != "default" { badge("warn", "*** (secret)") } else { code(&c.shown()) };
+            vec![format!("<code id=\"config-{}\">{}</code>", esc(&c.key), esc(&c.key)), provider, c.location.as_deref().map(code).unwrap_or_default(), value]
+        })
+        .collect();
+    let mut out = String::from(
+        "<p class=\"muted\">Where each setting of the last run was found: environment variables first, then <code>.dlt/secrets.toml</code>, \
+         then <code>.dlt/config.toml</code>, else the program's default. Secrets are never written to the trace.</p>",
+    );
+    out.push_str(&table("config-values", &["key", "provider", "found at", "value"], &rows));
     out
 }
 
@@ -649,6 +680,8 @@ pub fn loads(app: &App, _: &Params) -> String {
     match &local.trace {
         Some(trace) => {
             body.push_str(&trace_summary(trace));
+            body.push_str("<h3>Configuration of the last run</h3>");
+            body.push_str(&config_values(trace));
             body.push_str(&json_block("Full trace", trace));
         }
         None => body.push_str(&notice("", "no-trace", "No trace: the pipeline has not run from this working directory.")),
@@ -734,18 +767,23 @@ pub fn sql(app: &App, params: &Params) -> String {
     let mut body = String::new();
     let query = params.q.clone().unwrap_or_default();
     let example = format!("SELECT * FROM {}.employees LIMIT 10", c.dataset_name);
+    let mut remote = Remote::open(app);
+    let keywords = match &remote.reader {
+        Ok(r) => r.dialect().query_keywords().iter().map(|k| k.to_ascii_uppercase()).collect::<Vec<_>>().join(", "),
+        Err(_) => "SELECT".to_string(),
+    };
     let _ = write!(
         body,
         "<form method=\"get\" action=\"/sql\" id=\"sql-form\"><textarea id=\"sql-input\" name=\"q\" spellcheck=\"false\" placeholder=\"{}\">{}</textarea>\
          <p><button type=\"submit\" id=\"sql-run\">Run query</button> <span class=\"muted\">The destination is opened read-only; only a single \
-         query (SELECT, WITH, FROM, VALUES, DESCRIBE, SUMMARIZE, SHOW) runs, and at most {} rows are shown. Tables are in schema <code>{}</code>.</span></p></form>",
+         query ({}) runs, at most {} rows are shown, and a query is stopped after 20 seconds. Tables are in schema <code>{}</code>.</span></p></form>",
         esc(&example),
         esc(&query),
+        esc(&keywords),
         c.sql_row_cap,
         esc(&c.dataset_name),
     );
     if !query.trim().is_empty() {
-        let mut remote = Remote::open(app);
         if let Some(r) = reader(&mut remote, &mut body) {
             match r.query(&query, c.sql_row_cap) {
                 Ok(rows) => {

@@ -19,6 +19,7 @@ use pipeline_engine::schema::{DataType, Schema};
 use pipeline_engine::state::StateRow;
 
 use crate::sql::{self, literal, qualified, Dialect, Report, Step};
+use crate::text::{strip_nul, NulReport};
 
 const KIND: &str = "duckdb";
 
@@ -310,10 +311,23 @@ impl DuckDbDestination {
         Ok(self.c()?.execute(sql, []).map_err(sql_err(sql))? as u64)
     }
 
-    /// Append a package table's batches into `schema.table` through the appender.
-    fn append_batches(&self, package: &LoadPackage, table: &str, target_schema: &str) -> Result<u64, DestinationError> {
+    /// Append a package table's batches into `schema.table` through the appender. NUL characters are
+    /// removed from text values, as dlt's DuckDB loads do (counted in `nul`; see [`crate::text`]).
+    fn append_batches(&self, package: &LoadPackage, table: &str, target_schema: &str, nul: &mut NulReport) -> Result<u64, DestinationError> {
         let mut rows = 0u64;
-        package.for_each_batch::<DestinationError>(table, |batch| self.append_batch(batch, table, target_schema, &mut rows))?;
+        let types: HashMap<&str, DataType> = package
+            .manifest()
+            .schema
+            .tables
+            .get(table)
+            .map(|t| t.columns.values().map(|c| (c.name.as_str(), c.data_type)).collect())
+            .unwrap_or_default();
+        package.for_each_batch::<DestinationError>(table, |batch| {
+            let col_types: Vec<DataType> =
+                batch.schema().fields().iter().map(|f| types.get(f.name().as_str()).copied().unwrap_or(DataType::Text)).collect();
+            let batch = strip_nul(batch, &col_types, false, table, nul);
+            self.append_batch(batch, table, target_schema, &mut rows)
+        })?;
         Ok(rows)
     }
 
@@ -340,6 +354,7 @@ impl DuckDbDestination {
     /// Run a rendered plan; bulk inserts read `package` (none for `pipeline drop`).
     fn run_steps(&self, steps: &[Step], package: Option<&LoadPackage>) -> Result<LoadReport, DestinationError> {
         let mut report = Report::default();
+        let mut nul = NulReport::default();
         for step in steps {
             match step {
                 Step::Exec(sql) => self.exec(sql)?,
@@ -349,7 +364,7 @@ impl DuckDbDestination {
                 }
                 Step::BulkInsert { table, schema, report: counted } => {
                     let n = match package {
-                        Some(p) => self.append_batches(p, table, schema)?,
+                        Some(p) => self.append_batches(p, table, schema, &mut nul)?,
                         None => 0,
                     };
                     if *counted {
@@ -368,7 +383,9 @@ impl DuckDbDestination {
                 }
             }
         }
-        Ok(report.finish())
+        let mut out = report.finish();
+        out.warnings.extend(nul.warning("DuckDB"));
+        Ok(out)
     }
 
     /// Run `f` in a transaction: commit on success, roll back on error.

@@ -16,3 +16,4 @@ pub mod filesystem;
 pub mod postgres;
 pub mod read;
 pub mod sql;
+pub mod text;

@@ -30,6 +30,7 @@ use pipeline_engine::state::StateRow;
 use tokio_postgres::config::SslMode;
 
 use crate::sql::{self, ident, qualified, Dialect, Report, Step};
+use crate::text::{strip_nul, NulReport};
 
 const KIND: &str = "postgres";
 
@@ -265,7 +266,7 @@ impl PostgresConfig {
     }
 
     /// Connect; the connection's I/O runs as a task on the current runtime.
-    async fn connect(&self) -> Result<tokio_postgres::Client, DestinationError> {
+    pub(crate) async fn connect(&self) -> Result<tokio_postgres::Client, DestinationError> {
         let config = self.pg_config();
         let fail = |e: tokio_postgres::Error| {
             // tokio-postgres' errors never contain the password; neither does our message.
@@ -326,6 +327,10 @@ pub struct PostgresDialect;
 impl Dialect for PostgresDialect {
     fn type_name(&self, dt: DataType) -> &'static str {
         postgres_type(dt)
+    }
+
+    fn text_with_length(&self, length: u32) -> String {
+        format!("varchar({length})")
     }
 
     fn staging_row_order(&self) -> &'static str {
@@ -567,14 +572,17 @@ impl PostgresDestination {
         Ok(out)
     }
 
-    /// Binary COPY of a package table into `schema.table`; returns the rows copied.
-    async fn copy_table(&mut self, package: &LoadPackage, table: &str, schema: &str) -> Result<u64, DestinationError> {
+    /// Binary COPY of a package table into `schema.table`; returns the rows copied and the values whose
+    /// NUL characters were removed.
+    async fn copy_table(&mut self, package: &LoadPackage, table: &str, schema: &str) -> Result<(u64, NulReport), DestinationError> {
         self.copy_in(package, table, schema, None).await
     }
 
     /// Binary COPY of a package table (`keys_of: None`) or of the reconciliation key set of resource
-    /// `keys_of` (text columns) into `schema.table`; returns the rows copied.
-    async fn copy_in(&mut self, package: &LoadPackage, table: &str, schema: &str, keys_of: Option<String>) -> Result<u64, DestinationError> {
+    /// `keys_of` (text columns) into `schema.table`; returns the rows copied and the values whose NUL
+    /// characters were removed (PostgreSQL text cannot hold NUL, nor jsonb the escape `\u0000`; key sets
+    /// lose them too, so they match the stored keys; see [`crate::text`]).
+    async fn copy_in(&mut self, package: &LoadPackage, table: &str, schema: &str, keys_of: Option<String>) -> Result<(u64, NulReport), DestinationError> {
         let types: HashMap<String, DataType> = match keys_of {
             Some(_) => HashMap::new(),
             None => package
@@ -592,25 +600,24 @@ impl PostgresDestination {
             let mut current: Option<Vec<String>> = None;
             let mut buf = BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
             let mut rows = 0u64;
+            let mut nul = NulReport::default();
+            let nul_table = reader_table.clone();
             let each_batch = |batch: arrow::record_batch::RecordBatch| -> Result<(), DestinationError> {
                 let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+                let col_types: Vec<DataType> = names.iter().map(|n| types.get(n).copied().unwrap_or(DataType::Text)).collect();
+                let batch = strip_nul(batch, &col_types, true, &nul_table, &mut nul);
                 if current.as_ref() != Some(&names) {
                     if !buf.is_empty() {
                         let _ = tx.blocking_send(Ok(CopyChunk::Data(buf.split().freeze())));
                     }
                     current = Some(names.clone());
-                    let col_types: Vec<DataType> = names.iter().map(|n| types.get(n).copied().unwrap_or(DataType::Text)).collect();
                     let _ = tx.blocking_send(Ok(CopyChunk::Start(names)));
                     // Header: signature, flags, header extension length.
                     buf.put_slice(b"PGCOPY\n\xff\r\n\0");
                     buf.put_i32(0);
                     buf.put_i32(0);
-                    encode_batch(&batch, &col_types, &mut buf).map_err(|m| DestinationError::new(KIND, m))?;
-                } else {
-                    let col_types: Vec<DataType> =
-                        current.iter().flatten().map(|n| types.get(n).copied().unwrap_or(DataType::Text)).collect();
-                    encode_batch(&batch, &col_types, &mut buf).map_err(|m| DestinationError::new(KIND, m))?;
                 }
+                encode_batch(&batch, &col_types, &mut buf).map_err(|m| DestinationError::new(KIND, m))?;
                 rows += batch.num_rows() as u64;
                 if buf.len() >= CHUNK_BYTES && tx.blocking_send(Ok(CopyChunk::Data(buf.split().freeze()))).is_err() {
                     return Err(DestinationError::new(KIND, "the COPY was aborted"));
@@ -631,7 +638,7 @@ impl PostgresDestination {
                     let _ = tx.blocking_send(Err(e));
                 }
             }
-            rows
+            (rows, nul)
         });
         let target = qualified(schema, table);
         let mut sink: Option<std::pin::Pin<Box<tokio_postgres::CopyInSink<Bytes>>>> = None;
@@ -659,15 +666,16 @@ impl PostgresDestination {
             s.send(trailer).await.map_err(pg_err(&format!("copying into {target}")))?;
             copied += s.as_mut().finish().await.map_err(pg_err(&format!("copying into {target}")))?;
         }
-        let produced = producer.await.map_err(|e| DestinationError::new(KIND, format!("reading the package failed: {e}")))?;
+        let (produced, nul) = producer.await.map_err(|e| DestinationError::new(KIND, format!("reading the package failed: {e}")))?;
         if produced != copied {
             return Err(DestinationError::new(KIND, format!("COPY into {target} wrote {copied} rows of {produced}")));
         }
-        Ok(copied)
+        Ok((copied, nul))
     }
 
     async fn run_steps(&mut self, steps: &[Step], package: Option<&LoadPackage>) -> Result<LoadReport, DestinationError> {
         let mut report = Report::default();
+        let mut nul = NulReport::default();
         for step in steps {
             match step {
                 Step::Exec(sql) => self.client().await?.batch_execute(sql).await.map_err(sql_err(sql))?,
@@ -678,7 +686,11 @@ impl PostgresDestination {
                 Step::BulkInsert { table, schema, report: counted } => {
                     let has_rows = package.is_some_and(|p| p.manifest().tables.get(table).is_some_and(|j| j.rows > 0));
                     let n = match package {
-                        Some(p) if has_rows => self.copy_table(p, table, schema).await?,
+                        Some(p) if has_rows => {
+                            let (n, stripped) = self.copy_table(p, table, schema).await?;
+                            nul.merge(stripped);
+                            n
+                        }
                         _ => 0,
                     };
                     if *counted {
@@ -689,6 +701,7 @@ impl PostgresDestination {
                 Step::BulkInsertKeys { resource, schema, table } => {
                     let has_keys = package.and_then(|p| p.reconcile_entry(resource)).is_some_and(|e| e.keys > 0);
                     if let Some(p) = package.filter(|_| has_keys) {
+                        // Key sets lose NUL like the stored keys; they are not data, so not counted.
                         self.copy_in(p, table, schema, Some(resource.clone())).await?;
                     }
                 }
@@ -698,7 +711,9 @@ impl PostgresDestination {
                 }
             }
         }
-        Ok(report.finish())
+        let mut out = report.finish();
+        out.warnings.extend(nul.warning("PostgreSQL"));
+        Ok(out)
     }
 
     /// Render and run `plan` in one transaction.
@@ -955,5 +970,97 @@ mod tests {
         );
         let tags: Vec<String> = tags.expect("tags").iter().map(|r| r.get(0)).collect();
         assert_eq!(tags, ["t3"], "the merged entity's children are replaced");
+    }
+
+    /// PostgreSQL text cannot hold NUL: a load of values with NUL goes through without them (as dlt's),
+    /// merge keys with NUL match their stripped form, and the run report counts the values per column.
+    #[tokio::test]
+    async fn nul_characters_are_removed_from_text_and_counted() {
+        use pipeline_engine::extract::ResourceSpec;
+        use pipeline_engine::fixture::FixtureSource;
+        use pipeline_engine::pipeline::{Pipeline, PipelineConfig};
+        use pipeline_engine::schema::WriteDisposition;
+        let dataset = format!("pp_nul_{}", std::process::id());
+        let Some(config) = server(&dataset) else { return };
+        let mut d = config.build().expect("config");
+        d.health_check().await.unwrap_or_else(|e| panic!("PostgreSQL must run at 127.0.0.1:5432 (or set PERSONIO_SKIP_POSTGRES=1): {e}"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Pipeline::open(PipelineConfig::new("nul", &dataset, dir.path().join("p"))).expect("pipeline");
+        let mut src = FixtureSource::new(
+            "fx",
+            vec![ResourceSpec::new("people", &["code"], WriteDisposition::Merge), ResourceSpec::new("notes", &[], WriteDisposition::Append)],
+        );
+        src.set(
+            "people",
+            vec![
+                serde_json::json!({"code": "a\u{0}1", "name": "Zoë\u{0}\u{0} M.", "tags": ["x\u{0}", "y"]}),
+                serde_json::json!({"code": "b2", "name": "plain", "tags": []}),
+            ],
+        );
+        src.set("notes", vec![serde_json::json!({"text": "\u{0}"}), serde_json::json!({"text": "ok"})]);
+        let first = p.run(&src, None, &mut d).await;
+        // The same key without NUL merges into the row loaded above.
+        src.set("people", vec![serde_json::json!({"code": "a1", "name": "second", "tags": []})]);
+        src.set("notes", vec![]);
+        let second = p.run(&src, None, &mut d).await;
+        let client = d.query_client().await.expect("connect");
+        let people = client.query(&format!("SELECT code || '|' || name FROM \"{dataset}\".people ORDER BY code"), &[]).await;
+        let notes = client.query(&format!("SELECT text FROM \"{dataset}\".notes ORDER BY text"), &[]).await;
+        let tags = client.query(&format!("SELECT value FROM \"{dataset}\".people__tags ORDER BY value"), &[]).await;
+        let _ = client.batch_execute(&format!("DROP SCHEMA \"{dataset}\" CASCADE; DROP SCHEMA IF EXISTS \"{dataset}_staging\" CASCADE")).await;
+        let first = first.expect("a load with NUL characters goes through");
+        second.expect("second run");
+        let rows = |r: Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>| -> Vec<String> { r.expect("select").iter().map(|r| r.get(0)).collect() };
+        assert_eq!(rows(people), ["a1|second", "b2|plain"], "NUL removed; the stripped key merged");
+        assert_eq!(rows(notes), ["", "ok"]);
+        assert_eq!(rows(tags), Vec::<String>::new(), "the merged entity's children were replaced");
+        let warning = first.warnings.iter().find(|w| w.contains("NUL")).unwrap_or_else(|| panic!("no NUL warning in {:?}", first.warnings));
+        for part in ["people.code (1)", "people.name (1)", "people__tags.value (1)", "notes.text (1)", "4 value(s)", "PostgreSQL"] {
+            assert!(warning.contains(part), "{part} missing in: {warning}");
+        }
+        assert!(first.to_string().contains("WARNING: 4 value(s) had NUL characters"), "the run summary shows it:\n{first}");
+        let trace = p.last_trace().expect("trace.json");
+        assert!(trace["warnings"].as_array().is_some_and(|w| w.is_empty()), "the second run changed nothing: {trace}");
+    }
+
+    /// jsonb refuses the escape `\u0000`: such JSON values lose it, on the exact path a package table takes
+    /// (strip, then binary COPY), against the real server.
+    #[tokio::test]
+    async fn jsonb_values_lose_escaped_nul() {
+        use arrow::array::{ArrayRef, Int64Array};
+        use arrow::datatypes::{Field, Schema as ArrowSchema};
+        let dataset = format!("pp_nuljson_{}", std::process::id());
+        let Some(config) = server(&dataset) else { return };
+        let client = config.connect().await.unwrap_or_else(|e| panic!("PostgreSQL must run at 127.0.0.1:5432 (or set PERSONIO_SKIP_POSTGRES=1): {e}"));
+        let table = format!("\"{dataset}\".docs");
+        client.batch_execute(&format!("CREATE SCHEMA \"{dataset}\"; CREATE TABLE {table} (id bigint, doc jsonb)")).await.expect("create");
+        let schema = ArrowSchema::new(vec![Field::new("id", arrow::datatypes::DataType::Int64, false), Field::new("doc", arrow::datatypes::DataType::Utf8, true)]);
+        let cols: Vec<ArrayRef> = vec![
+            std::sync::Arc::new(Int64Array::from(vec![1, 2])),
+            std::sync::Arc::new(StringArray::from(vec![Some(r#"{"k":"a\u0000b","\u0000":[1]}"#), Some(r#"{"path":"C:\\u0000"}"#)])),
+        ];
+        let batch = RecordBatch::try_new(std::sync::Arc::new(schema), cols).expect("batch");
+        let types = [DataType::Bigint, DataType::Json];
+        let mut nul = NulReport::default();
+        let batch = strip_nul(batch, &types, true, "docs", &mut nul);
+        let mut buf = BytesMut::new();
+        buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.put_i32(0);
+        buf.put_i32(0);
+        encode_batch(&batch, &types, &mut buf).expect("encode");
+        buf.put_i16(-1);
+        let copied = async {
+            let sink = client.copy_in::<_, Bytes>(&format!("COPY {table} (id, doc) FROM STDIN (FORMAT binary)")).await?;
+            futures::pin_mut!(sink);
+            sink.send(buf.freeze()).await?;
+            sink.finish().await
+        }
+        .await;
+        let docs = client.query(&format!("SELECT doc::text FROM {table} ORDER BY id"), &[]).await;
+        let _ = client.batch_execute(&format!("DROP SCHEMA \"{dataset}\" CASCADE")).await;
+        assert_eq!(copied.expect("COPY of the cleaned JSON"), 2);
+        let docs: Vec<String> = docs.expect("select").iter().map(|r| r.get(0)).collect();
+        assert_eq!(docs, [r#"{"": [1], "k": "ab"}"#, r#"{"path": "C:\\u0000"}"#], "an escaped backslash before u0000 is text, kept");
+        assert_eq!(nul.count("docs", "doc"), 1);
     }
 }

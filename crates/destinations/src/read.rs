@@ -2,8 +2,13 @@
 //!
 //! A [`DatasetReader`] opens the destination read-only (a reader never takes a writer's lock and never
 //! changes data): row counts, columns as the destination typed them, `_dlt_loads`, the stored state and
-//! schema, and one query at a time with a row cap. [`read_only_query`] is the statement check every reader
-//! applies before running user SQL; the read-only connection is the guarantee behind it.
+//! schema, and one query at a time with a row cap and a time limit. [`SqlDialect::check_query`] is the
+//! statement check every reader applies before running user SQL; the read-only connection (DuckDB) or
+//! read-only transaction (PostgreSQL) is the guarantee behind it.
+//!
+//! Readers: [`DuckDbReader`] (feature `duckdb`) and [`PostgresReader`]. A destination without a SQL
+//! engine of its own (the filesystem destination's Parquet/Delta files) would implement the trait over an
+//! in-memory DuckDB with views on its files and report [`SqlDialect::DuckDb`].
 
 use pipeline_engine::load::{DestinationError, StoredState, TableInfo};
 use pipeline_engine::schema::Schema;
@@ -47,10 +52,94 @@ pub struct QueryRows {
     pub truncated: bool,
 }
 
+/// The SQL dialect a reader's queries are written in: what the dashboard's own queries (charts) use for
+/// the few things DuckDB and PostgreSQL spell differently, and which statements the SQL box accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlDialect {
+    /// DuckDB.
+    DuckDb,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl SqlDialect {
+    /// First keywords of the statements a reader runs: queries only.
+    pub fn query_keywords(self) -> &'static [&'static str] {
+        match self {
+            SqlDialect::DuckDb => &["select", "with", "from", "values", "table", "describe", "summarize", "show", "pivot", "unpivot"],
+            // A PostgreSQL reader runs the query as a cursor, which takes exactly these.
+            SqlDialect::Postgres => &["select", "with", "values", "table"],
+        }
+    }
+
+    /// Check that `sql` is a single query of this dialect and return it without a trailing semicolon;
+    /// anything else (`DROP`, `INSERT`, `ATTACH`, `SET`, two statements) is refused with a message that
+    /// names the statement.
+    pub fn check_query(self, sql: &str) -> Result<&str, DestinationError> {
+        let allowed = self.query_keywords().iter().map(|k| k.to_ascii_uppercase()).collect::<Vec<_>>().join(", ");
+        let refuse = |what: String| DestinationError::new("read-only", format!("{what}: only a single read-only query ({allowed}) is allowed here"));
+        let body = strip_trailing(sql);
+        let code = code_only(body);
+        let first = code
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find(|w| !w.is_empty())
+            .map(str::to_ascii_lowercase);
+        let Some(first) = first else { return Err(refuse("the query is empty".into())) };
+        if code.contains(';') {
+            return Err(refuse("more than one statement".into()));
+        }
+        let leading_paren = code.trim_start().starts_with('(');
+        if !self.query_keywords().contains(&first.as_str()) || (leading_paren && first != "select" && first != "with" && first != "from") {
+            return Err(refuse(format!("{} statements are refused", first.to_ascii_uppercase())));
+        }
+        Ok(body)
+    }
+
+    /// `text` (a SQL expression of a text type) as a `DATE` when it starts with `YYYY-MM-DD`, else NULL.
+    pub fn try_date(self, text: &str) -> String {
+        match self {
+            SqlDialect::DuckDb => format!("TRY_CAST(substr({text}, 1, 10) AS DATE)"),
+            SqlDialect::Postgres => {
+                format!("CASE WHEN {text} ~ '^[0-9]{{4}}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])' THEN CAST(substr({text}, 1, 10) AS DATE) END")
+            }
+        }
+    }
+
+    /// `text` as a `TIMESTAMP` (without time zone) when it is an ISO date-time, else NULL.
+    pub fn try_timestamp(self, text: &str) -> String {
+        match self {
+            SqlDialect::DuckDb => format!("TRY_CAST({text} AS TIMESTAMP)"),
+            SqlDialect::Postgres => format!(
+                "CASE WHEN {text} ~ '^[0-9]{{4}}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]+)?)?$' THEN CAST({text} AS TIMESTAMP) END"
+            ),
+        }
+    }
+
+    /// `text` as a `TIME` when it is `HH:MM[:SS]`, else NULL.
+    pub fn try_time(self, text: &str) -> String {
+        match self {
+            SqlDialect::DuckDb => format!("TRY_CAST({text} AS TIME)"),
+            SqlDialect::Postgres => format!("CASE WHEN {text} ~ '^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]+)?)?$' THEN CAST({text} AS TIME) END"),
+        }
+    }
+
+    /// A floating-point expression rounded to two decimals.
+    pub fn round2(self, expr: &str) -> String {
+        match self {
+            SqlDialect::DuckDb => format!("round({expr}, 2)"),
+            // PostgreSQL rounds to a number of decimals only for numeric.
+            SqlDialect::Postgres => format!("round(CAST({expr} AS numeric), 2)"),
+        }
+    }
+}
+
 /// Read-only access to one dataset of a destination.
 pub trait DatasetReader: Send {
-    /// Short kind name (`duckdb`).
+    /// Short kind name (`duckdb`, `postgres`).
     fn kind(&self) -> &'static str;
+
+    /// The SQL the reader's queries are written in.
+    fn dialect(&self) -> SqlDialect;
 
     /// Where the data lives, for display (a file path or a host; never a password).
     fn location(&self) -> String;
@@ -76,7 +165,8 @@ pub trait DatasetReader: Send {
     /// The newest stored schema with this name, if any.
     fn stored_schema(&mut self, schema_name: &str) -> Result<Option<Schema>, DestinationError>;
 
-    /// Run one read-only query (checked with [`read_only_query`]) and return at most `max_rows` rows.
+    /// Run one read-only query (checked with [`SqlDialect::check_query`]) and return at most `max_rows`
+    /// rows.
     fn query(&mut self, sql: &str, max_rows: usize) -> Result<QueryRows, DestinationError>;
 
     /// Rows of a table per `_dlt_load_id` (tables without that column: empty), newest load first.
@@ -104,31 +194,9 @@ pub trait DatasetReader: Send {
     }
 }
 
-/// Statements a reader runs: queries only.
-const QUERY_KEYWORDS: &[&str] = &["select", "with", "from", "values", "table", "describe", "summarize", "show", "pivot", "unpivot"];
-
-/// Check that `sql` is a single query (`SELECT`, `WITH`, `FROM`, `VALUES`, `DESCRIBE`, …) and return it
-/// without a trailing semicolon; anything else (`DROP`, `INSERT`, `ATTACH`, `SET`, two statements) is
-/// refused with a message that names the statement.
+/// [`SqlDialect::check_query`] for DuckDB (`SELECT`, `WITH`, `FROM`, `VALUES`, `DESCRIBE`, …).
 pub fn read_only_query(sql: &str) -> Result<&str, DestinationError> {
-    let refuse = |what: String| {
-        DestinationError::new("read-only", format!("{what}: only a single read-only query (SELECT, WITH, FROM, VALUES, DESCRIBE, SUMMARIZE, SHOW) is allowed here"))
-    };
-    let body = strip_trailing(sql);
-    let code = code_only(body);
-    let first = code
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .find(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase);
-    let Some(first) = first else { return Err(refuse("the query is empty".into())) };
-    if code.contains(';') {
-        return Err(refuse("more than one statement".into()));
-    }
-    let leading_paren = code.trim_start().starts_with('(');
-    if !QUERY_KEYWORDS.contains(&first.as_str()) || (leading_paren && first != "select" && first != "with" && first != "from") {
-        return Err(refuse(format!("{} statements are refused", first.to_ascii_uppercase())));
-    }
-    Ok(body)
+    SqlDialect::DuckDb.check_query(sql)
 }
 
 /// `sql` without trailing whitespace, semicolons and comments.
@@ -140,19 +208,30 @@ fn strip_trailing(sql: &str) -> &str {
     s
 }
 
-/// `sql` with string literals, quoted identifiers and comments blanked out (same length), so that keyword
-/// and semicolon checks see code only.
+/// `sql` with string literals (`'…'`, `E'…'` with backslash escapes, `$tag$…$tag$`), quoted identifiers
+/// and comments blanked out, so that keyword and semicolon checks see code only. Erring on the side of
+/// code: an unterminated literal ends the text.
 fn code_only(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
+    // The previous character and whether it ended a word (`E'…'` only counts when `E` stands alone).
+    let mut prev: Option<char> = None;
+    let mut before_prev_is_word = false;
     while let Some(c) = chars.next() {
+        let escape_string = c == '\'' && matches!(prev, Some('e' | 'E')) && !before_prev_is_word;
+        before_prev_is_word = prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '$');
+        prev = Some(c);
         match c {
             '\'' | '"' => {
                 out.push(' ');
-                // A doubled quote inside the literal continues it.
+                // A doubled quote inside the literal continues it; in E'…' a backslash escapes the next
+                // character.
                 loop {
                     match chars.next() {
                         None => break,
+                        Some('\\') if escape_string => {
+                            chars.next();
+                        }
                         Some(q) if q == c => {
                             if chars.peek() == Some(&c) {
                                 chars.next();
@@ -164,6 +243,47 @@ fn code_only(sql: &str) -> String {
                     }
                 }
                 out.push(' ');
+                prev = Some(' ');
+            }
+            '$' if !before_prev_is_word => {
+                // A dollar quote `$tag$…$tag$` (tag: letters, digits, `_`, not starting with a digit); `$1`
+                // is a parameter.
+                let mut tag = String::from("$");
+                let mut look = chars.clone();
+                let mut is_quote = false;
+                while let Some(&n) = look.peek() {
+                    if n == '$' {
+                        tag.push('$');
+                        is_quote = !tag[1..].starts_with(|d: char| d.is_ascii_digit());
+                        break;
+                    }
+                    if !(n.is_alphanumeric() || n == '_') {
+                        break;
+                    }
+                    tag.push(n);
+                    look.next();
+                }
+                if !is_quote {
+                    out.push(c);
+                    continue;
+                }
+                for _ in 1..tag.chars().count() {
+                    chars.next();
+                }
+                let rest: String = chars.clone().collect();
+                match rest.find(&tag) {
+                    Some(end) => {
+                        let skip = rest[..end + tag.len()].chars().count();
+                        for _ in 0..skip {
+                            chars.next();
+                        }
+                    }
+                    None => {
+                        while chars.next().is_some() {}
+                    }
+                }
+                out.push(' ');
+                prev = Some(' ');
             }
             '-' if chars.peek() == Some(&'-') => {
                 for n in chars.by_ref() {
@@ -204,7 +324,7 @@ mod duck {
     use pipeline_engine::schema::Schema;
     use pipeline_engine::state::StateRow;
 
-    use super::{read_only_query, ColumnInfo, DatasetReader, LoadRow, QueryRows};
+    use super::{read_only_query, ColumnInfo, DatasetReader, LoadRow, QueryRows, SqlDialect};
     use crate::duckdb::DuckDbConfig;
     use crate::sql::qualified;
 
@@ -290,6 +410,10 @@ mod duck {
     impl DatasetReader for DuckDbReader {
         fn kind(&self) -> &'static str {
             KIND
+        }
+
+        fn dialect(&self) -> SqlDialect {
+            SqlDialect::DuckDb
         }
 
         fn location(&self) -> String {
@@ -458,6 +582,305 @@ mod duck {
                     e
                 }
             })
+        }
+    }
+}
+
+pub use self::pg::PostgresReader;
+
+mod pg {
+    use std::time::Duration;
+
+    use pipeline_engine::load::{DestinationError, StoredState, TableInfo};
+    use pipeline_engine::schema::Schema;
+    use pipeline_engine::state::StateRow;
+    use tokio_postgres::SimpleQueryMessage;
+
+    use super::{ColumnInfo, DatasetReader, LoadRow, QueryRows, SqlDialect};
+    use crate::postgres::PostgresConfig;
+    use crate::sql::{self, literal, qualified};
+
+    const KIND: &str = "postgres";
+
+    /// A statement running longer is cancelled by the server.
+    pub const QUERY_TIME_LIMIT: Duration = Duration::from_secs(20);
+
+    fn pg_err(context: &str) -> impl FnOnce(tokio_postgres::Error) -> DestinationError + '_ {
+        move |e| {
+            let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+            DestinationError::new(KIND, format!("{context}: {detail}")).with_source(e)
+        }
+    }
+
+    /// A dataset in PostgreSQL, read through one connection whose every transaction is read-only
+    /// (`default_transaction_read_only`), with a statement timeout. User queries run in their own
+    /// `SET TRANSACTION READ ONLY` transaction as a cursor (which PostgreSQL accepts for one query only,
+    /// never a second statement), of which at most the cap is fetched.
+    ///
+    /// The trait is synchronous: the reader owns a small single-thread tokio runtime that drives its
+    /// connection during each call. Call it from a thread that is not running async tasks (the
+    /// dashboard calls readers on tokio's blocking pool).
+    pub struct PostgresReader {
+        client: tokio_postgres::Client,
+        runtime: Option<tokio::runtime::Runtime>,
+        config: PostgresConfig,
+        time_limit: Duration,
+    }
+
+    impl std::fmt::Debug for PostgresReader {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("PostgresReader").field("config", &self.config).field("time_limit", &self.time_limit).finish()
+        }
+    }
+
+    impl Drop for PostgresReader {
+        fn drop(&mut self) {
+            // Never blocks, so dropping a reader is fine anywhere (also inside async code).
+            if let Some(rt) = self.runtime.take() {
+                rt.shutdown_background();
+            }
+        }
+    }
+
+    impl PostgresReader {
+        /// Connect to the dataset of `config` (its schema need not exist yet: the reader then shows an
+        /// empty dataset).
+        pub fn open(config: &PostgresConfig) -> Result<Self, DestinationError> {
+            Self::open_with_time_limit(config, QUERY_TIME_LIMIT)
+        }
+
+        /// [`PostgresReader::open`] with another statement time limit.
+        pub fn open_with_time_limit(config: &PostgresConfig, time_limit: Duration) -> Result<Self, DestinationError> {
+            config.validate()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| DestinationError::new(KIND, format!("starting the reader's runtime: {e}")))?;
+            let millis = time_limit.as_millis().max(1);
+            let client = runtime.block_on(async {
+                let client = config.connect().await?;
+                client
+                    .batch_execute(&format!(
+                        "SET default_transaction_read_only = on; SET statement_timeout = {millis}; SET application_name = 'personio-pipeline dashboard'"
+                    ))
+                    .await
+                    .map_err(pg_err("configuring a read-only session"))?;
+                Ok::<_, DestinationError>(client)
+            })?;
+            Ok(PostgresReader { client, runtime: Some(runtime), config: config.clone(), time_limit })
+        }
+
+        fn block_on<T>(&self, f: impl std::future::Future<Output = Result<T, DestinationError>>) -> Result<T, DestinationError> {
+            match &self.runtime {
+                Some(rt) => rt.block_on(f),
+                None => Err(DestinationError::new(KIND, "internal error: the reader was shut down")),
+            }
+        }
+
+        fn ds(&self) -> &str {
+            &self.config.dataset_name
+        }
+
+        fn table_exists(&self, table: &str) -> Result<bool, DestinationError> {
+            let q = format!(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+                literal(self.ds()),
+                literal(table)
+            );
+            let n: i64 = self.block_on(async {
+                let row = self.client.query_one(q.as_str(), &[]).await.map_err(pg_err("reading information_schema"))?;
+                row.try_get(0).map_err(pg_err("reading information_schema"))
+            })?;
+            Ok(n > 0)
+        }
+
+        fn timed_out(&self, e: DestinationError) -> DestinationError {
+            if e.message.contains("statement timeout") {
+                DestinationError::new(
+                    KIND,
+                    format!("the query ran longer than {}s and was stopped; add filters or a LIMIT", self.time_limit.as_secs_f64()),
+                )
+            } else {
+                e
+            }
+        }
+    }
+
+    impl DatasetReader for PostgresReader {
+        fn kind(&self) -> &'static str {
+            KIND
+        }
+
+        fn dialect(&self) -> SqlDialect {
+            SqlDialect::Postgres
+        }
+
+        fn location(&self) -> String {
+            self.config.redacted()
+        }
+
+        fn dataset_name(&self) -> &str {
+            self.ds()
+        }
+
+        fn table_ref(&self, table: &str) -> String {
+            qualified(self.ds(), table)
+        }
+
+        fn tables(&mut self) -> Result<Vec<TableInfo>, DestinationError> {
+            let q = format!(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = {} AND table_type = 'BASE TABLE' ORDER BY 1",
+                literal(self.ds())
+            );
+            let this = &*self;
+            self.block_on(async {
+                let rows = this.client.query(q.as_str(), &[]).await.map_err(pg_err("reading information_schema"))?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let name: String = r.try_get(0).map_err(pg_err("reading information_schema"))?;
+                    let count = format!("SELECT count(*) FROM {}", this.table_ref(&name));
+                    let n: i64 =
+                        this.client.query_one(count.as_str(), &[]).await.and_then(|r| r.try_get(0)).map_err(pg_err("counting rows"))?;
+                    out.push(TableInfo { name, rows: n.max(0) as u64 });
+                }
+                Ok(out)
+            })
+            .map_err(|e| self.timed_out(e))
+        }
+
+        fn columns(&mut self) -> Result<Vec<ColumnInfo>, DestinationError> {
+            // Types as PostgreSQL writes them (`character varying`, `numeric(38,9)`, `timestamp with time zone`).
+            let q = format!(
+                "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull \
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = {} AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY c.relname, a.attnum",
+                literal(self.ds())
+            );
+            self.block_on(async {
+                let rows = self.client.query(q.as_str(), &[]).await.map_err(pg_err("reading the catalog"))?;
+                let e = || pg_err("reading the catalog");
+                rows.iter()
+                    .map(|r| {
+                        Ok(ColumnInfo {
+                            table: r.try_get(0).map_err(e())?,
+                            name: r.try_get(1).map_err(e())?,
+                            data_type: r.try_get(2).map_err(e())?,
+                            nullable: r.try_get(3).map_err(e())?,
+                        })
+                    })
+                    .collect()
+            })
+        }
+
+        fn loads(&mut self, limit: usize) -> Result<Vec<LoadRow>, DestinationError> {
+            if !self.table_exists("_dlt_loads")? {
+                return Ok(Vec::new());
+            }
+            let q = format!(
+                "SELECT load_id, schema_name, status, CAST(inserted_at AS text), coalesce(schema_version_hash, '') \
+                 FROM {} ORDER BY load_id DESC LIMIT {limit}",
+                self.table_ref("_dlt_loads")
+            );
+            self.block_on(async {
+                let rows = self.client.query(q.as_str(), &[]).await.map_err(pg_err("reading _dlt_loads"))?;
+                let e = || pg_err("reading _dlt_loads");
+                rows.iter()
+                    .map(|r| {
+                        Ok(LoadRow {
+                            load_id: r.try_get(0).map_err(e())?,
+                            schema_name: r.try_get::<_, Option<String>>(1).map_err(e())?.unwrap_or_default(),
+                            status: r.try_get(2).map_err(e())?,
+                            inserted_at: r.try_get(3).map_err(e())?,
+                            schema_version_hash: r.try_get(4).map_err(e())?,
+                        })
+                    })
+                    .collect()
+            })
+        }
+
+        fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>, DestinationError> {
+            if !self.table_exists("_dlt_pipeline_state")? || !self.table_exists("_dlt_loads")? {
+                return Ok(None);
+            }
+            let q = sql::stored_state_query(self.ds(), pipeline_name);
+            self.block_on(async {
+                let rows = self.client.query(q.as_str(), &[]).await.map_err(pg_err("reading _dlt_pipeline_state"))?;
+                let Some(r) = rows.first() else { return Ok(None) };
+                let e = || pg_err("reading _dlt_pipeline_state");
+                let created_at: String = r.try_get(4).map_err(e())?;
+                Ok(Some(StoredState {
+                    row: StateRow {
+                        version: r.try_get(0).map_err(e())?,
+                        engine_version: r.try_get(1).map_err(e())?,
+                        pipeline_name: r.try_get(2).map_err(e())?,
+                        state: r.try_get(3).map_err(e())?,
+                        created_at: sql::parse_created_at(&created_at),
+                        version_hash: r.try_get::<_, Option<String>>(5).map_err(e())?.unwrap_or_default(),
+                        dlt_id: String::new(),
+                    },
+                    load_id: r.try_get(6).map_err(e())?,
+                }))
+            })
+        }
+
+        fn stored_schema(&mut self, schema_name: &str) -> Result<Option<Schema>, DestinationError> {
+            if !self.table_exists("_dlt_version")? {
+                return Ok(None);
+            }
+            let q = sql::stored_schema_query(self.ds(), schema_name);
+            let text: Option<String> = self.block_on(async {
+                let rows = self.client.query(q.as_str(), &[]).await.map_err(pg_err("reading _dlt_version"))?;
+                rows.first().map(|r| r.try_get(0)).transpose().map_err(pg_err("reading _dlt_version"))
+            })?;
+            let Some(text) = text else { return Ok(None) };
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| DestinationError::new(KIND, format!("the stored schema in _dlt_version is not JSON: {e}")))?;
+            Ok(Schema::from_dlt_json(&value))
+        }
+
+        fn query(&mut self, sql: &str, max_rows: usize) -> Result<QueryRows, DestinationError> {
+            let body = SqlDialect::Postgres.check_query(sql)?;
+            let declare = format!("DECLARE personio_pipeline_query NO SCROLL CURSOR FOR {body}");
+            let fetch = format!("FETCH FORWARD {} FROM personio_pipeline_query", max_rows.saturating_add(1));
+            let millis = self.time_limit.as_millis().max(1);
+            let result = self.block_on(async {
+                self.client
+                    .batch_execute(&format!("BEGIN; SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {millis}"))
+                    .await
+                    .map_err(pg_err("starting a read-only transaction"))?;
+                let run = async {
+                    // The extended protocol takes exactly one statement: a second one hidden from the
+                    // statement check is refused by the server.
+                    self.client.execute(declare.as_str(), &[]).await.map_err(pg_err("query"))?;
+                    self.client.simple_query(&fetch).await.map_err(pg_err("query"))
+                };
+                let fetched = run.await;
+                // Nothing to commit: every change was refused anyway.
+                let rollback = self.client.batch_execute("ROLLBACK").await.map_err(pg_err("ending the read-only transaction"));
+                let messages = fetched?;
+                rollback?;
+                let mut out = QueryRows::default();
+                for m in messages {
+                    match m {
+                        SimpleQueryMessage::RowDescription(cols) => out.columns = cols.iter().map(|c| c.name().to_string()).collect(),
+                        SimpleQueryMessage::Row(row) => {
+                            if out.columns.is_empty() {
+                                out.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+                            }
+                            if out.rows.len() == max_rows {
+                                out.truncated = true;
+                                continue;
+                            }
+                            let cells = (0..row.len()).map(|i| row.try_get(i).ok().flatten().map(String::from)).collect();
+                            out.rows.push(cells);
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(out)
+            });
+            result.map_err(|e| self.timed_out(e))
         }
     }
 }

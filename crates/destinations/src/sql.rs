@@ -130,7 +130,7 @@ impl Report {
 
     /// The load report.
     pub fn finish(self) -> LoadReport {
-        LoadReport { rows: self.0.into_iter().collect(), deleted: self.1.into_iter().collect() }
+        LoadReport { rows: self.0.into_iter().collect(), deleted: self.1.into_iter().collect(), warnings: Vec::new() }
     }
 }
 

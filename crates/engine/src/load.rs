@@ -69,6 +69,10 @@ pub struct LoadReport {
     /// Rows deleted (hard) or marked deleted (soft) per table by reconciliations.
     #[serde(default)]
     pub deleted: Vec<(String, u64)>,
+    /// What the user must know about this load (values the destination could not store as they were);
+    /// the run report carries them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The state and schema stored in a destination, for restoring a pipeline on an empty working directory.

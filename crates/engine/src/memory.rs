@@ -276,7 +276,7 @@ fn apply(d: &mut Dataset, plan: &LoadPlan, package: Option<&LoadPackage>, schema
         d.state_rows.push((state.clone(), load_id.clone()));
     }
     d.loads.push(plan.loads.clone());
-    Ok(LoadReport { rows: report.into_iter().collect(), deleted: deleted.into_iter().collect() })
+    Ok(LoadReport { rows: report.into_iter().collect(), deleted: deleted.into_iter().collect(), warnings: Vec::new() })
 }
 
 /// A reconciliation on rows: root rows whose key columns (as text) are not in the package's key set are

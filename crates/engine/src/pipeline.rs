@@ -23,7 +23,7 @@ use crate::merge::MergeHints;
 use crate::reconcile::{KeyOutcome, ReconcileEntry, ReconcilePolicy, ReconcileReport};
 use crate::schema::{MergeStrategy, Schema, WriteDisposition};
 use crate::state::{PipelineState, StateError};
-use crate::trace::{StepClock, TraceStep};
+use crate::trace::{ConfigValue, StepClock, TraceStep};
 
 /// Errors of a pipeline run.
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +219,9 @@ pub struct RunReport {
     /// Why the run failed (the error as printed); absent for a completed run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Which configuration value was found where ([`RunOptions::config_values`]; secrets without value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved_config_values: Vec<ConfigValue>,
 }
 
 impl std::fmt::Display for RunReport {
@@ -539,7 +542,8 @@ impl Pipeline {
         for package in pending_packages(&self.load_root())? {
             let id = package.load_id().to_string();
             match self.load_one(destination, &package).await? {
-                LoadOutcome::Loaded(_) => {
+                LoadOutcome::Loaded(loaded) => {
+                    report.warnings.extend(loaded.warnings);
                     report.loaded_packages.push(id.clone());
                     report.resumed_packages.push(id);
                 }
@@ -589,6 +593,9 @@ impl Pipeline {
                 }
             }
             load_report = destination.load_package(package).await.map_err(PipelineError::Load)?;
+            for w in &load_report.warnings {
+                tracing::warn!(load_id = package.load_id(), "{w}");
+            }
         }
         if let Some(doc) = &m.state_doc {
             self.save_local(&PipelineState::from_doc(doc.clone()), &m.schema)?;
@@ -620,8 +627,9 @@ impl Pipeline {
         source: &dyn Source,
         selected: Option<&[String]>,
         destination: &mut dyn Destination,
-        options: RunOptions,
+        mut options: RunOptions,
     ) -> Result<RunReport, PipelineError> {
+        let config_values = std::mem::take(&mut options.config_values);
         let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let started = Instant::now();
         let mut clock = StepClock::default();
@@ -647,6 +655,7 @@ impl Pipeline {
         };
         report.started_at = started_at;
         report.steps = clock.into_steps();
+        report.resolved_config_values = config_values;
         self.write_trace(&report);
         match failure {
             None => Ok(report),
@@ -1002,6 +1011,7 @@ impl Pipeline {
         let load_step = clock.start("load");
         match self.load_one(destination, &package).await? {
             LoadOutcome::Loaded(loaded) => {
+                report.warnings.extend(loaded.warnings.iter().cloned());
                 report.loaded_packages.push(load_id);
                 for r in report.reconciliations.iter_mut().filter(|r| r.status == "applied") {
                     r.rows = loaded.deleted.iter().filter(|(t, _)| *t == r.table).map(|(_, n)| n).sum();
@@ -1094,6 +1104,9 @@ pub struct RunOptions {
     /// Reconcile every selected resource that declares a reconciliation now, whatever its schedule
     /// (`never` included).
     pub force_reconcile: bool,
+    /// The configuration values the caller resolved for this run, written to the trace as they are
+    /// (the caller leaves secrets' values out).
+    pub config_values: Vec<ConfigValue>,
 }
 
 /// The state a run starts from, as [`Pipeline::sync_state`] reconciled it with the destination.

@@ -1,8 +1,11 @@
-//! The run trace: the steps of one run with their wall times, and the error that ended it.
+//! The run trace: the steps of one run with their wall times, the error that ended it, and which
+//! configuration value was found where.
 //!
 //! The pipeline writes the last run's [`crate::pipeline::RunReport`] to `trace.json` in the working
 //! directory after every run, failed runs included; its `steps` come from a [`StepClock`]. Extract and
 //! normalize overlap (the normalizer consumes pages while they arrive), so two steps may be open at once.
+//! `resolved_config_values` ([`ConfigValue`]) are handed in by the caller that resolved the
+//! configuration ([`crate::pipeline::RunOptions::config_values`]), secrets without their value.
 
 use std::time::Instant;
 
@@ -24,6 +27,36 @@ pub struct TraceStep {
     /// Why the run ended inside this step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One configuration value of a run, as dlt's trace lists its `resolved_config_values`: the key, where it
+/// was found and the value — never the value of a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigValue {
+    /// Dotted key as the program asks for it (`sources.personio.client_id`).
+    pub key: String,
+    /// `environment`, `secrets.toml`, `config.toml`, or `default` (not set anywhere).
+    pub provider: String,
+    /// Where exactly: the environment variable or the key path in the file; absent for a default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The value as text; `None` for a secret, and for a default the program does not spell out.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Whether the value is a secret (its value is never written).
+    #[serde(default)]
+    pub is_secret: bool,
+}
+
+impl ConfigValue {
+    /// The value to show: `***` for a set secret, `(default)` for an unnamed default.
+    pub fn shown(&self) -> String {
+        match (&self.value, self.is_secret) {
+            (_, true) if self.provider != "default" => "***".to_string(),
+            (Some(v), false) => v.clone(),
+            _ => "(default)".to_string(),
+        }
+    }
 }
 
 /// Records steps as a run goes; see the module docs.
@@ -101,6 +134,22 @@ mod tests {
         assert_eq!(steps[2].finished_at, None);
         assert_eq!(steps[2].error.as_deref(), Some("normalize failed: boom"));
         let _ = normalize;
+    }
+
+    #[test]
+    fn secrets_are_shown_as_stars() {
+        let secret = ConfigValue {
+            key: "sources.personio.client_secret".into(),
+            provider: "secrets.toml".into(),
+            location: Some("sources.personio.client_secret".into()),
+            value: None,
+            is_secret: true,
+        };
+        assert_eq!(secret.shown(), "***");
+        let default = ConfigValue { key: "runtime.request_timeout".into(), provider: "default".into(), value: Some("30".into()), ..Default::default() };
+        assert_eq!(default.shown(), "30");
+        let unnamed = ConfigValue { key: "sources.personio.app_id".into(), provider: "default".into(), ..Default::default() };
+        assert_eq!(unnamed.shown(), "(default)");
     }
 
     #[test]
