@@ -1,7 +1,10 @@
 //! The dashboard in a real headless browser (Debian's chromium driven through chromedriver), after a
-//! load of the Personio sandbox: every page shows the sandbox's ground truth, the SQL box refuses `DROP`,
-//! the absence chart has one bar per month. Screenshots of every page are written to
-//! `<target>/tmp/dashboard-screenshots/`.
+//! load of the Personio sandbox into DuckDB and into PostgreSQL: every page shows the sandbox's ground
+//! truth, the SQL box refuses `DROP`, the absence chart has one bar per month. Screenshots of every page
+//! are written to `<target>/tmp/dashboard-screenshots/` (PostgreSQL's with a `postgres-` prefix).
+//!
+//! The PostgreSQL test uses the server at 127.0.0.1:5432 (trust auth, database `test`) or
+//! `PERSONIO_TEST_POSTGRES`; it fails when the server is down unless `PERSONIO_SKIP_POSTGRES=1`.
 //!
 //! Without chromium or chromedriver the browser test prints `SKIPPED: …` and returns, unless
 //! `PERSONIO_REQUIRE_BROWSER=1` (set by `.ci/run`), which turns a missing browser into a failure.
@@ -19,7 +22,9 @@ use personio_sandbox::{Sandbox, SandboxConfig, Truth, DEFAULT_CLIENT_ID, DEFAULT
 use personio_source::{PersonioSource, SourceOptions};
 use pipeline_dashboard::{DashboardConfig, ReaderFactory};
 use pipeline_destinations::duckdb::DuckDbConfig;
-use pipeline_destinations::read::{DatasetReader, DuckDbReader};
+use pipeline_destinations::postgres::PostgresConfig;
+use pipeline_destinations::read::{DatasetReader, DuckDbReader, PostgresReader};
+use pipeline_engine::load::Destination;
 use pipeline_engine::pipeline::{Pipeline, PipelineConfig};
 use serde_json::{json, Value};
 
@@ -285,15 +290,15 @@ fn attendance_weeks(truth: &Truth) -> BTreeMap<NaiveDate, f64> {
     out
 }
 
-/// Load the demo company (the CLI's `run --demo`: default sandbox, default resources) into `dir`.
-async fn load_demo(dir: &Path) -> (Truth, String) {
+/// Load the demo company (the CLI's `run --demo`: default sandbox, default resources) into
+/// `destination`, with the working directory under `dir`.
+async fn load_demo(dir: &Path, dataset: &str, destination: &mut dyn Destination) -> (Truth, String) {
     let sandbox = Sandbox::start(SandboxConfig::default(), "127.0.0.1:0").await.expect("sandbox");
     let truth = sandbox.handle().truth();
     let client = PersonioClient::new(ClientConfig::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).with_base_url(sandbox.base_url())).expect("client");
     let source = PersonioSource::new(client, SourceOptions::default());
-    let pipeline = Pipeline::open(PipelineConfig::new(PIPELINE, DATASET, dir.join("pipelines"))).expect("pipeline");
-    let mut destination = DuckDbConfig::for_pipeline(dir, PIPELINE, DATASET).build().expect("duckdb");
-    let report = pipeline.run(&source, None, &mut destination).await.expect("demo load");
+    let pipeline = Pipeline::open(PipelineConfig::new(PIPELINE, dataset, dir.join("pipelines"))).expect("pipeline");
+    let report = pipeline.run(&source, None, destination).await.expect("demo load");
     assert_eq!(report.loaded_packages.len(), 1, "{report}");
     (truth, report.loaded_packages[0].clone())
 }
@@ -303,6 +308,24 @@ fn factory(dir: &Path) -> ReaderFactory {
     Arc::new(move || DuckDbReader::open(&config).map(|r| Box::new(r) as Box<dyn DatasetReader>))
 }
 
+/// The PostgreSQL server for `dataset`, or `None` when skipped.
+fn postgres_or_skip(test: &str, dataset: &str) -> Option<PostgresConfig> {
+    if std::env::var("PERSONIO_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+        println!("SKIPPED: {test} (PERSONIO_SKIP_POSTGRES=1)");
+        eprintln!("SKIPPED: {test} (PERSONIO_SKIP_POSTGRES=1)");
+        return None;
+    }
+    let url = std::env::var("PERSONIO_TEST_POSTGRES").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into());
+    Some(PostgresConfig::from_connection_string(&url, dataset).expect("PERSONIO_TEST_POSTGRES"))
+}
+
+/// Which destination a page check runs against (the few things that differ).
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    DuckDb,
+    Postgres,
+}
+
 // ------------------------------------------------------------------------------------ the test
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,18 +333,65 @@ async fn dashboard_pages_show_the_sandbox_load_in_headless_chromium() {
     let test = "dashboard_pages_show_the_sandbox_load_in_headless_chromium";
     let Some(browser) = browser_or_skip(test).await else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let (truth, load_id) = load_demo(dir.path()).await;
+    let mut destination = DuckDbConfig::for_pipeline(dir.path(), PIPELINE, DATASET).build().expect("duckdb");
+    let (truth, load_id) = load_demo(dir.path(), DATASET, &mut destination).await;
     let config = DashboardConfig::new(PIPELINE, DATASET, dir.path().join("pipelines"));
     let dashboard = pipeline_dashboard::start(config, factory(dir.path()), None).await.expect("dashboard");
-    let url = dashboard.url();
+    check_pages(&browser, &dashboard.url(), &truth, &load_id, DATASET, Kind::DuckDb).await;
+    browser.quit().await;
+    dashboard.shutdown().await.expect("shutdown");
+}
+
+/// The same pages, read from PostgreSQL through [`PostgresReader`]: the charts' SQL in PostgreSQL's
+/// dialect, the SQL box in a read-only transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_pages_show_a_postgres_load_in_headless_chromium() {
+    let test = "dashboard_pages_show_a_postgres_load_in_headless_chromium";
+    let dataset = format!("pp_dash_{}", std::process::id());
+    let Some(pg) = postgres_or_skip(test, &dataset) else { return };
+    let Some(browser) = browser_or_skip(test).await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut destination = pg.build().expect("postgres config");
+    destination
+        .health_check()
+        .await
+        .unwrap_or_else(|e| panic!("{test}: PostgreSQL must run at 127.0.0.1:5432 (or set PERSONIO_SKIP_POSTGRES=1): {e}"));
+    let (truth, load_id) = load_demo(dir.path(), &dataset, &mut destination).await;
+    let reader_config = pg.clone();
+    let factory: ReaderFactory = Arc::new(move || PostgresReader::open(&reader_config).map(|r| Box::new(r) as Box<dyn DatasetReader>));
+    let config = DashboardConfig::new(PIPELINE, &dataset, dir.path().join("pipelines"));
+    let dashboard = pipeline_dashboard::start(config, factory, None).await.expect("dashboard");
+    let checked = tokio::spawn({
+        let url = dashboard.url();
+        let dataset = dataset.clone();
+        async move {
+            check_pages(&browser, &url, &truth, &load_id, &dataset, Kind::Postgres).await;
+            browser.quit().await;
+        }
+    })
+    .await;
+    dashboard.shutdown().await.expect("shutdown");
+    let client = destination.query_client().await.expect("connect");
+    let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{dataset}\" CASCADE; DROP SCHEMA IF EXISTS \"{dataset}_staging\" CASCADE")).await;
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Every page against the ground truth; screenshots into the screenshot folder.
+async fn check_pages(browser: &Browser, url: &str, truth: &Truth, load_id: &str, dataset: &str, kind: Kind) {
+    let url = url.to_string();
+    let load_id = load_id.to_string();
+    let shot_prefix = if kind == Kind::Postgres { "postgres-" } else { "" };
     let shots = screenshot_dir();
+    let shot = |name: &str| shots.join(format!("{shot_prefix}{name}.png"));
     let n_employees = truth.employees.len() as u64;
 
     // Overview: the last load, nothing pending, state in sync.
     browser.goto(&url).await;
     assert!(browser.title().await.starts_with("Overview · personio"), "{}", browser.title().await);
     assert_eq!(browser.text("#last-load").await, load_id);
-    assert_eq!(browser.text("#dataset").await, DATASET);
+    assert_eq!(browser.text("#dataset").await, dataset);
     assert_eq!(browser.value("#card-pending").await, 0);
     assert_eq!(browser.value("#card-loads").await, 1);
     assert!(browser.text("#state-sync").await.starts_with("In sync"), "{}", browser.text("#state-sync").await);
@@ -333,7 +403,7 @@ async fn dashboard_pages_show_the_sandbox_load_in_headless_chromium() {
     }
     assert!(steps.contains("done") && !steps.contains("failed"), "{steps}");
     assert_eq!(browser.value("#run-rows-employees").await, n_employees);
-    browser.screenshot(&shots.join("overview.png")).await;
+    browser.screenshot(&shot("overview")).await;
 
     // Tables: row counts and the rows of the one load, equal to the truth.
     browser.goto(&format!("{url}tables")).await;
@@ -351,19 +421,20 @@ async fn dashboard_pages_show_the_sandbox_load_in_headless_chromium() {
     }
     assert_eq!(browser.value(&format!("[id='growth-employees-{load_id}']")).await, n_employees);
     assert_eq!(browser.value("#rows-_dlt_loads").await, 1);
-    browser.screenshot(&shots.join("tables.png")).await;
+    browser.screenshot(&shot("tables")).await;
 
     // Schema: employees' key and types; child tables nested under their parent.
     browser.goto(&format!("{url}schema")).await;
     let id_row = browser.text("#columns-employees tbody tr:first-child").await;
     let id_row = id_row.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(id_row.starts_with("id bigint BIGINT NOT NULL primary key"), "{id_row}");
+    let id_type = if kind == Kind::Postgres { "bigint" } else { "BIGINT" };
+    assert!(id_row.starts_with(&format!("id bigint {id_type} NOT NULL primary key")), "{id_row}");
     assert!(browser.text("#schema-employees summary").await.contains("merge"));
     let children = browser.all("#schema-employees ul details").await.len();
     assert!(children > 0, "employees has child tables in the tree");
     let child_id = browser.attr("#schema-employees ul details", "id").await;
     assert!(child_id.starts_with("schema-employees__"), "{child_id}");
-    browser.screenshot(&shots.join("schema.png")).await;
+    browser.screenshot(&shot("schema")).await;
 
     // State: the employees cursor is the newest last_modified_at of the truth.
     browser.goto(&format!("{url}state")).await;
@@ -376,13 +447,13 @@ async fn dashboard_pages_show_the_sandbox_load_in_headless_chromium() {
     let shown = browser.text("#cursor-employees").await;
     let shown = chrono::DateTime::parse_from_rfc3339(&shown).unwrap_or_else(|e| panic!("cursor {shown:?}: {e}"));
     assert_eq!(shown, newest);
-    browser.screenshot(&shots.join("state.png")).await;
+    browser.screenshot(&shot("state")).await;
 
     // Loads: the load with its rows per table.
     browser.goto(&format!("{url}loads")).await;
     assert_eq!(browser.text(&format!("[id='load-{load_id}-employees']")).await.replace('\u{202F}', ""), n_employees.to_string());
     assert_eq!(browser.all("#loads tbody tr").await.len(), 1);
-    browser.screenshot(&shots.join("loads.png")).await;
+    browser.screenshot(&shot("loads")).await;
 
     // Data browser: paging through employees.
     browser.goto(&format!("{url}data?table=employees")).await;
@@ -395,33 +466,52 @@ async fn dashboard_pages_show_the_sandbox_load_in_headless_chromium() {
         assert_eq!(browser.text("#page").await, "2");
         assert_eq!(browser.all("#data tbody tr").await.len() as u64, (n_employees - 50).min(50));
     }
-    browser.screenshot(&shots.join("data.png")).await;
+    browser.screenshot(&shot("data")).await;
 
     // SQL: a query answers; DROP (alone or behind a query) is refused and changes nothing.
     browser.goto(&format!("{url}sql")).await;
-    browser.type_into("#sql-input", &format!("SELECT count(*) AS n FROM {DATASET}.employees")).await;
+    browser.type_into("#sql-input", &format!("SELECT count(*) AS n FROM {dataset}.employees")).await;
     browser.click("#sql-run").await;
     assert_eq!(browser.text("#sql-result tbody td").await, n_employees.to_string());
-    browser.screenshot(&shots.join("sql.png")).await;
-    for drop in [format!("DROP TABLE {DATASET}.employees"), format!("SELECT 1; DROP TABLE {DATASET}.employees")] {
+    browser.screenshot(&shot("sql")).await;
+    for drop in [format!("DROP TABLE {dataset}.employees"), format!("SELECT 1; DROP TABLE {dataset}.employees")] {
         browser.type_into("#sql-input", &drop).await;
         browser.click("#sql-run").await;
         let refusal = browser.text("#sql-error").await;
         assert!(refusal.contains("refused") || refusal.contains("more than one statement"), "{refusal}");
         assert!(browser.all("#sql-result").await.is_empty());
     }
-    browser.screenshot(&shots.join("sql-refused.png")).await;
-    // No other files: the destination is opened without external access.
-    browser.type_into("#sql-input", "SELECT * FROM read_text('/etc/hostname')").await;
-    browser.click("#sql-run").await;
-    assert!(browser.all("#sql-result").await.is_empty(), "a file outside the database was read");
-    assert!(!browser.text("#sql-error").await.is_empty());
-    browser.type_into("#sql-input", &format!("SELECT count(*) FROM {DATASET}.employees")).await;
+    browser.screenshot(&shot("sql-refused")).await;
+    match kind {
+        Kind::DuckDb => {
+            // No other files: the destination is opened without external access.
+            browser.type_into("#sql-input", "SELECT * FROM read_text('/etc/hostname')").await;
+            browser.click("#sql-run").await;
+            assert!(browser.all("#sql-result").await.is_empty(), "a file outside the database was read");
+            assert!(!browser.text("#sql-error").await.is_empty());
+        }
+        Kind::Postgres => {
+            // Statements that pass the keyword check are still refused by the read-only transaction (a
+            // data-changing WITH), or by the server's one-statement rule (a second statement hidden in an
+            // E'' string, which the check also catches).
+            for sneaky in [
+                format!("WITH gone AS (DELETE FROM {dataset}.employees RETURNING 1) SELECT count(*) FROM gone"),
+                format!("SELECT E'\\''; DROP TABLE {dataset}.employees; --'"),
+            ] {
+                browser.type_into("#sql-input", &sneaky).await;
+                browser.click("#sql-run").await;
+                assert!(browser.all("#sql-result").await.is_empty(), "{sneaky} ran");
+                assert!(!browser.text("#sql-error").await.is_empty(), "{sneaky}: no error shown");
+            }
+        }
+    }
+    browser.type_into("#sql-input", &format!("SELECT count(*) FROM {dataset}.employees")).await;
     browser.click("#sql-run").await;
     assert_eq!(browser.text("#sql-result tbody td").await, n_employees.to_string(), "employees survived the DROP attempts");
     // The row cap.
     // (1,000 rows: over the cap, cheap enough for a loaded CI machine's debug DuckDB.)
-    browser.type_into("#sql-input", "SELECT * FROM range(1000)").await;
+    let thousand = if kind == Kind::Postgres { "SELECT * FROM generate_series(1, 1000)" } else { "SELECT * FROM range(1000)" };
+    browser.type_into("#sql-input", thousand).await;
     browser.click("#sql-run").await;
     if browser.all("#sql-rows").await.is_empty() {
         let error = if browser.all("#sql-error").await.is_empty() { String::new() } else { browser.text("#sql-error").await };
@@ -451,12 +541,10 @@ async fn dashboard_pages_show_the_sandbox_load_in_headless_chromium() {
         let shown: f64 = browser.attr(bar, "data-total").await.parse().expect("hours");
         assert!((shown - **hours).abs() < 0.051, "hours of week {week}: shown {shown}, truth {hours}");
     }
-    browser.screenshot(&shots.join("charts.png")).await;
-
-    browser.quit().await;
-    dashboard.shutdown().await.expect("shutdown");
+    browser.screenshot(&shot("charts")).await;
     println!("screenshots in {}", shots.display());
 }
+
 
 // ------------------------------------------------------------------------------------ the CLI
 

@@ -930,4 +930,107 @@ mod tests {
     fn trailing_semicolons_are_dropped() {
         assert_eq!(read_only_query("SELECT 1 ;\n").ok(), Some("SELECT 1"));
     }
+
+    #[test]
+    fn escape_strings_and_dollar_quotes_cannot_hide_a_second_statement() {
+        let pg = SqlDialect::Postgres;
+        for ok in ["SELECT E'it\\'s; fine'", "SELECT $$a;b$$", "SELECT $tag$ ; DROP $$ $tag$", "SELECT 'a''b;'", "select\"e\"'x;y' FROM t", "VALUES (1)", "TABLE t"] {
+            assert!(pg.check_query(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "SELECT E'\\''; DROP TABLE t; --'",
+            "SELECT e'\\\\'; DROP TABLE t",
+            "SELECT $1; DROP TABLE t",
+            "SELECT 1; COMMIT",
+            "DESCRIBE t",
+            "FROM t",
+            "SHOW search_path",
+            "EXPLAIN ANALYZE DELETE FROM t",
+            "SET default_transaction_read_only = off",
+            "COMMIT",
+        ] {
+            assert!(pg.check_query(bad).is_err(), "{bad}");
+        }
+        // `name'…'` is an identifier followed by a literal, not an E'' string: a backslash does not escape.
+        assert!(pg.check_query("SELECT somee'\\'; DROP TABLE t").is_err());
+        let err = pg.check_query("DESCRIBE t").expect_err("refused");
+        assert!(err.to_string().contains("SELECT, WITH, VALUES, TABLE"), "{err}");
+    }
+
+    /// The server of this machine (or `PERSONIO_TEST_POSTGRES`), `None` when `PERSONIO_SKIP_POSTGRES=1`.
+    fn server(dataset: &str) -> Option<crate::postgres::PostgresConfig> {
+        if std::env::var("PERSONIO_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+            eprintln!("SKIPPED: postgres reader test (PERSONIO_SKIP_POSTGRES=1)");
+            return None;
+        }
+        let url = std::env::var("PERSONIO_TEST_POSTGRES").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into());
+        Some(crate::postgres::PostgresConfig::from_connection_string(&url, dataset).expect("PERSONIO_TEST_POSTGRES"))
+    }
+
+    /// The PostgreSQL reader against the real server: types as PostgreSQL reports them, text cells, the
+    /// row cap, the time limit, and writes refused by the read-only transaction even when a statement
+    /// passes the keyword check.
+    #[test]
+    fn the_postgres_reader_reads_and_refuses_writes() {
+        let dataset = format!("pp_reader_{}", std::process::id());
+        let Some(config) = server(&dataset) else { return };
+        let setup = |sql: String| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                let c = config.connect().await.unwrap_or_else(|e| panic!("PostgreSQL must run at 127.0.0.1:5432 (or set PERSONIO_SKIP_POSTGRES=1): {e}"));
+                c.batch_execute(&sql).await
+            })
+        };
+        let t = format!("\"{dataset}\".people");
+        setup(format!(
+            "CREATE SCHEMA \"{dataset}\"; CREATE TABLE {t} (id bigint NOT NULL, name varchar, at timestamp with time zone, amount numeric(38,9), ok boolean, doc jsonb); \
+             INSERT INTO {t} SELECT g, 'p' || g, TIMESTAMPTZ '2024-05-01 10:00:00+02', 12.5, g % 2 = 0, '{{\"a\": 1}}' FROM generate_series(1, 30) g"
+        ))
+        .expect("setup");
+        let result = std::panic::catch_unwind(|| {
+            let mut r = PostgresReader::open_with_time_limit(&config, std::time::Duration::from_secs(1)).expect("open");
+            assert_eq!((r.kind(), r.dialect()), ("postgres", SqlDialect::Postgres));
+            assert!(!r.location().contains(":***@") || config.password.is_some());
+            assert_eq!(r.tables().expect("tables"), [TableInfo { name: "people".into(), rows: 30 }]);
+            let cols: Vec<(String, String, bool)> = r.columns().expect("columns").into_iter().map(|c| (c.name, c.data_type, c.nullable)).collect();
+            assert_eq!(
+                cols,
+                [
+                    ("id".to_string(), "bigint".to_string(), false),
+                    ("name".into(), "character varying".into(), true),
+                    ("at".into(), "timestamp with time zone".into(), true),
+                    ("amount".into(), "numeric(38,9)".into(), true),
+                    ("ok".into(), "boolean".into(), true),
+                    ("doc".into(), "jsonb".into(), true),
+                ]
+            );
+            assert!(r.loads(10).expect("no _dlt_loads").is_empty());
+            assert!(r.stored_state("p").expect("no state table").is_none());
+            let q = r.query(&format!("SELECT id, name, at, amount, ok, doc, NULL AS nothing FROM {t} WHERE id = 2"), 10).expect("query");
+            assert_eq!(q.columns, ["id", "name", "at", "amount", "ok", "doc", "nothing"]);
+            let row: Vec<Option<&str>> = q.rows[0].iter().map(|c| c.as_deref()).collect();
+            assert_eq!(row, [Some("2"), Some("p2"), Some("2024-05-01 08:00:00+00"), Some("12.500000000"), Some("t"), Some("{\"a\": 1}"), None]);
+            let capped = r.query(&format!("SELECT * FROM {t} ORDER BY id"), 25).expect("capped");
+            assert_eq!((capped.rows.len(), capped.truncated), (25, true));
+            let empty = r.query(&format!("SELECT id FROM {t} WHERE false"), 25).expect("no rows");
+            assert_eq!((empty.columns.as_slice(), empty.rows.len()), (["id".to_string()].as_slice(), 0));
+            let page = r.browse("people", 20, 50).expect("browse");
+            assert_eq!(page.rows.len(), 10);
+            for write in [
+                format!("WITH gone AS (DELETE FROM {t} RETURNING 1) SELECT count(*) FROM gone"),
+                format!("SELECT * FROM {t} FOR UPDATE"),
+            ] {
+                let err = r.query(&write, 10).expect_err(&write);
+                assert!(err.message.contains("read-only") || err.message.contains("data-modifying"), "{write}: {err}");
+            }
+            let err = r.query("SELECT pg_sleep(5)", 10).expect_err("time limit");
+            assert!(err.message.contains("ran longer than 1s"), "{err}");
+            // The connection is still usable after errors, and nothing was deleted.
+            assert_eq!(r.tables().expect("tables")[0].rows, 30);
+        });
+        let _ = setup(format!("DROP SCHEMA \"{dataset}\" CASCADE"));
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
 }

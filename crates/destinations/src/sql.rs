@@ -46,6 +46,12 @@ pub trait Dialect: Send + Sync {
     /// The destination's type for a dlt type.
     fn type_name(&self, dt: DataType) -> &'static str;
 
+    /// The type of a text column with a length (dlt's `precision`); default: the plain text type, for
+    /// destinations whose text has no length.
+    fn text_with_length(&self, _length: u32) -> String {
+        self.type_name(DataType::Text).to_string()
+    }
+
     /// SQL that orders the rows of a staging table by arrival (the last extracted row is the largest).
     fn staging_row_order(&self) -> &'static str;
 
@@ -145,7 +151,16 @@ pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) ->
         exec(&mut steps, format!("DROP TABLE IF EXISTS {}", qualified(ds, t)));
     }
     for t in &plan.create_tables {
-        let defs: Vec<String> = t.columns.iter().map(|c| column_def(c, |dt| d.type_name(dt))).collect();
+        let defs: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| match pipeline_engine::schema::bookkeeping_text_length(&t.name, &c.name) {
+                Some(n) if c.data_type == DataType::Text => {
+                    format!("{} {}{}", ident(&c.name), d.text_with_length(n), if c.nullable { "" } else { " NOT NULL" })
+                }
+                _ => column_def(c, |dt| d.type_name(dt)),
+            })
+            .collect();
         exec(&mut steps, format!("CREATE TABLE {} ({})", qualified(ds, &t.name), defs.join(", ")));
     }
     for a in &plan.add_columns {

@@ -554,6 +554,16 @@ fn table_json(t: &Table) -> serde_json::Value {
     m.into()
 }
 
+/// The length dlt gives a text column of a bookkeeping table (`precision: 64` on the load id of
+/// `_dlt_loads` and `_dlt_pipeline_state`); destinations with bounded text types (PostgreSQL's
+/// `varchar(64)`) create those columns with it. `None` for every other column.
+pub fn bookkeeping_text_length(table: &str, column: &str) -> Option<u32> {
+    match (table, column) {
+        ("_dlt_loads", "load_id") | ("_dlt_pipeline_state", "_dlt_load_id") => Some(64),
+        _ => None,
+    }
+}
+
 /// The three bookkeeping tables (`_dlt_version`, `_dlt_loads`, `_dlt_pipeline_state`) with dlt's columns.
 pub fn bookkeeping_tables() -> Vec<(&'static str, Vec<Column>)> {
     use DataType::*;

@@ -148,3 +148,167 @@ fn postgres_errors_never_print_the_password() {
         }
     }
 }
+
+/// Issue 14 on PostgreSQL: after `run --demo --destination postgres` with a password in the connection
+/// string, `pipeline show --destination postgres` serves the dashboard from PostgreSQL (row counts equal to
+/// the sandbox's truth, `DROP` and a data-changing `WITH` refused), `--no-browser` prints the text summary,
+/// and the trace says where each setting was found — the connection string by its variable, never its
+/// password, which appears in no output, no file and no page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_serves_the_dashboard_from_postgres_and_the_trace_hides_the_password() {
+    const PASSWORD: &str = "pp-Dashb0ard-S3cret";
+    let test = "show_serves_the_dashboard_from_postgres_and_the_trace_hides_the_password";
+    let dataset = unique("pp_show");
+    let Some(mut pg) = postgres(test, &dataset).await else { return };
+    let project = tempfile::tempdir().expect("tempdir");
+    // Trust authentication ignores the password; the program must still never show it.
+    let creds = url().replacen("postgresql://postgres@", &format!("postgresql://postgres:{PASSWORD}@"), 1);
+    assert!(creds.contains(PASSWORD), "PERSONIO_TEST_POSTGRES must be postgresql://postgres@host:port/db for this test");
+    std::fs::create_dir_all(project.path().join(".dlt")).expect(".dlt");
+    std::fs::write(project.path().join(".dlt").join("config.toml"), "[runtime]\nrequest_timeout = 45\n").expect("config.toml");
+    let cli = || {
+        let mut c = bin();
+        c.arg("--project-dir").arg(project.path()).arg("--pipelines-dir").arg(project.path().join("pipelines"));
+        c.env("DESTINATION__POSTGRES__CREDENTIALS", &creds).env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
+        c
+    };
+    let run = cli().args(["run", "--demo", "--destination", "postgres", "--dataset", &dataset]).output().expect("run --demo");
+    let mut outputs = vec![String::from_utf8_lossy(&run.stdout).to_string(), String::from_utf8_lossy(&run.stderr).to_string()];
+    assert!(run.status.success(), "run --demo --destination postgres: {}", outputs[1]);
+    assert!(outputs[0].contains(&format!("pipeline personio_demo show --dataset {dataset} --destination postgres")), "the hint: {}", outputs[0]);
+    let truth = personio_sandbox::Sandbox::start(SandboxConfig::default(), "127.0.0.1:0").await.expect("sandbox").handle().truth();
+    let n = truth.employees.len();
+
+    // trace.json: where each setting came from.
+    let trace_path = project.path().join("pipelines").join("personio_demo").join("trace.json");
+    let trace_text = std::fs::read_to_string(&trace_path).expect("trace.json");
+    let trace: serde_json::Value = serde_json::from_str(&trace_text).expect("trace JSON");
+    let values = trace["resolved_config_values"].as_array().cloned().unwrap_or_default();
+    let find = |key: &str| values.iter().find(|v| v["key"] == serde_json::json!(key)).cloned().unwrap_or_else(|| panic!("{key} missing in {values:?}"));
+    let creds_value = find("destination.postgres.credentials");
+    assert_eq!(creds_value["provider"], "environment");
+    assert_eq!(creds_value["location"], "DESTINATION__POSTGRES__CREDENTIALS");
+    assert_eq!((creds_value["is_secret"].clone(), creds_value["value"].clone()), (serde_json::json!(true), serde_json::Value::Null));
+    let timeout = find("runtime.request_timeout");
+    assert_eq!((timeout["provider"].as_str(), timeout["value"].as_str()), (Some("config.toml"), Some("45")));
+    let per_page = find("sources.personio.items_per_page");
+    assert_eq!((per_page["provider"].as_str(), per_page["value"].as_str()), (Some("default"), Some("200")));
+
+    // The text summary still works on PostgreSQL.
+    let text = cli().args(["pipeline", "personio_demo", "show", "--no-browser", "--destination", "postgres", "--dataset", &dataset]).output().expect("show --no-browser");
+    let text_out = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(text.status.success(), "{}", String::from_utf8_lossy(&text.stderr));
+    assert!(text_out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["employees", &n.to_string()]), "{text_out}");
+    outputs.push(text_out);
+
+    // The dashboard, served from PostgreSQL.
+    let mut child = cli()
+        .args(["pipeline", "personio_demo", "show", "--destination", "postgres", "--dataset", &dataset])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("show");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_default();
+    let Some(base) = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).map(String::from) else {
+        let _ = child.kill();
+        let err = child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stderr).to_string()).unwrap_or_default();
+        panic!("show printed no URL: {line:?}; stderr: {err}");
+    };
+    let mut pages = Vec::new();
+    for path in [
+        "".to_string(),
+        "tables".into(),
+        "schema".into(),
+        "state".into(),
+        "loads".into(),
+        "data?table=employees".into(),
+        "charts".into(),
+        format!("sql?q=DROP%20TABLE%20{dataset}.employees"),
+        format!("sql?q=WITH%20gone%20AS%20(DELETE%20FROM%20{dataset}.employees%20RETURNING%201)%20SELECT%20count(*)%20FROM%20gone"),
+        format!("sql?q=SELECT%20count(*)%20FROM%20{dataset}.employees"),
+    ] {
+        let body = http_get(&format!("{base}{path}"));
+        pages.push((path, body));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let page = |p: &str| pages.iter().find(|(path, _)| path.starts_with(p) && (p.is_empty() == path.is_empty())).map(|(_, b)| b.as_str()).unwrap_or("");
+    assert!(page("").contains("<dt>Destination</dt><dd>postgres</dd>"), "the overview names the destination: {}", page(""));
+    assert!(page("").contains("id=\"card-loads\" data-value=\"1\""), "{}", page(""));
+    assert!(page("tables").contains(&format!("id=\"rows-employees\" data-value=\"{n}\"")), "{}", page("tables"));
+    assert!(page("schema").contains("bigint"), "destination types as PostgreSQL reports them");
+    assert!(page("charts").contains("id=\"chart-absences\""), "the charts are computed in PostgreSQL: {}", page("charts"));
+    assert!(!page("charts").contains("id=\"missing-") && !page("charts").contains("class=\"notice error"), "{}", page("charts"));
+    assert!(page("charts").contains("id=\"chart-headcount\"") && page("charts").contains("id=\"chart-attendance\""), "{}", page("charts"));
+    let refused = &pages[7].1;
+    assert!(refused.contains("id=\"sql-error\"") && refused.contains("DROP statements are refused"), "{refused}");
+    let with_delete = &pages[8].1;
+    assert!(with_delete.contains("id=\"sql-error\""), "a data-changing WITH is refused by the server: {with_delete}");
+    assert!(pages[9].1.contains(&format!("<td>{n}</td>")), "employees survived: {}", pages[9].1);
+    let loads = page("loads");
+    assert!(loads.contains("id=\"config-destination.postgres.credentials\""), "the configuration table lists the credentials: {loads}");
+    assert!(loads.contains("DESTINATION__POSTGRES__CREDENTIALS"), "{loads}");
+
+    // The password: nowhere.
+    let mut hits = Vec::new();
+    for (what, text) in outputs.iter().map(|o| ("CLI output", o.as_str())).chain(pages.iter().map(|(p, b)| (p.as_str(), b.as_str()))) {
+        if text.contains(PASSWORD) {
+            hits.push(format!("in {what:?}"));
+        }
+    }
+    let mut stack = vec![project.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes())) {
+                hits.push(format!("in {}", p.display()));
+            }
+        }
+    }
+    pg.disconnect().await;
+    let client = pg.query_client().await.expect("connect");
+    let _ = client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{dataset}\" CASCADE; DROP SCHEMA IF EXISTS \"{dataset}_staging\" CASCADE"))
+        .await;
+    assert!(hits.is_empty(), "the password leaked: {hits:?}");
+}
+
+/// The body of `GET url` (`http://127.0.0.1:port/path`), over a plain socket.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (addr, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".to_string()));
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(std::time::Duration::from_secs(120))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read");
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(resp.len());
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let mut body: &[u8] = resp.get(split + 4..).unwrap_or(&[]);
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {url}: {head}");
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return String::from_utf8_lossy(body).to_string();
+    }
+    let mut out = Vec::new();
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(String::from_utf8_lossy(&body[..eol]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        let data = body.get(eol + 2..eol + 2 + n).unwrap_or(&[]);
+        out.extend_from_slice(data);
+        body = body.get(eol + 4 + n..).unwrap_or(&[]);
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
