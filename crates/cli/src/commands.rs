@@ -393,8 +393,11 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     drop(sandbox);
     let report = report?;
     let mut look = format!("personio-pipeline pipeline {pipeline_name} show{}", if dataset == settings::DEFAULT_DATASET { String::new() } else { format!(" --dataset {dataset}") });
-    if args.destination != DestinationKind::Duckdb {
-        look.push_str(&format!(" --destination {}", dd.kind()));
+    match args.destination {
+        DestinationKind::Duckdb => {}
+        DestinationKind::Postgres => look.push_str(" --destination postgres"),
+        // No dashboard reader for files yet (see `reader_factory`): the text summary.
+        DestinationKind::Filesystem => look.push_str(" --no-browser --destination filesystem"),
     }
     if env.json {
         let mut out = serde_json::to_value(&report)?;

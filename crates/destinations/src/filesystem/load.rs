@@ -310,7 +310,7 @@ impl<'a> Loader<'a> {
         }
         self.write_loads(&plan).await?;
         report.retain(|(_, n)| *n > 0);
-        Ok(LoadReport { rows: report, deleted: Vec::new() })
+        Ok(LoadReport { rows: report, deleted: Vec::new(), warnings: Vec::new() })
     }
 
     /// `pipeline drop`: delete the tables, then record the schema without them, the state and a load.
