@@ -45,7 +45,7 @@ def run(cli, sb, work, extra):
     r = measure(args, env=pipeline_env(sb.base, work / "pipelines", pacing=False), cwd=work)
     report = json.loads(r["stdout"])
     counts = sb.admin("GET", "requests/counts")
-    return {"wall_secs": r["wall_secs"], "requests": counts["total"], "by_path": counts["by_path"],
+    return {"wall_secs": r["wall_secs"], "requests": counts["total"], "by_status": counts.get("by_status", {}),
             "reconciliations": report.get("reconciliations", []), "rows": report.get("rows", {})}
 
 

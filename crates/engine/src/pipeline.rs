@@ -959,7 +959,7 @@ impl Pipeline {
                 None => continue,
             }
             if r.status == "skipped" {
-                let w = format!("{r}; it runs again on the next run");
+                let w = format!("{r}; the last reconciliation time is unchanged, so it is due again (or rerun with --reconcile)");
                 tracing::warn!("{w}");
                 report.warnings.push(w);
             }

@@ -148,6 +148,12 @@ async fn a_reconciled_run_leaves_the_dataset_equal_to_the_ground_truth() {
     let key_pages = |path: &str, marker: &str| log.iter().filter(|x| x.path == path && !x.query.contains(marker)).count() as u64;
     assert_eq!(by["absences"].requests, key_pages("/v1/company/time-offs", "updated_from"), "{r}");
     assert!(log.iter().any(|x| x.path == "/v1/company/employees" && x.query.contains("attributes")), "employees' key listing asks for ids only");
+    // v2 key listings in one cursor chain: exactly one request per page of 100 (persons: 50).
+    let t = h.truth();
+    assert_eq!(by["attendance_periods"].requests, t.attendance_periods.len().div_ceil(100) as u64, "{r}");
+    assert_eq!(by["absence_periods"].requests, t.absence_periods.len().div_ceil(100) as u64, "{r}");
+    assert_eq!(by["persons"].requests, t.persons.len().div_ceil(50) as u64, "{r}");
+    assert_eq!(by["employees"].requests, t.employees.len().div_ceil(100) as u64, "{r}");
     assert_eq!(by["employees_absences_balance"].requests, 0, "shares the employees' key listing");
     assert_eq!(by["custom_reports"].requests, 0, "free: every run reads every report");
     assert!(r.to_string().contains("Reconciled absences:"), "{r}");
