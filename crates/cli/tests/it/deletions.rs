@@ -254,3 +254,36 @@ async fn a_fault_during_reconciliation_deletes_nothing() {
     let truth: BTreeSet<String> = h.truth().absences.iter().map(|a| text(&a["attributes"]["id"])).collect();
     assert_eq!(w.id_set(&format!("SELECT CAST(id AS VARCHAR) FROM {}.absences", w.dataset)), truth);
 }
+
+/// The binary: per-resource settings from `.dlt/config.toml`, `--reconcile`, the cost in the JSON summary,
+/// and a bad value is a configuration error (exit code 2) naming the setting.
+#[test]
+fn the_cli_reads_the_settings_and_reconcile_forces_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join(".dlt")).expect("mkdir");
+    let run = |config: &str, args: &[&str]| {
+        std::fs::write(dir.path().join(".dlt/config.toml"), config).expect("config");
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_personio-pipeline"));
+        c.env_clear().arg("--project-dir").arg(dir.path()).arg("--pipelines-dir").arg(dir.path().join("pipelines"));
+        c.args(["--json", "run", "--demo", "--resources", "absences"]).args(args);
+        c.output().expect("run the binary")
+    };
+    let soft = "[sources.personio.resources.absences]\ndeletes = \"soft\"\nreconcile = \"7d\"\n";
+    let first = run(soft, &[]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    // Every demo run starts a fresh sandbox, so nothing is gone; the point is the settings and the cost.
+    let out = run(soft, &["--reconcile"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rec = &report["reconciliations"][0];
+    assert_eq!((rec["resource"].as_str(), rec["status"].as_str(), rec["mode"].as_str()), (Some("absences"), Some("applied"), Some("soft")), "{report}");
+    assert!(rec["requests"].as_u64().is_some_and(|n| n >= 1) && rec["keys"].as_u64().is_some_and(|n| n > 0), "{rec}");
+    // Without --reconcile the weekly schedule is not due: no reconciliation, no key listing.
+    let out = run(soft, &[]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(report.get("reconciliations").is_none(), "{report}");
+    let bad = run("[sources.personio.resources.absences]\nreconcile = \"weekly\"\n", &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("sources.personio.resources.absences.reconcile") && err.contains("allowed"), "{err}");
+}
