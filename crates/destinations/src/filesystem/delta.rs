@@ -28,8 +28,11 @@ use pipeline_engine::load::DestinationError;
 use super::store::Bucket;
 use super::KIND;
 
-/// The application id of this tool's `txn` actions.
+/// The application id of this tool's `txn` actions for a load's data.
 pub const APP_ID: &str = "personio-pipeline";
+/// The application id of a load's reconciliation commits (deletion detection), which precede its data
+/// commit on the same table.
+pub const RECONCILE_APP_ID: &str = "personio-pipeline/reconcile";
 
 fn delta_err(what: &str, e: deltalake::DeltaTableError) -> DestinationError {
     DestinationError::new(KIND, format!("{what}: {e}; check the bucket is reachable and the table's _delta_log intact, then rerun (a retried load is idempotent)")).with_source(e)
@@ -121,6 +124,7 @@ pub struct LakeTable {
     log_store: LogStoreRef,
     state: Option<DeltaTableState>,
     name: String,
+    app: &'static str,
 }
 
 impl LakeTable {
@@ -136,7 +140,13 @@ impl LakeTable {
         } else {
             None
         };
-        Ok(LakeTable { log_store, state, name: table.to_string() })
+        Ok(LakeTable { log_store, state, name: table.to_string(), app: APP_ID })
+    }
+
+    /// The same table, committing (and checking commits) under another `txn` application id.
+    pub fn with_app(mut self, app: &'static str) -> Self {
+        self.app = app;
+        self
     }
 
     /// Whether the table has a Delta log.
@@ -148,7 +158,7 @@ impl LakeTable {
     pub async fn committed(&self, load_id: &str) -> Result<bool, DestinationError> {
         let Some(state) = &self.state else { return Ok(false) };
         let v = state
-            .transaction_version(self.log_store.as_ref(), APP_ID)
+            .transaction_version(self.log_store.as_ref(), self.app)
             .await
             .map_err(|e| delta_err(&format!("reading the transactions of {}", self.name), e))?;
         Ok(v.is_some_and(|v| v >= txn_version(load_id)))
@@ -187,6 +197,10 @@ impl LakeTable {
         removes: Vec<Remove>,
         adds: &[NewFile],
     ) -> Result<(), DestinationError> {
+        if let Some(f) = adds.iter().find(|a| removes.iter().any(|r| r.path == a.path)) {
+            // A file rewritten under its own name would be removed by the commit that adds it.
+            return Err(DestinationError::new(KIND, format!("internal error: {} would be removed and added by one commit to {}", f.path, self.name)));
+        }
         let fields = columns
             .iter()
             .map(|(n, t)| Ok(StructField::new(n.clone(), delta_type(t)?, true)))
@@ -207,7 +221,7 @@ impl LakeTable {
             })
             .collect();
         let properties = CommitProperties::default()
-            .with_application_transaction(Transaction::new_with_last_update(APP_ID, txn_version(load_id), Some(now)))
+            .with_application_transaction(Transaction::new_with_last_update(self.app, txn_version(load_id), Some(now)))
             .with_metadata([("dlt_load_id".to_string(), serde_json::Value::String(load_id.to_string()))]);
         let what = format!("committing load {load_id} to the Delta table {}", self.name);
         let Some(state) = &self.state else {

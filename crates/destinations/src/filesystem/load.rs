@@ -16,9 +16,10 @@ use pipeline_engine::load::{DestinationError, LoadReport};
 use pipeline_engine::package::LoadPackage;
 use pipeline_engine::plan::{Catalog, ChainTable, Dedup, HardDelete, LoadJob, LoadPlan, VersionRow};
 use pipeline_engine::schema::{MergeStrategy, Schema, SortOrder};
+use pipeline_engine::reconcile::{DeleteMode, DELETED_AT_COLUMN};
 use pipeline_engine::state::StateRow;
 
-use super::delta::{ActiveFile, CommitKind, LakeTable, NewFile};
+use super::delta::{ActiveFile, CommitKind, LakeTable, NewFile, RECONCILE_APP_ID};
 use super::files::{self, FileFormat, ParquetBuilder};
 use super::layout;
 use super::store::Bucket;
@@ -132,6 +133,9 @@ struct Sink<'a> {
     current: Option<ParquetBuilder>,
     jsonl: Vec<RecordBatch>,
     files: Vec<NewFile>,
+    /// Part of the file ids: two writers of one table in one load (a reconciliation, then the data)
+    /// never name a file alike.
+    tag: &'static str,
 }
 
 impl<'a> Sink<'a> {
@@ -152,7 +156,14 @@ impl<'a> Sink<'a> {
             current: None,
             jsonl: Vec::new(),
             files: Vec::new(),
+            tag: "",
         }
+    }
+
+    /// The same sink, naming its files with `tag` too.
+    fn tagged(mut self, tag: &'static str) -> Self {
+        self.tag = tag;
+        self
     }
 
     fn what(&self) -> String {
@@ -186,7 +197,8 @@ impl<'a> Sink<'a> {
     }
 
     async fn upload(&mut self, bytes: Bytes, rows: u64) -> Result<(), DestinationError> {
-        let name = layout::data_file(self.load_id, &self.table, self.files.len(), self.format.extension());
+        let id_base = if self.tag.is_empty() { self.table.clone() } else { format!("{}/{}", self.table, self.tag) };
+        let name = layout::data_file(self.load_id, &id_base, self.files.len(), self.format.extension());
         let size = bytes.len() as u64;
         self.bucket.put(&self.bucket.path(&[self.dataset, &self.table, &name]), bytes).await?;
         self.files.push(NewFile { path: name, size, rows });
@@ -264,6 +276,7 @@ impl<'a> Loader<'a> {
         let dropped: HashSet<&str> = plan.drop_tables.iter().map(String::as_str).collect();
         let mut touched: HashSet<String> = HashSet::new();
         let mut report: Vec<(String, u64)> = Vec::new();
+        let mut deleted: Vec<(String, u64)> = Vec::new();
         for job in &plan.jobs {
             match job {
                 LoadJob::Append { table } => {
@@ -284,13 +297,11 @@ impl<'a> Loader<'a> {
                     report.extend(self.merge(package, &m.schema, &job, &dropped).await?);
                 }
                 LoadJob::Scd2 { chain, .. } => return Err(unsupported_merge(chain)),
-                LoadJob::Reconcile { resource, .. } => {
-                    // Never planned for this destination (its capabilities say it cannot reconcile, so the
-                    // pipeline ships no key set); a package made elsewhere is refused, not half applied.
-                    return Err(DestinationError::new(
-                        KIND,
-                        format!("package {} reconciles `{resource}`, which this destination cannot do; load it into the destination it was made for", self.load_id),
-                    ));
+                LoadJob::Reconcile { resource, chain, columns, mode, at } => {
+                    if !dropped.contains(chain.first().map(String::as_str).unwrap_or_default()) {
+                        let job = ReconcileJob { resource, chain, columns, mode: *mode, at };
+                        deleted.extend(self.reconcile(package, &m.schema, &job).await?);
+                    }
                 }
             }
         }
@@ -310,7 +321,7 @@ impl<'a> Loader<'a> {
         }
         self.write_loads(&plan).await?;
         report.retain(|(_, n)| *n > 0);
-        Ok(LoadReport { rows: report, deleted: Vec::new(), warnings: Vec::new() })
+        Ok(LoadReport { rows: report, deleted, warnings: Vec::new() })
     }
 
     /// `pipeline drop`: delete the tables, then record the schema without them, the state and a load.
@@ -511,6 +522,116 @@ impl<'a> Loader<'a> {
         })
     }
 
+    /// Deletion detection ([`LoadJob::Reconcile`], docs/deletions.md) on Delta tables, copy-on-write:
+    /// root rows whose key is not in the package's key set are deleted with their child rows (hard), or
+    /// get `_dlt_deleted_at` = the reconciliation time unless marked already, and rows whose key is seen
+    /// again lose their mark (soft). Commits (children first, the root last) carry their own `txn`
+    /// application id, so the load's merge into the same table still commits after them. Returns the
+    /// rows deleted or newly marked per table.
+    async fn reconcile(&self, package: &LoadPackage, schema: &Schema, job: &ReconcileJob<'_>) -> Result<Vec<(String, u64)>, DestinationError> {
+        let Some(root) = job.chain.first().map(String::as_str) else { return Ok(Vec::new()) };
+        let root_lake = LakeTable::open(&self.bucket, self.ds(), root).await?.with_app(RECONCILE_APP_ID);
+        if !root_lake.exists() || root_lake.committed(self.load_id).await? {
+            return Ok(Vec::new());
+        }
+        let mut keys: HashSet<String> = HashSet::new();
+        let mut buf = String::new();
+        package.for_each_key_batch::<DestinationError>(job.resource, |b| {
+            let texts = Texts::of(&b, job.columns, job.resource)?;
+            for r in 0..b.num_rows() {
+                if let Some(k) = texts.get(r, &mut buf) {
+                    keys.insert(k.to_string());
+                }
+            }
+            Ok(())
+        })?;
+        let columns = Self::target_columns(schema, root, root_lake.columns()?, true);
+        let dlt_id = vec!["_dlt_id".to_string()];
+        let soft = job.mode == DeleteMode::Soft;
+        let mut projection: Vec<&str> = job.columns.iter().map(String::as_str).collect();
+        projection.push(if soft { DELETED_AT_COLUMN } else { "_dlt_id" });
+        let target = files::arrow_schema(&columns);
+        let mut sink = Sink::new(self, root, &columns, FileFormat::Parquet, schema).tagged("reconcile");
+        let mut removes = Vec::new();
+        let mut gone: HashSet<String> = HashSet::new();
+        let mut changed = 0u64;
+        let at = job.at.timestamp_micros();
+        for f in root_lake.active_files().await? {
+            let bytes = self.read_file(root, &f).await?;
+            // Which rows change: gone (hard), or to be marked or unmarked (soft).
+            let mut affected = false;
+            for b in files::read_parquet(bytes.clone(), Some(projection.as_slice())).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
+                let present = Texts::of(&b, job.columns, root)?.in_set(b.num_rows(), &keys);
+                let marked = b.column_by_name(DELETED_AT_COLUMN).cloned();
+                let is_marked = |r: usize| marked.as_ref().is_some_and(|m| m.is_valid(r));
+                affected |= (0..b.num_rows()).any(|r| if soft { present[r] == is_marked(r) } else { !present[r] });
+            }
+            if !affected {
+                continue;
+            }
+            for b in files::read_parquet(bytes, None).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
+                let b = files::conform(&b, &target).map_err(|e| file_err(&format!("reading {}", f.path), e))?;
+                let present = Texts::of(&b, job.columns, root)?.in_set(b.num_rows(), &keys);
+                if soft {
+                    let (b, marked) = mark_deleted(&b, &present, at)?;
+                    changed += marked;
+                    sink.push(&b).await?;
+                } else {
+                    let ids = Texts::of(&b, &dlt_id, root)?;
+                    for r in (0..b.num_rows()).filter(|r| !present[*r]) {
+                        changed += 1;
+                        if let Some(id) = ids.get(r, &mut buf) {
+                            gone.insert(id.to_string());
+                        }
+                    }
+                    sink.push(&filter(&b, present)?).await?;
+                }
+            }
+            removes.push(f.remove);
+        }
+        let files = sink.finish(false).await?;
+        let mut out = Vec::new();
+        if !gone.is_empty() {
+            let root_id = vec!["_dlt_root_id".to_string()];
+            for child in job.chain.iter().skip(1).rev() {
+                let lake = LakeTable::open(&self.bucket, self.ds(), child).await?.with_app(RECONCILE_APP_ID);
+                if !lake.exists() || lake.committed(self.load_id).await? {
+                    continue;
+                }
+                let child_columns = Self::target_columns(schema, child, lake.columns()?, true);
+                let mut child_sink = Sink::new(self, child, &child_columns, FileFormat::Parquet, schema).tagged("reconcile");
+                let mut child_removes = Vec::new();
+                let mut deleted = 0u64;
+                for f in lake.active_files().await? {
+                    let bytes = self.read_file(child, &f).await?;
+                    let mut affected = false;
+                    for b in files::read_parquet(bytes.clone(), Some(&["_dlt_root_id"][..])).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
+                        affected |= Texts::of(&b, &root_id, child)?.in_set(b.num_rows(), &gone).contains(&true);
+                    }
+                    if !affected {
+                        continue;
+                    }
+                    for b in files::read_parquet(bytes, None).map_err(|e| file_err(&format!("reading {}", f.path), e))? {
+                        let hit = Texts::of(&b, &root_id, child)?.in_set(b.num_rows(), &gone);
+                        deleted += hit.iter().filter(|h| **h).count() as u64;
+                        child_sink.push(&filter(&b, hit.into_iter().map(|h| !h).collect())?).await?;
+                    }
+                    child_removes.push(f.remove);
+                }
+                let child_files = child_sink.finish(false).await?;
+                if !child_removes.is_empty() {
+                    lake.commit(self.load_id, &child_columns, CommitKind::Merge, child_removes, &child_files).await?;
+                }
+                out.push((child.clone(), deleted));
+            }
+        }
+        if !removes.is_empty() {
+            root_lake.commit(self.load_id, &columns, CommitKind::Merge, removes, &files).await?;
+        }
+        out.push((root.to_string(), changed));
+        Ok(out)
+    }
+
     /// Merge a chain (`delete-insert` or `upsert`, with dlt's `hard_delete` and `dedup_sort`): see the
     /// module docs and docs/history.md for the semantics, which are the SQL destinations'. Returns rows
     /// per table.
@@ -705,6 +826,45 @@ fn unsupported_merge(chain: &[ChainTable]) -> DestinationError {
         KIND,
         format!("table `{table}` is merged with the scd2 strategy, which this destination does not apply; use delete-insert or upsert for it, or another destination"),
     )
+}
+
+/// A reconciliation of a resource's chain ([`LoadJob::Reconcile`]).
+struct ReconcileJob<'a> {
+    resource: &'a str,
+    chain: &'a [String],
+    columns: &'a [String],
+    mode: DeleteMode,
+    at: &'a chrono::DateTime<chrono::Utc>,
+}
+
+/// Soft deletion on a batch with the table's columns: rows not `present` get `_dlt_deleted_at` = `at`
+/// unless marked already, present rows lose their mark. Returns the batch and the rows newly marked.
+fn mark_deleted(batch: &RecordBatch, present: &[bool], at: i64) -> Result<(RecordBatch, u64), DestinationError> {
+    let Some(idx) = batch.schema().index_of(DELETED_AT_COLUMN).ok() else {
+        return Err(DestinationError::new(KIND, format!("the table has no {DELETED_AT_COLUMN} column for soft deletes; drop it and load it again")));
+    };
+    // No casts: a zone name (`UTC`) is not parsed without chrono-tz; the values are UTC microseconds.
+    let (A::Timestamp(arrow::datatypes::TimeUnit::Microsecond, tz), Some(old)) =
+        (batch.schema().field(idx).data_type().clone(), batch.column(idx).as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().cloned())
+    else {
+        return Err(DestinationError::new(KIND, format!("{DELETED_AT_COLUMN} is not a timestamp; drop the table and load it again")));
+    };
+    let mut marked = 0u64;
+    let values: arrow::array::TimestampMicrosecondArray = (0..batch.num_rows())
+        .map(|r| match (present[r], old.is_valid(r)) {
+            (true, _) => None,
+            (false, true) => Some(old.value(r)),
+            (false, false) => {
+                marked += 1;
+                Some(at)
+            }
+        })
+        .collect();
+    let column: ArrayRef = std::sync::Arc::new(values.with_timezone_opt(tz));
+    let mut columns = batch.columns().to_vec();
+    columns[idx] = column;
+    let out = RecordBatch::try_new(batch.schema(), columns).map_err(|e| DestinationError::new(KIND, format!("writing {DELETED_AT_COLUMN}: {e}")))?;
+    Ok((out, marked))
 }
 
 /// A `delete-insert` or `upsert` merge of a chain ([`LoadJob::Merge`]).

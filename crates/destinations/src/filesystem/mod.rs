@@ -383,9 +383,8 @@ impl Destination for FilesystemDestination {
             // delete-insert and upsert with dlt's hard_delete/dedup_sort hints (copy-on-write); not scd2.
             merge_strategies: vec![MergeStrategy::DeleteInsert, MergeStrategy::Upsert],
             merge_hints: true,
-            // Deletion detection (docs/deletions.md) is not implemented here yet: runs keep deleted
-            // records (as dlt does) and an explicit reconciliation is refused before extracting.
-            reconcile: false,
+            // Deletion detection (docs/deletions.md): copy-on-write on the Delta tables, hard or soft.
+            reconcile: true,
         }
     }
 

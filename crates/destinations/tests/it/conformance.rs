@@ -200,9 +200,7 @@ impl Target {
                         let values: Vec<String> = columns
                             .iter()
                             .map(|c| match b.column_by_name(c) {
-                                Some(a) if !arrow::array::Array::is_null(a.as_ref(), r) => {
-                                    canonical(&arrow::util::display::array_value_to_string(a, r).expect("display"))
-                                }
+                                Some(a) if !arrow::array::Array::is_null(a.as_ref(), r) => canonical(&display(a, r)),
                                 _ => "∅".to_string(),
                             })
                             .collect();
@@ -258,6 +256,18 @@ impl Target {
                     .await;
             }
         }
+    }
+}
+
+/// Arrow's display of a value; UTC timestamps as `…Z` (Arrow names zones only with chrono-tz).
+fn display(a: &arrow::array::ArrayRef, r: usize) -> String {
+    use arrow::datatypes::DataType;
+    match a.data_type() {
+        DataType::Timestamp(unit, Some(_)) => {
+            let naive = arrow::compute::cast(a, &DataType::Timestamp(*unit, None)).expect("cast");
+            format!("{}Z", arrow::util::display::array_value_to_string(&naive, r).expect("display"))
+        }
+        _ => arrow::util::display::array_value_to_string(a, r).expect("display"),
     }
 }
 

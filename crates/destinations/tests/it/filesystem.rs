@@ -283,3 +283,35 @@ async fn delta_tables_gain_columns() {
     notes.sort();
     assert_eq!(notes, sel(&["1:∅", "2:new column", "3:∅"]));
 }
+
+/// Deletion detection on Delta tables: hard deletes take child rows with them, in commits of their own
+/// (the load's merge into the same table still commits), and a retried package applies them once.
+#[tokio::test]
+async fn reconciliation_deletes_on_delta_tables_once() {
+    use pipeline_engine::extract::ResourceSpec;
+    use pipeline_engine::fixture::FixtureSource;
+    use pipeline_engine::reconcile::Schedule;
+    let lake = Lake::new();
+    let mut d = lake.destination();
+    let p = lake.pipeline();
+    let specs = vec![ResourceSpec::new("people", &["id"], WriteDisposition::Merge).with_cursor("updated_at").with_reconcile(&["id"], Schedule::Always)];
+    let mut src = FixtureSource::new("fixtures", specs);
+    src.set("people", vec![person(1, 1, "a", &[10, 11]), person(2, 1, "b", &[20]), person(3, 1, "c", &[30])]);
+    p.run(&src, Some(&sel(&["people"])), &mut d).await.expect("run 1");
+    src.set("people", vec![person(1, 1, "a", &[10, 11]), person(3, 2, "c2", &[31]), person(4, 2, "d", &[40])]);
+    let err = p
+        .run_with(&src, Some(&sel(&["people"])), &mut d, RunOptions { fail_before_load: true, ..RunOptions::default() })
+        .await;
+    assert!(err.is_err(), "injected failure");
+    let package = pending_packages(&p.workdir().join("load")).expect("pending").pop().expect("one pending package");
+    let report = d.load_package(&package).await.expect("attempt 1");
+    assert_eq!(values(&mut d, "people", "id").await, sel(&["1", "3", "4"]));
+    assert_eq!(values(&mut d, "people__cost_centers", "id").await, sel(&["10", "11", "31", "40"]));
+    assert!(report.deleted.contains(&("people".to_string(), 1)), "{report:?}");
+    std::fs::remove_file(lake.dataset_dir().join(format!("_dlt_loads/fixtures__{}.jsonl", package.load_id()))).expect("remove");
+    let before = files_under(&lake.dataset_dir());
+    d.load_package(&package).await.expect("attempt 2");
+    let new: Vec<String> = files_under(&lake.dataset_dir()).into_iter().filter(|f| !before.contains(f)).collect();
+    assert_eq!(new, vec![format!("_dlt_loads/fixtures__{}.jsonl", package.load_id())], "the retry only completes the load");
+    assert_eq!(values(&mut d, "people", "id").await, sel(&["1", "3", "4"]));
+}
