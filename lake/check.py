@@ -69,6 +69,9 @@ BUCKET = "lake"
 S3_KEY, S3_SECRET, S3_REGION = "lake-check-key", "lake-check-secret", "us-east-1"
 # The state keys that must agree with the reference's (the rest names the destination or counts versions).
 STATE_COMPARED = ("sources", "pipeline_name", "dataset_name", "schema_names", "default_schema_name")
+# Resource state keys holding the wall-clock time of the run that wrote them (the engine's
+# `reconcile::STATE_KEY`): compared for presence, not value, since the reference ran at another time.
+RUN_TIME_KEYS = ("reconciled_at",)
 
 
 class CannotRun(Exception):
@@ -252,6 +255,16 @@ def schema_diff(want, have):
 
 def decode_state(text):
     return json.loads(zlib.decompress(base64.b64decode(text)))
+
+
+def mask_run_times(value):
+    """`value` with every RUN_TIME_KEYS entry replaced by a placeholder (present stays present)."""
+    if isinstance(value, dict):
+        return {k: ("<time of the run>" if k in RUN_TIME_KEYS and v is not None else mask_run_times(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_run_times(v) for v in value]
+    return value
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -533,8 +546,8 @@ def check_lake(ref, lake, rep, spark=None, only=None):
         rep.err(f"_dlt_pipeline_state: {len(states)} rows, the reference {len(ref_states)}")
     if states and ref_states:
         try:
-            mine = decode_state(max(states, key=lambda r: r.get("version", 0))["state"])
-            theirs = decode_state(max(ref_states, key=lambda r: r["version"])["state"])
+            mine = mask_run_times(decode_state(max(states, key=lambda r: r.get("version", 0))["state"]))
+            theirs = mask_run_times(decode_state(max(ref_states, key=lambda r: r["version"])["state"]))
             for k in STATE_COMPARED:
                 if mine.get(k) != theirs.get(k):
                     rep.err(f"newest pipeline state: {k} differs: lake {json.dumps(mine.get(k), sort_keys=True)[:300]} "
