@@ -6,9 +6,10 @@
 //! statement check every reader applies before running user SQL; the read-only connection (DuckDB) or
 //! read-only transaction (PostgreSQL) is the guarantee behind it.
 //!
-//! Readers: [`DuckDbReader`] (feature `duckdb`) and [`PostgresReader`]. A destination without a SQL
-//! engine of its own (the filesystem destination's Parquet/Delta files) would implement the trait over an
-//! in-memory DuckDB with views on its files and report [`SqlDialect::DuckDb`].
+//! Readers: [`DuckDbReader`] (feature `duckdb`) and [`PostgresReader`]; the filesystem destination, which
+//! has no SQL engine of its own, has [`crate::filesystem::FilesystemReader`] (feature `duckdb`): a
+//! [`DuckDbReader`] over an in-memory DuckDB snapshot of the lake's current files, in
+//! [`SqlDialect::DuckDb`].
 
 use pipeline_engine::load::{DestinationError, StoredState, TableInfo};
 use pipeline_engine::schema::Schema;
@@ -315,7 +316,6 @@ pub use self::duck::DuckDbReader;
 
 #[cfg(feature = "duckdb")]
 mod duck {
-    use std::path::PathBuf;
     use std::sync::mpsc;
     use std::time::Duration;
 
@@ -340,13 +340,14 @@ mod duck {
     /// A DuckDB database opened read-only, with no access to other files or the network.
     pub struct DuckDbReader {
         conn: Connection,
-        path: PathBuf,
+        kind: &'static str,
+        location: String,
         dataset: String,
     }
 
     impl std::fmt::Debug for DuckDbReader {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("DuckDbReader").field("path", &self.path).field("dataset", &self.dataset).finish()
+            f.debug_struct("DuckDbReader").field("kind", &self.kind).field("location", &self.location).field("dataset", &self.dataset).finish()
         }
     }
 
@@ -383,7 +384,13 @@ mod duck {
                 }
                 err.with_source(e)
             })?;
-            Ok(DuckDbReader { conn, path, dataset: config.dataset_name.clone() })
+            Ok(DuckDbReader { conn, kind: KIND, location: path.display().to_string(), dataset: config.dataset_name.clone() })
+        }
+
+        /// A reader over a connection the crate prepared (the filesystem destination's in-memory
+        /// snapshot), reporting `kind` and `location` as that destination's.
+        pub(crate) fn over(conn: Connection, kind: &'static str, location: String, dataset: String) -> Self {
+            DuckDbReader { conn, kind, location, dataset }
         }
 
         fn table_exists(&self, table: &str) -> Result<bool, DestinationError> {
@@ -409,7 +416,7 @@ mod duck {
 
     impl DatasetReader for DuckDbReader {
         fn kind(&self) -> &'static str {
-            KIND
+            self.kind
         }
 
         fn dialect(&self) -> SqlDialect {
@@ -417,7 +424,7 @@ mod duck {
         }
 
         fn location(&self) -> String {
-            self.path.display().to_string()
+            self.location.clone()
         }
 
         fn dataset_name(&self) -> &str {

@@ -11,6 +11,9 @@
 //! * `_dlt_version`, `_dlt_pipeline_state` and `_dlt_loads` are one JSON file per row, `_dlt_loads` last,
 //!   so a fresh worker restores state from the bucket exactly as from a database.
 //!
+//! `pipeline show`'s dashboard reads a dataset through [`FilesystemReader`] (feature `duckdb`): an
+//! in-memory DuckDB snapshot of the current rows, kept by [`FilesystemReaders`] until the files change.
+//!
 //! Not transactional across tables: a package's tables switch one after another. A failed load is
 //! retried idempotently: data file names are deterministic per load id, Delta commits carry the load id
 //! in a `txn` and are skipped when already in the log. See `docs/destinations.md`.
@@ -19,6 +22,8 @@ mod delta;
 mod files;
 pub mod layout;
 mod load;
+#[cfg(feature = "duckdb")]
+mod read;
 mod store;
 
 use std::collections::HashSet;
@@ -31,6 +36,8 @@ use pipeline_engine::schema::{DataType, MergeStrategy, Schema, WriteDisposition}
 use pipeline_engine::state::StateRow;
 
 pub use files::FileFormat;
+#[cfg(feature = "duckdb")]
+pub use read::{FilesystemReader, FilesystemReaders};
 use store::Bucket;
 
 const KIND: &str = "filesystem";

@@ -14,7 +14,8 @@ use serde_json::json;
 
 use crate::support::{sel, source};
 
-fn person(id: i64, day: u32, name: &str, centers: &[i64]) -> serde_json::Value {
+/// A `people` record with its cost centers (a child table).
+pub fn person(id: i64, day: u32, name: &str, centers: &[i64]) -> serde_json::Value {
     json!({
         "id": id,
         "name": name,

@@ -4,6 +4,7 @@
 mod conformance;
 mod dispositions;
 mod filesystem;
+mod filesystem_reader;
 mod moto;
 mod packages;
 mod state_trust;
