@@ -396,8 +396,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     match args.destination {
         DestinationKind::Duckdb => {}
         DestinationKind::Postgres => look.push_str(" --destination postgres"),
-        // No dashboard reader for files yet (see `reader_factory`): the text summary.
-        DestinationKind::Filesystem => look.push_str(" --no-browser --destination filesystem"),
+        DestinationKind::Filesystem => look.push_str(" --destination filesystem"),
     }
     if env.json {
         let mut out = serde_json::to_value(&report)?;
@@ -433,24 +432,32 @@ fn open_destination(env: &Env, kind: DestinationKind, pipeline_name: &str, datas
 }
 
 /// Opens the dataset of `config` read-only, once per dashboard request. Every destination that
-/// `--destination` accepts has an arm here; a destination without one has no dashboard yet.
-fn reader_factory(config: DestinationConfig, pipeline_name: &str) -> Result<pipeline_dashboard::ReaderFactory> {
+/// `--destination` accepts has an arm here. Fails with a usage error when there is nothing to show yet.
+async fn reader_factory(config: DestinationConfig, pipeline_name: &str, dataset: &str) -> Result<pipeline_dashboard::ReaderFactory> {
+    use pipeline_destinations::filesystem::FilesystemReaders;
     use pipeline_destinations::read::{DatasetReader, DuckDbReader, PostgresReader};
+    let run = format!(
+        "personio-pipeline run --pipeline-name {pipeline_name}{}",
+        if dataset == settings::DEFAULT_DATASET { String::new() } else { format!(" --dataset {dataset}") }
+    );
     Ok(match config {
         DestinationConfig::Duckdb(dd) => {
             if !dd.path.exists() {
-                return Err(UsageError(format!("no database at {}: run `personio-pipeline run --pipeline-name {pipeline_name}` first", dd.path.display())).into());
+                return Err(UsageError(format!("no database at {}: run `{run}` first", dd.path.display())).into());
             }
             std::sync::Arc::new(move || DuckDbReader::open(&dd).map(|r| Box::new(r) as Box<dyn DatasetReader>))
         }
         DestinationConfig::Postgres(pc) => std::sync::Arc::new(move || PostgresReader::open(&pc).map(|r| Box::new(r) as Box<dyn DatasetReader>)),
-        // The seam for the filesystem destination: a `DatasetReader` over its Parquet/Delta files (an
-        // in-memory DuckDB with views on them; see pipeline_destinations::read) goes here.
-        DestinationConfig::Filesystem(_) => {
-            return Err(UsageError(format!(
-                "the dashboard cannot read filesystem datasets yet; use `pipeline {pipeline_name} show --no-browser --destination filesystem`"
-            ))
-            .into())
+        // Parquet/Delta files, read into an in-memory DuckDB snapshot that is kept between requests until
+        // the dataset's files change.
+        DestinationConfig::Filesystem(fc) => {
+            let readers = std::sync::Arc::new(FilesystemReaders::new(&fc)?);
+            let check = readers.clone();
+            let exists = tokio::task::spawn_blocking(move || check.dataset_exists()).await.context("reading the bucket")??;
+            if !exists {
+                return Err(UsageError(format!("no dataset {dataset} in {}: run `{run} --destination filesystem` first", fc.display_url())).into());
+            }
+            std::sync::Arc::new(move || readers.open().map(|r| Box::new(r) as Box<dyn DatasetReader>))
         }
     })
 }
@@ -464,9 +471,10 @@ pub async fn dashboard(env: &Env, name: &str, dataset: &str, port: Option<u16>, 
         other => DestinationConfig::resolve(other, env, &resolver, name, dataset, false)?,
     };
     let location = config.location();
-    let reader = reader_factory(config, name)?;
-    // A server: connect once before serving, so wrong credentials or a server that is down fail here, not
-    // on every page. (A DuckDB file being written by a run is shown as such on the pages instead.)
+    let reader = reader_factory(config, name, dataset).await?;
+    // A server or a bucket: connect once before serving, so wrong credentials or a server that is down
+    // fail here, not on every page (for a bucket, this also reads the first snapshot). (A DuckDB file
+    // being written by a run is shown as such on the pages instead.)
     if destination != DestinationKind::Duckdb {
         let probe = reader.clone();
         tokio::task::spawn_blocking(move || probe().map(drop))

@@ -1,7 +1,9 @@
 //! The dashboard in a real headless browser (Debian's chromium driven through chromedriver), after a
-//! load of the Personio sandbox into DuckDB and into PostgreSQL: every page shows the sandbox's ground
-//! truth, the SQL box refuses `DROP`, the absence chart has one bar per month. Screenshots of every page
-//! are written to `<target>/tmp/dashboard-screenshots/` (PostgreSQL's with a `postgres-` prefix).
+//! load of the Personio sandbox into DuckDB, into PostgreSQL and into a local lake (the filesystem
+//! destination): every page shows the sandbox's ground truth, the SQL box refuses `DROP`, the absence
+//! chart has one bar per month. Screenshots of every page are written to
+//! `<target>/tmp/dashboard-screenshots/` (PostgreSQL's with a `postgres-` prefix, the lake's with
+//! `filesystem-`).
 //!
 //! The PostgreSQL test uses the server at 127.0.0.1:5432 (trust auth, database `test`) or
 //! `PERSONIO_TEST_POSTGRES`; it fails when the server is down unless `PERSONIO_SKIP_POSTGRES=1`.
@@ -22,6 +24,7 @@ use personio_sandbox::{Sandbox, SandboxConfig, Truth, DEFAULT_CLIENT_ID, DEFAULT
 use personio_source::{PersonioSource, SourceOptions};
 use pipeline_dashboard::{DashboardConfig, ReaderFactory};
 use pipeline_destinations::duckdb::DuckDbConfig;
+use pipeline_destinations::filesystem::{FilesystemConfig, FilesystemReaders};
 use pipeline_destinations::postgres::PostgresConfig;
 use pipeline_destinations::read::{DatasetReader, DuckDbReader, PostgresReader};
 use pipeline_engine::load::Destination;
@@ -324,6 +327,8 @@ fn postgres_or_skip(test: &str, dataset: &str) -> Option<PostgresConfig> {
 enum Kind {
     DuckDb,
     Postgres,
+    /// The filesystem destination's files, read through an in-memory DuckDB.
+    Filesystem,
 }
 
 // ------------------------------------------------------------------------------------ the test
@@ -378,11 +383,38 @@ async fn dashboard_pages_show_a_postgres_load_in_headless_chromium() {
     }
 }
 
+/// The same pages, read from a local lake (Parquet files and Delta tables) through `FilesystemReader`:
+/// DuckDB's dialect on an in-memory snapshot of the current rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_pages_show_a_filesystem_load_in_headless_chromium() {
+    let test = "dashboard_pages_show_a_filesystem_load_in_headless_chromium";
+    let Some(browser) = browser_or_skip(test).await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = FilesystemConfig::new(dir.path().join("bucket").display().to_string(), DATASET);
+    let mut destination = lake.build().expect("filesystem");
+    let (truth, load_id) = load_demo(dir.path(), DATASET, &mut destination).await;
+    let readers = Arc::new(FilesystemReaders::new(&lake).expect("readers"));
+    let factory: ReaderFactory = {
+        let readers = readers.clone();
+        Arc::new(move || readers.open().map(|r| Box::new(r) as Box<dyn DatasetReader>))
+    };
+    let config = DashboardConfig::new(PIPELINE, DATASET, dir.path().join("pipelines"));
+    let dashboard = pipeline_dashboard::start(config, factory, None).await.expect("dashboard");
+    check_pages(&browser, &dashboard.url(), &truth, &load_id, DATASET, Kind::Filesystem).await;
+    browser.quit().await;
+    dashboard.shutdown().await.expect("shutdown");
+    assert_eq!(readers.snapshots_built(), 1, "every page read the one snapshot of the unchanged lake");
+}
+
 /// Every page against the ground truth; screenshots into the screenshot folder.
 async fn check_pages(browser: &Browser, url: &str, truth: &Truth, load_id: &str, dataset: &str, kind: Kind) {
     let url = url.to_string();
     let load_id = load_id.to_string();
-    let shot_prefix = if kind == Kind::Postgres { "postgres-" } else { "" };
+    let shot_prefix = match kind {
+        Kind::DuckDb => "",
+        Kind::Postgres => "postgres-",
+        Kind::Filesystem => "filesystem-",
+    };
     let shots = screenshot_dir();
     let shot = |name: &str| shots.join(format!("{shot_prefix}{name}.png"));
     let n_employees = truth.employees.len() as u64;
@@ -483,7 +515,7 @@ async fn check_pages(browser: &Browser, url: &str, truth: &Truth, load_id: &str,
     }
     browser.screenshot(&shot("sql-refused")).await;
     match kind {
-        Kind::DuckDb => {
+        Kind::DuckDb | Kind::Filesystem => {
             // No other files: the destination is opened without external access.
             browser.type_into("#sql-input", "SELECT * FROM read_text('/etc/hostname')").await;
             browser.click("#sql-run").await;

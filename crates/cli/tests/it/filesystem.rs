@@ -11,7 +11,7 @@ use personio_sandbox::{Preset, SandboxConfig};
 use pipeline_destinations::filesystem::{FilesystemConfig, FilesystemDestination, S3Credentials};
 use pipeline_engine::pipeline::{Pipeline, PipelineConfig};
 
-use crate::support::World;
+use crate::support::{http_get, serve, World};
 
 #[path = "../../../destinations/tests/it/moto.rs"]
 mod moto;
@@ -225,6 +225,58 @@ fn demo_run_to_a_local_bucket_matches_the_duckdb_demo() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(report["loaded_packages"].as_array().map(Vec::len), Some(0), "{report}");
+}
+
+/// `pipeline … show --destination filesystem` serves the dashboard over the lake: before any load it says
+/// what to run (exit 2, creating nothing); after `run --demo` every page reads the lake's current rows,
+/// with the row counts the destination reports, and the SQL box refuses `DROP`.
+#[test]
+fn show_serves_the_dashboard_from_a_local_lake() {
+    let project = tempfile::tempdir().expect("tempdir");
+    let bucket = project.path().join("bucket");
+    let env = [("DESTINATION__FILESYSTEM__BUCKET_URL", bucket.to_str().expect("utf-8 path"))];
+    let cli = |args: &[&str]| {
+        let mut c = bin();
+        c.arg("--project-dir").arg(project.path()).arg("--pipelines-dir").arg(project.path().join("pipelines")).args(args);
+        c.env(env[0].0, env[0].1).env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
+        c
+    };
+    let out = cli(&["pipeline", "personio_demo", "show", "--destination", "filesystem"]).output().expect("show");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no dataset personio_data in file://"), "{stderr}");
+    assert!(stderr.contains("run `personio-pipeline run --pipeline-name personio_demo --destination filesystem` first"), "{stderr}");
+    assert!(!bucket.exists(), "show created the bucket directory");
+
+    let out = cli(&["run", "--demo", "--destination", "filesystem"]).output().expect("run --demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Look at it: personio-pipeline pipeline personio_demo show --destination filesystem"), "the hint opens the dashboard: {stdout}");
+    let counts = shown_rows(&cli(&["--json", "pipeline", "personio_demo", "show", "--no-browser", "--destination", "filesystem"]).output().expect("show --json"));
+    let employees = counts.get("employees").copied().unwrap_or(0);
+    assert!(employees > 0, "{counts:?}");
+
+    let (mut child, base) = serve(cli(&["pipeline", "personio_demo", "show", "--destination", "filesystem"]));
+    let get = |path: &str| http_get(&format!("{base}{path}"));
+    let (overview, tables, schema, charts, data) = (get(""), get("tables"), get("schema"), get("charts"), get("data?table=employees"));
+    let refused = get("sql?q=DROP%20TABLE%20personio_data.employees");
+    let counted = get("sql?q=SELECT%20count(*)%20FROM%20personio_data.employees");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(overview.contains("<dt>Destination</dt><dd>filesystem</dd>"), "the overview names the destination: {overview}");
+    assert!(overview.contains(&format!("file://{}", bucket.canonicalize().expect("bucket").display())), "the bucket URL: {overview}");
+    assert!(overview.contains("id=\"card-loads\" data-value=\"1\""), "{overview}");
+    for (table, n) in &counts {
+        assert!(tables.contains(&format!("id=\"rows-{table}\" data-value=\"{n}\"")), "rows of {table}: {n} expected: {tables}");
+    }
+    assert!(schema.contains("BIGINT"), "destination types as DuckDB reports them: {schema}");
+    assert!(data.contains(&format!("<span id=\"total-rows\">{employees}</span>")), "{data}");
+    for chart in ["chart-absences", "chart-headcount", "chart-attendance"] {
+        assert!(charts.contains(&format!("id=\"{chart}\"")), "{chart}: {charts}");
+    }
+    assert!(!charts.contains("id=\"missing-") && !charts.contains("class=\"notice error"), "{charts}");
+    assert!(refused.contains("id=\"sql-error\"") && refused.contains("DROP statements are refused"), "{refused}");
+    assert!(counted.contains(&format!("<td>{employees}</td>")), "{counted}");
 }
 
 /// Configuration mistakes are usage errors (exit 2) before anything runs; an unreachable S3 endpoint is a

@@ -533,3 +533,54 @@ pub mod cli_run {
         std::env::var("PP_SLOW").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
     }
 }
+
+/// Spawn `show` (a `pipeline … show` command serving the dashboard) and return it with the URL it
+/// printed; fails the test with its stderr when it prints none within a minute.
+pub fn serve(mut show: std::process::Command) -> (std::process::Child, String) {
+    let mut child = show.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("show");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_default();
+    let Some(base) = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).map(String::from) else {
+        let _ = child.kill();
+        let err = child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stderr).to_string()).unwrap_or_default();
+        panic!("show printed no URL: {line:?}; stderr: {err}");
+    };
+    (child, base)
+}
+
+/// The body of `GET url` (`http://127.0.0.1:port/path`), over a plain socket.
+pub fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (addr, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".to_string()));
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(std::time::Duration::from_secs(120))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read");
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(resp.len());
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let mut body: &[u8] = resp.get(split + 4..).unwrap_or(&[]);
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {url}: {head}");
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return String::from_utf8_lossy(body).to_string();
+    }
+    let mut out = Vec::new();
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(String::from_utf8_lossy(&body[..eol]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        let data = body.get(eol + 2..eol + 2 + n).unwrap_or(&[]);
+        out.extend_from_slice(data);
+        body = body.get(eol + 4 + n..).unwrap_or(&[]);
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
