@@ -4,7 +4,8 @@
 //! charts, no scripts and nothing fetched from the network. Each request reads afresh — the working
 //! directory through [`pipeline_engine::pipeline::Pipeline`] and the dataset through a
 //! [`DatasetReader`] that the destination opens read-only for that request only, so the dashboard never
-//! holds a lock a run needs for longer than one page.
+//! holds a lock a run needs for longer than one page. (The filesystem destination's reader factory keeps
+//! an in-memory snapshot of the lake between requests and reads the lake again when its files change.)
 //!
 //! Pages: overview, tables, schema, state, loads, data browser, read-only SQL, HR charts (see
 //! `docs/dashboard.md`).
