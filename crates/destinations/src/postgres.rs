@@ -305,11 +305,31 @@ fn tls_connector() -> Result<tokio_postgres_rustls::MakeRustlsConnect, Destinati
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
-fn pg_err(context: &str) -> impl FnOnce(tokio_postgres::Error) -> DestinationError + '_ {
+pub(crate) fn pg_err(context: &str) -> impl FnOnce(tokio_postgres::Error) -> DestinationError + '_ {
     move |e| {
         let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
         DestinationError::new(KIND, format!("{context}: {detail}")).with_source(e)
     }
+}
+
+/// The newest `_dlt_pipeline_state` row of [`sql::stored_state_query`]'s result, if any (shared by the
+/// destination and the dashboard's reader).
+pub(crate) fn stored_state_from_rows(rows: &[tokio_postgres::Row]) -> Result<Option<StoredState>, DestinationError> {
+    let Some(r) = rows.first() else { return Ok(None) };
+    let e = || pg_err("reading _dlt_pipeline_state");
+    let created_at: String = r.try_get(4).map_err(e())?;
+    Ok(Some(StoredState {
+        row: StateRow {
+            version: r.try_get(0).map_err(e())?,
+            engine_version: r.try_get(1).map_err(e())?,
+            pipeline_name: r.try_get(2).map_err(e())?,
+            state: r.try_get(3).map_err(e())?,
+            created_at: sql::parse_created_at(&created_at),
+            version_hash: r.try_get::<_, Option<String>>(5).map_err(e())?.unwrap_or_default(),
+            dlt_id: String::new(),
+        },
+        load_id: r.try_get(6).map_err(e())?,
+    }))
 }
 
 fn sql_err(sql: &str) -> impl FnOnce(tokio_postgres::Error) -> DestinationError + '_ {
@@ -800,21 +820,7 @@ impl Destination for PostgresDestination {
         }
         let q = sql::stored_state_query(self.ds(), pipeline_name);
         let rows = self.client().await?.query(&q, &[]).await.map_err(pg_err("reading _dlt_pipeline_state"))?;
-        let Some(r) = rows.first() else { return Ok(None) };
-        let e = || pg_err("reading _dlt_pipeline_state");
-        let created_at: String = r.try_get(4).map_err(e())?;
-        Ok(Some(StoredState {
-            row: StateRow {
-                version: r.try_get(0).map_err(e())?,
-                engine_version: r.try_get(1).map_err(e())?,
-                pipeline_name: r.try_get(2).map_err(e())?,
-                state: r.try_get(3).map_err(e())?,
-                created_at: sql::parse_created_at(&created_at),
-                version_hash: r.try_get::<_, Option<String>>(5).map_err(e())?.unwrap_or_default(),
-                dlt_id: String::new(),
-            },
-            load_id: r.try_get(6).map_err(e())?,
-        }))
+        stored_state_from_rows(&rows)
     }
 
     async fn stored_schema(&mut self, schema_name: &str) -> Result<Option<Schema>, DestinationError> {

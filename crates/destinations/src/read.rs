@@ -600,24 +600,16 @@ mod pg {
 
     use pipeline_engine::load::{DestinationError, StoredState, TableInfo};
     use pipeline_engine::schema::Schema;
-    use pipeline_engine::state::StateRow;
     use tokio_postgres::SimpleQueryMessage;
 
     use super::{ColumnInfo, DatasetReader, LoadRow, QueryRows, SqlDialect};
-    use crate::postgres::PostgresConfig;
+    use crate::postgres::{pg_err, PostgresConfig};
     use crate::sql::{self, literal, qualified};
 
     const KIND: &str = "postgres";
 
     /// A statement running longer is cancelled by the server.
     pub const QUERY_TIME_LIMIT: Duration = Duration::from_secs(20);
-
-    fn pg_err(context: &str) -> impl FnOnce(tokio_postgres::Error) -> DestinationError + '_ {
-        move |e| {
-            let detail = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
-            DestinationError::new(KIND, format!("{context}: {detail}")).with_source(e)
-        }
-    }
 
     /// A dataset in PostgreSQL, read through one connection whose every transaction is read-only
     /// (`default_transaction_read_only`), with a statement timeout. User queries run in their own
@@ -813,21 +805,7 @@ mod pg {
             let q = sql::stored_state_query(self.ds(), pipeline_name);
             self.block_on(async {
                 let rows = self.client.query(q.as_str(), &[]).await.map_err(pg_err("reading _dlt_pipeline_state"))?;
-                let Some(r) = rows.first() else { return Ok(None) };
-                let e = || pg_err("reading _dlt_pipeline_state");
-                let created_at: String = r.try_get(4).map_err(e())?;
-                Ok(Some(StoredState {
-                    row: StateRow {
-                        version: r.try_get(0).map_err(e())?,
-                        engine_version: r.try_get(1).map_err(e())?,
-                        pipeline_name: r.try_get(2).map_err(e())?,
-                        state: r.try_get(3).map_err(e())?,
-                        created_at: sql::parse_created_at(&created_at),
-                        version_hash: r.try_get::<_, Option<String>>(5).map_err(e())?.unwrap_or_default(),
-                        dlt_id: String::new(),
-                    },
-                    load_id: r.try_get(6).map_err(e())?,
-                }))
+                crate::postgres::stored_state_from_rows(&rows)
             })
         }
 
