@@ -5,7 +5,11 @@
 //! * `simple`: a flat record of eight scalars (ids, strings, a timestamp string, a float, a bool);
 //! * `nested`: an employee-like record with a nested object and a one-element child list (two tables).
 //!
-//! `bench_normalize [records]` (default 1,000,000) prints one JSON object per shape.
+//! `bench_normalize [records] [shape]` (default 1,000,000, both shapes) prints one JSON object per shape.
+
+// The allocator of the `personio-pipeline` binary, so the figure is the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -68,7 +72,11 @@ fn main() -> ExitCode {
     let count: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     type Shape = (&'static str, fn(u64) -> Value, WriteDisposition);
     let shapes: [Shape; 2] = [("simple", simple, WriteDisposition::Append), ("nested", nested, WriteDisposition::Merge)];
+    let only = std::env::args().nth(2);
     for (name, make, disposition) in shapes {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let records: Vec<Value> = (0..count).map(make).collect();
         match run(records, disposition) {
             Ok((secs, rows)) => println!(

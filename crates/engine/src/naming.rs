@@ -89,8 +89,22 @@ fn shake128(data: &[u8], len: usize) -> Vec<u8> {
 
 /// A random root-row `_dlt_id`: 10 random bytes, standard base64 without padding (14 characters).
 pub fn random_dlt_id() -> String {
-    let bytes: [u8; DLT_ID_LENGTH_BYTES] = rand::random();
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+    DltIdBuf::default().random().to_string()
+}
+
+/// Room on the stack for a random `_dlt_id` (base64 of [`DLT_ID_LENGTH_BYTES`] bytes, no padding), so a
+/// row's id costs no allocation.
+#[derive(Default)]
+pub struct DltIdBuf([u8; 16]);
+
+impl DltIdBuf {
+    /// A new random `_dlt_id` (as [`random_dlt_id`]), held in this buffer.
+    pub fn random(&mut self) -> &str {
+        let bytes: [u8; DLT_ID_LENGTH_BYTES] = rand::random();
+        let n = base64::engine::general_purpose::STANDARD_NO_PAD.encode_slice(bytes, &mut self.0).unwrap_or(0);
+        // Base64 is ASCII.
+        std::str::from_utf8(&self.0[..n]).unwrap_or_default()
+    }
 }
 
 /// The deterministic `_dlt_id` of a child row: `digest128("<parent_id>_<table>_<idx>", 10)`.
@@ -300,6 +314,21 @@ mod tests {
 
     fn n(s: &str) -> String {
         normalize_key(s, None)
+    }
+
+    #[test]
+    fn random_ids_are_dlts_shape_and_differ() {
+        use base64::Engine as _;
+        let mut buf = DltIdBuf::default();
+        let a = buf.random().to_string();
+        let b = random_dlt_id();
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 14, "{id}");
+            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(id).expect("base64");
+            assert_eq!(bytes.len(), DLT_ID_LENGTH_BYTES);
+        }
+        assert_ne!(a, b);
+        assert_ne!(a, buf.random());
     }
 
     #[test]

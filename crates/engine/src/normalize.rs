@@ -19,6 +19,11 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The normalizer's lookup maps (key paths, slot and table names): foldhash instead of SipHash, randomly
+/// seeded, so keys a server sends cannot be chosen to collide. Per record the normalizer does one lookup
+/// per key, which made SipHash ~10 % of a release profile.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use arrow::array::{
     new_null_array, ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
     Float64Builder, Int64Builder, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
@@ -496,15 +501,8 @@ impl Builder {
         }
     }
 
-    fn len(&mut self) -> usize {
-        self.b().len()
-    }
-
-    fn pad(&mut self, n: usize) {
-        let missing = n.saturating_sub(self.len());
-        if missing == 0 {
-            return;
-        }
+    /// Append `missing` nulls.
+    fn append_nulls(&mut self, missing: usize) {
         match self {
             Builder::Text(b) => b.append_nulls(missing),
             Builder::I64(b) => b.append_nulls(missing),
@@ -548,6 +546,29 @@ struct ColState {
     dtype: DataType,
     nullable: bool,
     builder: Builder,
+    /// Values in `builder` (tracked here: asking the builder goes through `dyn ArrayBuilder`).
+    len: usize,
+}
+
+impl ColState {
+    fn new(dtype: DataType, nullable: bool) -> Self {
+        ColState { dtype, nullable, builder: Builder::new(dtype), len: 0 }
+    }
+
+    /// Null-fill the rows before `row` that gave this column no value.
+    fn pad(&mut self, row: usize) {
+        if self.len < row {
+            self.builder.append_nulls(row - self.len);
+            self.len = row;
+        }
+    }
+
+    /// The column's array of the rows buffered so far; the buffer starts empty again.
+    fn finish(&mut self, rows: usize) -> ArrayRef {
+        self.pad(rows);
+        self.len = 0;
+        self.builder.finish()
+    }
 }
 
 /// An interned column name of a table.
@@ -571,7 +592,7 @@ struct Slot {
 
 /// A node of a table's key-path trie (raw keys → normalized paths).
 struct Node {
-    children: HashMap<String, usize>,
+    children: FastMap<String, usize>,
     /// Unshortened normalized path from the row (`a__b`).
     full: String,
     slot: Option<usize>,
@@ -586,16 +607,30 @@ struct TableState {
     resource: String,
     nodes: Vec<Node>,
     slots: Vec<Slot>,
-    slot_ids: HashMap<String, usize>,
+    slot_ids: FastMap<String, usize>,
     cols: Vec<ColState>,
-    col_ids: HashMap<String, usize>,
+    col_ids: FastMap<String, usize>,
     primary_key: Vec<String>,
+    /// The slots of `primary_key`, in its order (looked up once, not per row).
+    pk_slots: Option<Vec<usize>>,
+    /// The slots of the system columns ([`SYS_COLUMNS`] order), looked up once.
+    sys_slots: [Option<usize>; SYS_COLUMNS.len()],
     /// A root's merge hints, with normalized column names.
     hints: Option<RootColumnHints>,
     rows: usize,
+    /// This table's entry in [`Normalizer::row_counts`].
+    count_idx: Option<usize>,
     seen: bool,
     gen: u64,
 }
+
+/// The system columns a row can carry; [`TableState::sys_slot`] indexes them.
+const SYS_COLUMNS: [&str; 5] = [C_DLT_ID, C_DLT_LOAD_ID, C_DLT_ROOT_ID, C_DLT_PARENT_ID, C_DLT_LIST_IDX];
+const SYS_ID: usize = 0;
+const SYS_LOAD_ID: usize = 1;
+const SYS_ROOT_ID: usize = 2;
+const SYS_PARENT_ID: usize = 3;
+const SYS_LIST_IDX: usize = 4;
 
 /// A root table's merge hints as the normalizer applies them (normalized column names).
 #[derive(Debug, Clone, PartialEq)]
@@ -634,14 +669,17 @@ impl TableState {
             full,
             parent,
             resource,
-            nodes: vec![Node { children: HashMap::new(), full: String::new(), slot: None, list_table: None }],
+            nodes: vec![Node { children: FastMap::default(), full: String::new(), slot: None, list_table: None }],
             slots: Vec::new(),
-            slot_ids: HashMap::new(),
+            slot_ids: FastMap::default(),
             cols: Vec::new(),
-            col_ids: HashMap::new(),
+            col_ids: FastMap::default(),
             primary_key: Vec::new(),
+            pk_slots: None,
+            sys_slots: [None; SYS_COLUMNS.len()],
             hints: None,
             rows: 0,
+            count_idx: None,
             seen: false,
             gen: 0,
         }
@@ -668,6 +706,27 @@ impl TableState {
         });
         self.slot_ids.insert(name.to_string(), id);
         id
+    }
+
+    /// The slot of system column `SYS_COLUMNS[i]`.
+    fn sys_slot(&mut self, i: usize) -> usize {
+        match self.sys_slots[i] {
+            Some(s) => s,
+            None => {
+                let s = self.slot(SYS_COLUMNS[i]);
+                self.sys_slots[i] = Some(s);
+                s
+            }
+        }
+    }
+
+    /// The slots of the primary key, in its order.
+    fn pk_slots(&mut self) -> &[usize] {
+        if self.pk_slots.is_none() {
+            let slots = self.primary_key.clone().iter().map(|pk| self.slot(pk)).collect();
+            self.pk_slots = Some(slots);
+        }
+        self.pk_slots.as_deref().unwrap_or_default()
     }
 }
 
@@ -705,8 +764,8 @@ pub struct Normalizer {
     config: NormalizeConfig,
     naming: Naming,
     tables: Vec<TableState>,
-    table_ids: HashMap<String, usize>,
-    roots: HashMap<String, usize>,
+    table_ids: FastMap<String, usize>,
+    roots: FastMap<String, usize>,
     row_counts: IndexMap<String, u64>,
     /// A child-table name collision found while flattening; reported by the row that found it.
     collision: Option<NormalizeError>,
@@ -720,8 +779,8 @@ impl Normalizer {
             config,
             naming,
             tables: Vec::new(),
-            table_ids: HashMap::new(),
-            roots: HashMap::new(),
+            table_ids: FastMap::default(),
+            roots: FastMap::default(),
             row_counts: IndexMap::new(),
             collision: None,
         }
@@ -762,6 +821,7 @@ impl Normalizer {
                 s.not_null = s.not_null || s.primary_key;
             }
             state.primary_key = pk;
+            state.pk_slots = None;
         }
         state.resource = hints.resource.clone();
         let column_hints = self.column_hints(hints);
@@ -886,7 +946,7 @@ impl Normalizer {
         let state = &mut self.tables[t];
         let full = if parent == 0 { norm.to_string() } else { format!("{}__{}", state.nodes[parent].full, norm) };
         let n = state.nodes.len();
-        state.nodes.push(Node { children: HashMap::new(), full, slot: None, list_table: None });
+        state.nodes.push(Node { children: FastMap::default(), full, slot: None, list_table: None });
         state.nodes[parent].children.insert(key.to_string(), n);
         n
     }
@@ -996,45 +1056,48 @@ impl Normalizer {
             return Err(e);
         }
         // An existing non-empty `_dlt_id` in the data is kept, as dlt does.
-        let id_slot = self.tables[t].slot(C_DLT_ID);
+        let id_slot = self.tables[t].sys_slot(SYS_ID);
         let existing = {
             let slot = &self.tables[t].slots[id_slot];
             if slot.stamp == self.tables[t].gen {
                 match cells[slot.pos].1 {
-                    Staged::Json(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                    Staged::Json(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
                     _ => None,
                 }
             } else {
                 None
             }
         };
-        let row_id = match (existing, ctx.parent_id) {
-            (Some(id), _) => id,
+        // A random id is built on the stack: most rows of most loads take one.
+        let mut random_id = naming::DltIdBuf::default();
+        let row_id: Cow<'_, str> = match (existing, ctx.parent_id) {
+            (Some(id), _) => Cow::Borrowed(id),
             (None, None) => match (ctx.preset_id, self.tables[t].hints.as_ref().map(|h| h.row_id)) {
-                (Some(id), _) => id.to_string(),
-                (None, Some(RowIdType::KeyHash)) => self.key_hash(t, &cells),
-                _ => naming::random_dlt_id(),
+                (Some(id), _) => Cow::Borrowed(id),
+                (None, Some(RowIdType::KeyHash)) => Cow::Owned(self.key_hash(t, &cells)),
+                _ => Cow::Borrowed(random_id.random()),
             },
-            (None, Some(p)) => naming::nested_row_id(p, &self.tables[t].name, ctx.list_idx),
+            (None, Some(p)) => Cow::Owned(naming::nested_row_id(p, &self.tables[t].name, ctx.list_idx)),
         };
-        let root_id = ctx.root_id.unwrap_or(&row_id);
-        let state = &mut self.tables[t];
-        let sys: Vec<(usize, Staged<'_>)> = match ctx.parent_id {
-            None => vec![(state.slot(C_DLT_LOAD_ID), Staged::Str(ctx.load_id)), (id_slot, Staged::Str(&row_id))],
-            Some(p) => {
-                let mut v = Vec::with_capacity(4);
-                if ctx.root_key {
-                    v.push((state.slot(C_DLT_ROOT_ID), Staged::Str(root_id)));
-                }
-                v.push((state.slot(C_DLT_PARENT_ID), Staged::Str(p)));
-                v.push((state.slot(C_DLT_LIST_IDX), Staged::Int(ctx.list_idx as i64)));
-                v.push((id_slot, Staged::Str(&row_id)));
-                v
+        let row_id: &str = &row_id;
+        let root_id = ctx.root_id.unwrap_or(row_id);
+        match ctx.parent_id {
+            None => {
+                let load_slot = self.tables[t].sys_slot(SYS_LOAD_ID);
+                self.stage(t, load_slot, Staged::Str(ctx.load_id), &mut cells);
             }
-        };
-        for (s, v) in sys {
-            self.stage(t, s, v, &mut cells);
+            Some(p) => {
+                if ctx.root_key {
+                    let s = self.tables[t].sys_slot(SYS_ROOT_ID);
+                    self.stage(t, s, Staged::Str(root_id), &mut cells);
+                }
+                let s = self.tables[t].sys_slot(SYS_PARENT_ID);
+                self.stage(t, s, Staged::Str(p), &mut cells);
+                let s = self.tables[t].sys_slot(SYS_LIST_IDX);
+                self.stage(t, s, Staged::Int(ctx.list_idx as i64), &mut cells);
+            }
         }
+        self.stage(t, id_slot, Staged::Str(row_id), &mut cells);
         self.commit(schema, t, &cells)?;
         for (c, list) in lists {
             for (idx, elem) in list.iter().enumerate() {
@@ -1042,7 +1105,7 @@ impl Normalizer {
                     load_id: ctx.load_id,
                     root_key: ctx.root_key,
                     preset_id: None,
-                    parent_id: Some(&row_id),
+                    parent_id: Some(row_id),
                     root_id: Some(root_id),
                     list_idx: idx,
                 };
@@ -1140,32 +1203,40 @@ impl Normalizer {
             }
         }
         // Primary-key columns must have a value in this row.
-        let state = &self.tables[t];
-        for pk in &state.primary_key {
-            let col = state.slot_ids.get(pk).and_then(|&s| state.slots[s].col);
-            if !col.is_some_and(|c| resolved.iter().any(|(rc, _)| *rc == c)) {
-                return Err(NormalizeError::NullInNotNull { table: state.name.clone(), column: pk.clone() });
+        if !self.tables[t].primary_key.is_empty() {
+            self.tables[t].pk_slots();
+            let state = &self.tables[t];
+            let pk_slots = state.pk_slots.as_deref().unwrap_or_default();
+            for (pk, &s) in state.primary_key.iter().zip(pk_slots) {
+                if !state.slots[s].col.is_some_and(|c| resolved.iter().any(|(rc, _)| *rc == c)) {
+                    return Err(NormalizeError::NullInNotNull { table: state.name.clone(), column: pk.clone() });
+                }
             }
         }
         // Phase 2: buffer.
         let state = &mut self.tables[t];
         for (c, cell) in resolved {
             let col = &mut state.cols[c];
-            col.builder.pad(row);
+            col.pad(row);
             // A column takes at most one value per row.
-            if col.builder.len() == row && !col.builder.push(cell) {
-                return Err(NormalizeError::Arrow {
-                    table: state.name.clone(),
-                    source: ArrowError::InvalidArgumentError(format!("value kind does not match column {c}")),
-                });
+            if col.len == row {
+                if !col.builder.push(cell) {
+                    return Err(NormalizeError::Arrow {
+                        table: state.name.clone(),
+                        source: ArrowError::InvalidArgumentError(format!("value kind does not match column {c}")),
+                    });
+                }
+                col.len += 1;
             }
         }
         let state = &mut self.tables[t];
         state.rows += 1;
-        match self.row_counts.get_mut(&state.name) {
-            Some(n) => *n += 1,
+        match state.count_idx.and_then(|i| self.row_counts.get_index_mut(i)) {
+            Some((_, n)) => *n += 1,
             None => {
-                self.row_counts.insert(state.name.clone(), 1);
+                let entry = self.row_counts.entry(state.name.clone());
+                state.count_idx = Some(entry.index());
+                *entry.or_insert(0) += 1;
             }
         }
         Ok(())
@@ -1212,11 +1283,7 @@ impl Normalizer {
         state.slots[s].checked = true;
         let existing = schema.tables.get(&state.name).and_then(|tb| tb.columns.get(&state.slots[s].name))?;
         let c = state.cols.len();
-        state.cols.push(ColState {
-            dtype: existing.data_type,
-            nullable: existing.nullable,
-            builder: Builder::new(existing.data_type),
-        });
+        state.cols.push(ColState::new(existing.data_type, existing.nullable));
         state.col_ids.insert(existing.name.clone(), c);
         state.slots[s].col = Some(c);
         if existing.variant {
@@ -1302,7 +1369,7 @@ impl Normalizer {
             table.columns.insert(slot.name.clone(), column);
         }
         let c = state.cols.len();
-        state.cols.push(ColState { dtype, nullable: !slot.not_null, builder: Builder::new(dtype) });
+        state.cols.push(ColState::new(dtype, !slot.not_null));
         state.col_ids.insert(slot.name.clone(), c);
         state.slots[s].col = Some(c);
         state.slots[s].checked = true;
@@ -1326,16 +1393,14 @@ impl Normalizer {
             match state.col_ids.get(&col.name) {
                 Some(&c) => {
                     used[c] = true;
-                    let b = &mut state.cols[c].builder;
-                    b.pad(rows);
-                    arrays.push(b.finish());
+                    arrays.push(state.cols[c].finish(rows));
                 }
                 None => arrays.push(new_null_array(&arrow_type(col.data_type), rows)),
             }
         }
         for (c, u) in used.into_iter().enumerate() {
             if !u {
-                state.cols[c].builder.finish();
+                state.cols[c].finish(0);
             }
         }
         let batch = RecordBatch::try_new(arrow_schema(table), arrays)
