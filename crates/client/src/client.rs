@@ -147,6 +147,8 @@ impl std::fmt::Debug for PersonioClient {
 pub(crate) struct Fetched {
     pub(crate) body: Value,
     pub(crate) url: Url,
+    /// Size of the response body as received (after decompression), in bytes.
+    pub(crate) len: usize,
 }
 
 /// What one attempt saw of the server's limits.
@@ -616,7 +618,7 @@ impl PersonioClient {
                 }
             }
         }
-        Attempt::Done(Fetched { body, url: url.clone() })
+        Attempt::Done(Fetched { body, url: url.clone(), len: bytes.len() })
     }
 }
 

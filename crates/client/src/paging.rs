@@ -1,9 +1,13 @@
 //! Paging: v1 record-offset and page-number modes (dlt's `get_pages`), v2 cursors.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
 
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::{self, BoxStream, FuturesOrdered, Stream, StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -465,14 +469,19 @@ impl PersonioClient {
         let client = self.clone();
         let class = classify_v1(path);
         let path = path.to_string();
-        let fetch = move |(offset, page): (u64, u64)| {
-            let (client, path, mut q) = (client.clone(), path.clone(), params.clone());
-            async move {
-                q.push(("offset".into(), offset.to_string()));
-                q.push(("page".into(), page.to_string()));
-                let url = client.build_url(Api::V1, &path, &q)?;
-                let fetched = client.get(Api::V1, class, url).await?;
-                Ok::<_, ClientError>(((offset, page), fetched))
+        let sizes = Arc::new(PageSizes::default());
+        let fetch = {
+            let sizes = sizes.clone();
+            move |(offset, page): (u64, u64)| {
+                let (client, path, mut q, sizes) = (client.clone(), path.clone(), params.clone(), sizes.clone());
+                async move {
+                    q.push(("offset".into(), offset.to_string()));
+                    q.push(("page".into(), page.to_string()));
+                    let url = client.build_url(Api::V1, &path, &q)?;
+                    let fetched = client.get(Api::V1, class, url).await?;
+                    sizes.record(fetched.len);
+                    Ok::<_, ClientError>(((offset, page), fetched))
+                }
             }
         };
         let pager = std::sync::Arc::new(std::sync::Mutex::new(V1Pager::new(mode, limit)));
@@ -484,9 +493,11 @@ impl PersonioClient {
                 let page = lock(&pager).on_response(fetched.body, &fetched.url)?;
                 // Lazy: a hostile `total_pages` costs nothing until pages actually arrive.
                 let planned = lock(&pager).planned(page.metadata.as_ref());
-                // The announced pages, `concurrency` in flight, interpreted in request order.
+                // The announced pages, up to `concurrency` requested ahead of the consumer — fewer when the
+                // pages are large (`LOOKAHEAD_BYTES`) — interpreted in request order.
                 let interpret = pager.clone();
-                let rest = stream::iter(planned).map(fetch.clone()).buffered(concurrency).scan((), move |_, result| {
+                let width = move || sizes.lookahead(concurrency);
+                let rest = buffered_adaptive(stream::iter(planned).map(fetch.clone()), width).scan((), move |_, result| {
                     let mut p = lock(&interpret);
                     let out = match result {
                         Err(e) => Some(Err(e)),
@@ -509,10 +520,109 @@ impl PersonioClient {
     }
 }
 
+/// Response bytes of one listing's pages that may be requested ahead of its consumer: a page that has
+/// arrived waits, parsed, until the pages before it are consumed, so when the consumer is slower than the
+/// server (loopback, a busy normalizer) the lookahead is what the listing holds in memory. 4 MiB of
+/// bodies (~5× that parsed) keeps 32 pages of time-offs or attendances ahead (hiding latency as before)
+/// but only two pages of wide employee records, whatever the company's size.
+pub const LOOKAHEAD_BYTES: u64 = 4 << 20;
+
+/// The sizes of a listing's pages so far, for [`PageSizes::lookahead`].
+#[derive(Default)]
+struct PageSizes {
+    bytes: AtomicU64,
+    pages: AtomicU64,
+}
+
+impl PageSizes {
+    fn record(&self, len: usize) {
+        self.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        self.pages.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Pages to keep requested ahead: [`LOOKAHEAD_BYTES`] over the mean page size so far, between 2 and
+    /// `max`.
+    fn lookahead(&self, max: usize) -> usize {
+        let pages = self.pages.load(Ordering::Relaxed);
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        if pages == 0 || bytes == 0 {
+            return max.max(1);
+        }
+        let mean = (bytes / pages).max(1);
+        usize::try_from(LOOKAHEAD_BYTES / mean).unwrap_or(usize::MAX).clamp(2.min(max.max(1)), max.max(1))
+    }
+}
+
+/// Like [`StreamExt::buffered`], but the number of futures run ahead is `width()` read at each admission,
+/// so it can shrink and grow while the stream runs. Outputs keep the order of `futures`.
+fn buffered_adaptive<S>(futures: S, width: impl Fn() -> usize + Send + 'static) -> impl Stream<Item = <S::Item as Future>::Output> + Send
+where
+    S: Stream + Send + 'static,
+    S::Item: Future + Send,
+    <S::Item as Future>::Output: Send,
+{
+    let mut source = Box::pin(futures.fuse());
+    let mut queue = FuturesOrdered::new();
+    stream::poll_fn(move |cx| {
+        while queue.len() < width().max(1) {
+            match source.as_mut().poll_next(cx) {
+                Poll::Ready(Some(f)) => queue.push_back(f),
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        match queue.poll_next_unpin(cx) {
+            Poll::Ready(Some(out)) => Poll::Ready(Some(out)),
+            // The queue is empty: done when the source is, else the source's waker wakes us.
+            Poll::Ready(None) if source.is_done() => Poll::Ready(None),
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn lookahead_follows_the_page_size() {
+        let sizes = PageSizes::default();
+        assert_eq!(sizes.lookahead(32), 32, "nothing seen yet: the configured width");
+        sizes.record(30_000);
+        assert_eq!(sizes.lookahead(32), 32, "small pages: the configured width");
+        let wide = PageSizes::default();
+        wide.record(1 << 20);
+        assert_eq!(wide.lookahead(32), 4);
+        let huge = PageSizes::default();
+        huge.record(64 << 20);
+        assert_eq!(huge.lookahead(32), 2, "never below two");
+        assert_eq!(huge.lookahead(1), 1, "never above the configured width");
+    }
+
+    #[tokio::test]
+    async fn buffered_adaptive_keeps_order_and_its_width() {
+        use std::sync::atomic::AtomicUsize;
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let width = Arc::new(AtomicUsize::new(3));
+        let (r, p) = (running.clone(), peak.clone());
+        let futs = stream::iter(0..20u64).map(move |i| {
+            let (running, peak) = (r.clone(), p.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                // Later items finish first: the output order must still be the input order.
+                tokio::time::sleep(std::time::Duration::from_millis(20 - i)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                i
+            }
+        });
+        let w = width.clone();
+        let out: Vec<u64> = buffered_adaptive(futs, move || w.load(Ordering::SeqCst)).collect().await;
+        assert_eq!(out, (0..20).collect::<Vec<_>>());
+        assert!(peak.load(Ordering::SeqCst) <= 3, "peak {}", peak.load(Ordering::SeqCst));
+        assert!(peak.load(Ordering::SeqCst) >= 2, "ran concurrently");
+    }
 
     #[test]
     fn metadata_lenient() {

@@ -160,7 +160,8 @@ pub struct PipelineConfig {
     pub pipelines_dir: PathBuf,
     /// Rows per Arrow batch per table while normalizing (bounds memory).
     pub batch_rows: usize,
-    /// Pages buffered between extract and normalize (bounds memory).
+    /// Pages buffered between extract and normalize (bounds memory; default 4: a page of wide employee
+    /// records is ~10 MB parsed, and the normalizer keeps up with the fetch except on loopback).
     pub channel_pages: usize,
     /// Merge strategy and hints per resource, replacing what the source declares (configuration
     /// `[sources.<source>.resources.<name>]`).
@@ -175,7 +176,7 @@ impl PipelineConfig {
             dataset_name: dataset_name.to_string(),
             pipelines_dir: pipelines_dir.into(),
             batch_rows: 10_000,
-            channel_pages: 16,
+            channel_pages: 4,
             merge: std::collections::BTreeMap::new(),
         }
     }
