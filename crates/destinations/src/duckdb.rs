@@ -205,6 +205,11 @@ impl Dialect for DuckDbDialect {
         "rowid"
     }
 
+    /// A table created and appended in one transaction numbers its rows in append order.
+    fn merges_fresh_in_place(&self) -> bool {
+        true
+    }
+
     fn create_staging_table(&self, staging: &str, dataset: &str, table: &str) -> Vec<String> {
         vec![format!("CREATE OR REPLACE TABLE {} AS SELECT * FROM {} LIMIT 0", qualified(staging, table), qualified(dataset, table))]
     }
@@ -380,6 +385,10 @@ impl DuckDbDestination {
                 Step::ExecDeleted { sql, table } => {
                     let n = self.insert_count(sql)?;
                     report.add_deleted(table, n);
+                }
+                Step::ExecUncounted { sql, table } => {
+                    let n = self.insert_count(sql)?;
+                    report.sub(table, n);
                 }
             }
         }

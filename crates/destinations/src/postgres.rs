@@ -729,6 +729,10 @@ impl PostgresDestination {
                     let n = self.client().await?.execute(sql.as_str(), &[]).await.map_err(sql_err(sql))?;
                     report.add_deleted(table, n);
                 }
+                Step::ExecUncounted { sql, table } => {
+                    let n = self.client().await?.execute(sql.as_str(), &[]).await.map_err(sql_err(sql))?;
+                    report.sub(table, n);
+                }
             }
         }
         let mut out = report.finish();

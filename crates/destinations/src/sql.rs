@@ -67,6 +67,14 @@ pub trait Dialect: Send + Sync {
         None
     }
 
+    /// Whether a `delete-insert` merge into a root table this load created may skip staging: the
+    /// package goes straight into the (empty) tables and the rows of a key that are not its last
+    /// appended row are deleted after. Needs [`Dialect::staging_row_order`] to be the append order of a
+    /// table created and filled in one transaction. Default: no.
+    fn merges_fresh_in_place(&self) -> bool {
+        false
+    }
+
     /// An expression assigning a row to one of `buckets` by its key columns (a quoted, comma-separated
     /// list); used only when [`Dialect::merge_chunk_rows`] splits a merge.
     fn bucket_of(&self, key_list: &str, buckets: u64) -> String;
@@ -117,6 +125,14 @@ pub enum Step {
         /// Table the count belongs to.
         table: String,
     },
+    /// Run a statement; the rows it changed are taken back from `table`'s reported rows (duplicates
+    /// removed after a bulk insert that counted them).
+    ExecUncounted {
+        /// The statement.
+        sql: String,
+        /// Table the count belongs to.
+        table: String,
+    },
 }
 
 /// Rows per table, summed over steps, in first-seen order; and rows deleted by reconciliations.
@@ -127,6 +143,12 @@ impl Report {
     /// Add `rows` to `table`.
     pub fn add(&mut self, table: &str, rows: u64) {
         *self.0.entry(table.to_string()).or_default() += rows;
+    }
+
+    /// Take `rows` back from `table`'s reported rows.
+    pub fn sub(&mut self, table: &str, rows: u64) {
+        let n = self.0.entry(table.to_string()).or_default();
+        *n = n.saturating_sub(rows);
     }
 
     /// Add `rows` deleted (or marked deleted) in `table`.
@@ -204,6 +226,11 @@ pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) ->
                     steps.push(Step::BulkInsert { table: t.clone(), schema: ds.to_string(), report: true });
                 }
             }
+            LoadJob::Merge { chain, key, dedup: Dedup::LastExtracted, strategy: MergeStrategy::DeleteInsert, hard_delete: None, fresh: true, .. }
+                if d.merges_fresh_in_place() =>
+            {
+                fresh_merge_in_place(&mut steps, ds, chain, key, d);
+            }
             LoadJob::Merge { chain, key, staged_root_rows, dedup, strategy, hard_delete, fresh } => {
                 stage_chain(&mut steps, &mut staging_ready, ds, &stg, chain, d);
                 let merge = KeyMerge { chain, pk: key, staged: *staged_root_rows, dedup, strategy: *strategy, hard_delete: hard_delete.as_ref(), fresh: *fresh };
@@ -265,6 +292,30 @@ fn stage_chain(steps: &mut Vec<Step>, staging_ready: &mut bool, ds: &str, stg: &
         }
         steps.push(Step::BulkInsert { table: t.name.clone(), schema: stg.to_string(), report: false });
     }
+}
+
+/// A `delete-insert` merge into a root table this load created, without staging
+/// ([`Dialect::merges_fresh_in_place`]): the package's rows go straight into the empty tables, then the
+/// root rows that are not the last appended row of their key — the winner [`KeyMerge`] would pick — are
+/// deleted, with their children (through `_dlt_root_id`). With unique keys (the usual first load) that
+/// is one append per table and two cheap checks instead of a copy through staging.
+fn fresh_merge_in_place(steps: &mut Vec<Step>, ds: &str, chain: &[ChainTable], pk: &[String], d: &dyn Dialect) {
+    let Some(root) = chain.first() else { return };
+    let row = d.staging_row_order();
+    let d_root = qualified(ds, &root.name);
+    for t in chain {
+        steps.push(Step::BulkInsert { table: t.name.clone(), schema: ds.to_string(), report: true });
+    }
+    let pk_list = pk.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+    let losers = format!("{row} NOT IN (SELECT max({row}) FROM {d_root} GROUP BY {pk_list})");
+    for child in chain.iter().skip(1) {
+        // Reported as the staged merge reports children: the package's rows.
+        steps.push(Step::Exec(format!(
+            "DELETE FROM {} WHERE _dlt_root_id IN (SELECT _dlt_id FROM {d_root} WHERE {losers})",
+            qualified(ds, &child.name)
+        )));
+    }
+    steps.push(Step::ExecUncounted { sql: format!("DELETE FROM {d_root} WHERE {losers}"), table: root.name.clone() });
 }
 
 /// A `delete-insert` or `upsert` merge of a root and its children from staging ([`LoadJob::Merge`]).

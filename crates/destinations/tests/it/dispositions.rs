@@ -39,6 +39,27 @@ async fn merge_replaces_child_rows_and_dedups_last_wins() {
     assert_eq!(env.query_i64(&d, "SELECT count(*) FROM test_data.people__cost_centers"), 1);
 }
 
+/// The first merge of a table (created by this load, so DuckDB loads it without staging) keeps the last
+/// row of a duplicated key and only that row's children, like every later merge.
+#[tokio::test]
+async fn first_merge_with_duplicate_keys_keeps_the_last_row_and_its_children() {
+    let env = Env::new();
+    let mut d = env.destination();
+    let p = env.pipeline();
+    let mut src = source();
+    let mut early = person(1, "2024-01-01T00:00:00+00:00", &[10, 11]);
+    early["name"] = json!("first-version");
+    src.set("people", vec![early, person(2, "2024-01-01T00:00:00+00:00", &[20]), person(1, "2024-01-02T00:00:00+00:00", &[12])]);
+    p.run(&src, Some(&sel(&["people"])), &mut d).await.expect("run");
+    assert_eq!(env.query_strings(&d, "SELECT CAST(id AS VARCHAR) || ':' || name FROM test_data.people ORDER BY id"), vec!["1:p1", "2:p2"]);
+    let children = "SELECT CAST(p.id AS VARCHAR) || ':' || CAST(c.id AS VARCHAR) FROM test_data.people__cost_centers c \
+                    JOIN test_data.people p ON c._dlt_root_id = p._dlt_id ORDER BY 1";
+    assert_eq!(env.query_strings(&d, children), vec!["1:12", "2:20"]);
+    assert_eq!(env.query_i64(&d, "SELECT count(*) FROM test_data.people__cost_centers"), 2, "no orphaned child rows");
+    let staged = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'test_data_staging' AND table_name = 'people'";
+    assert_eq!(env.query_i64(&d, staged), 0, "loaded without staging");
+}
+
 /// A merge split into many hash buckets (3 staged rows each) lands exactly what the single-step merge
 /// lands, and what the records say: last duplicate wins, children follow their root.
 #[tokio::test]
