@@ -543,13 +543,14 @@ impl PageSizes {
     /// Pages to keep requested ahead: [`LOOKAHEAD_BYTES`] over the mean page size so far, between 2 and
     /// `max`.
     fn lookahead(&self, max: usize) -> usize {
+        let max = max.max(1);
         let pages = self.pages.load(Ordering::Relaxed);
         let bytes = self.bytes.load(Ordering::Relaxed);
         if pages == 0 || bytes == 0 {
-            return max.max(1);
+            return max;
         }
-        let mean = (bytes / pages).max(1);
-        usize::try_from(LOOKAHEAD_BYTES / mean).unwrap_or(usize::MAX).clamp(2.min(max.max(1)), max.max(1))
+        let fit = usize::try_from(LOOKAHEAD_BYTES / (bytes / pages).max(1)).unwrap_or(usize::MAX);
+        fit.clamp(2.min(max), max)
     }
 }
 

@@ -19,11 +19,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The normalizer's lookup maps (key paths, slot and table names): foldhash instead of SipHash, randomly
-/// seeded, so keys a server sends cannot be chosen to collide. Per record the normalizer does one lookup
-/// per key, which made SipHash ~10 % of a release profile.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
 use arrow::array::{
     new_null_array, ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
     Float64Builder, Int64Builder, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
@@ -39,6 +34,11 @@ use crate::merge::{self, MergeHints, RowIdType};
 use crate::naming::{self, Naming};
 use crate::schema::{Column, DataType, MergeStrategy, Schema, SortOrder, Table, WriteDisposition};
 use crate::typed::{self, Iso, Typed};
+
+/// The normalizer's lookup maps (key paths, slot and table names): foldhash instead of SipHash, randomly
+/// seeded, so keys a server sends cannot be chosen to collide. Per record the normalizer does one lookup
+/// per key, which made SipHash ~10 % of a release profile.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// `_dlt_id`.
 pub const C_DLT_ID: &str = "_dlt_id";
@@ -611,8 +611,8 @@ struct TableState {
     cols: Vec<ColState>,
     col_ids: FastMap<String, usize>,
     primary_key: Vec<String>,
-    /// The slots of `primary_key`, in its order (looked up once, not per row).
-    pk_slots: Option<Vec<usize>>,
+    /// The slots of `primary_key`, in its order (set with it, so rows need no lookup).
+    pk_slots: Vec<usize>,
     /// The slots of the system columns ([`SYS_COLUMNS`] order), looked up once.
     sys_slots: [Option<usize>; SYS_COLUMNS.len()],
     /// A root's merge hints, with normalized column names.
@@ -675,7 +675,7 @@ impl TableState {
             cols: Vec::new(),
             col_ids: FastMap::default(),
             primary_key: Vec::new(),
-            pk_slots: None,
+            pk_slots: Vec::new(),
             sys_slots: [None; SYS_COLUMNS.len()],
             hints: None,
             rows: 0,
@@ -718,15 +718,6 @@ impl TableState {
                 s
             }
         }
-    }
-
-    /// The slots of the primary key, in its order.
-    fn pk_slots(&mut self) -> &[usize] {
-        if self.pk_slots.is_none() {
-            let slots = self.primary_key.clone().iter().map(|pk| self.slot(pk)).collect();
-            self.pk_slots = Some(slots);
-        }
-        self.pk_slots.as_deref().unwrap_or_default()
     }
 }
 
@@ -821,7 +812,9 @@ impl Normalizer {
                 s.not_null = s.not_null || s.primary_key;
             }
             state.primary_key = pk;
-            state.pk_slots = None;
+            // After `primary_key`: a slot created here is flagged from it.
+            let names = state.primary_key.clone();
+            state.pk_slots = names.iter().map(|p| state.slot(p)).collect();
         }
         state.resource = hints.resource.clone();
         let column_hints = self.column_hints(hints);
@@ -1203,14 +1196,10 @@ impl Normalizer {
             }
         }
         // Primary-key columns must have a value in this row.
-        if !self.tables[t].primary_key.is_empty() {
-            self.tables[t].pk_slots();
-            let state = &self.tables[t];
-            let pk_slots = state.pk_slots.as_deref().unwrap_or_default();
-            for (pk, &s) in state.primary_key.iter().zip(pk_slots) {
-                if !state.slots[s].col.is_some_and(|c| resolved.iter().any(|(rc, _)| *rc == c)) {
-                    return Err(NormalizeError::NullInNotNull { table: state.name.clone(), column: pk.clone() });
-                }
+        let state = &self.tables[t];
+        for (pk, &s) in state.primary_key.iter().zip(&state.pk_slots) {
+            if !state.slots[s].col.is_some_and(|c| resolved.iter().any(|(rc, _)| *rc == c)) {
+                return Err(NormalizeError::NullInNotNull { table: state.name.clone(), column: pk.clone() });
             }
         }
         // Phase 2: buffer.
