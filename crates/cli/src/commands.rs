@@ -72,6 +72,9 @@ pub struct RunArgs {
     /// Fetch every employee's balance, not only new or changed employees'.
     #[arg(long)]
     refresh_all_balances: bool,
+    /// Fetch every custom report's rows, not only those of reports Personio refreshed since the last load.
+    #[arg(long)]
+    refresh_all_reports: bool,
     /// Concurrent transformer calls (balances, reports, employments) and pages per listing, 1 to 256.
     /// Default: `[sources.personio] max_concurrency` (32); the client's limiter still holds every
     /// rate limit and adapts the requests in flight.
@@ -369,6 +372,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
         end_date: args.end_date,
         allow_retired_v1: args.allow_retired_v1,
         refresh_all_balances: args.refresh_all_balances,
+        refresh_all_reports: args.refresh_all_reports,
         transformer_concurrency: concurrency,
         progress: Some(progress.callback()),
     };

@@ -361,6 +361,7 @@ impl DuckDbDestination {
         let mut report = Report::default();
         let mut nul = NulReport::default();
         for step in steps {
+            let started = std::time::Instant::now();
             match step {
                 Step::Exec(sql) => self.exec(sql)?,
                 Step::ExecCounted { sql, table } => {
@@ -391,6 +392,7 @@ impl DuckDbDestination {
                     report.sub(table, n);
                 }
             }
+            tracing::debug!(target: "load_steps", ms = started.elapsed().as_secs_f64() * 1e3, "{}", step.summary());
         }
         let mut out = report.finish();
         out.warnings.extend(nul.warning("DuckDB"));
@@ -402,7 +404,9 @@ impl DuckDbDestination {
         self.exec("BEGIN TRANSACTION")?;
         match f(self) {
             Ok(v) => {
+                let started = std::time::Instant::now();
                 self.exec("COMMIT")?;
+                tracing::debug!(target: "load_steps", ms = started.elapsed().as_secs_f64() * 1e3, "COMMIT");
                 Ok(v)
             }
             Err(e) => {

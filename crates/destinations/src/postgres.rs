@@ -697,6 +697,7 @@ impl PostgresDestination {
         let mut report = Report::default();
         let mut nul = NulReport::default();
         for step in steps {
+            let started = std::time::Instant::now();
             match step {
                 Step::Exec(sql) => self.client().await?.batch_execute(sql).await.map_err(sql_err(sql))?,
                 Step::ExecCounted { sql, table } => {
@@ -734,6 +735,7 @@ impl PostgresDestination {
                     report.sub(table, n);
                 }
             }
+            tracing::debug!(target: "load_steps", ms = started.elapsed().as_secs_f64() * 1e3, "{}", step.summary());
         }
         let mut out = report.finish();
         out.warnings.extend(nul.warning("PostgreSQL"));

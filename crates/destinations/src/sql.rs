@@ -135,6 +135,20 @@ pub enum Step {
     },
 }
 
+impl Step {
+    /// A one-line description for logs: the kind and table, or the statement's first 120 characters.
+    pub fn summary(&self) -> String {
+        let short = |sql: &str| sql.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(120).collect::<String>();
+        match self {
+            Step::Exec(sql) => short(sql),
+            Step::ExecCounted { sql, .. } | Step::ExecDeleted { sql, .. } | Step::ExecUncounted { sql, .. } => short(sql),
+            Step::BulkInsert { table, schema, .. } => format!("bulk insert {schema}.{table}"),
+            Step::Report { table, rows } => format!("report {rows} rows of {table}"),
+            Step::BulkInsertKeys { resource, schema, table } => format!("bulk insert keys of {resource} into {schema}.{table}"),
+        }
+    }
+}
+
 /// Rows per table, summed over steps, in first-seen order; and rows deleted by reconciliations.
 #[derive(Debug, Default)]
 pub struct Report(IndexMap<String, u64>, IndexMap<String, u64>);

@@ -55,6 +55,9 @@ pub const C_VALUE: &str = "value";
 /// Key of a nested list element.
 pub const C_LIST: &str = "list";
 
+/// The default [`NormalizeConfig::batch_bytes`].
+pub const DEFAULT_BATCH_BYTES: usize = 4 << 20;
+
 /// Normalizer settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalizeConfig {
@@ -62,11 +65,16 @@ pub struct NormalizeConfig {
     pub max_identifier_len: Option<usize>,
     /// Rows buffered per table before [`Normalizer::take_ready`] returns a batch.
     pub batch_rows: usize,
+    /// Bytes of values (an estimate: text length, 8 per number) buffered per table before
+    /// [`Normalizer::take_ready`] returns a batch, whichever of the two comes first: wide rows (employees
+    /// with their custom attributes) make batches of fewer rows, so a table's buffer does not grow with
+    /// the company.
+    pub batch_bytes: usize,
 }
 
 impl Default for NormalizeConfig {
     fn default() -> Self {
-        NormalizeConfig { max_identifier_len: None, batch_rows: 10_000 }
+        NormalizeConfig { max_identifier_len: None, batch_rows: 10_000, batch_bytes: DEFAULT_BATCH_BYTES }
     }
 }
 
@@ -219,6 +227,20 @@ enum Cell<'a> {
     Time(i64),
     Dec(i128),
     Bin(Vec<u8>),
+}
+
+impl Cell<'_> {
+    /// Bytes the value takes in its column buffer (offsets and validity left out).
+    fn size(&self) -> usize {
+        match self {
+            Cell::Text(s) => s.len() + 4,
+            Cell::Bin(b) => b.len() + 4,
+            Cell::Bool(_) => 1,
+            Cell::Date(_) => 4,
+            Cell::Dec(_) => 16,
+            Cell::I64(_) | Cell::F64(_) | Cell::Ts(_) | Cell::Time(_) => 8,
+        }
+    }
 }
 
 fn ts_micros(t: &DateTime<Utc>) -> i64 {
@@ -618,6 +640,8 @@ struct TableState {
     /// A root's merge hints, with normalized column names.
     hints: Option<RootColumnHints>,
     rows: usize,
+    /// Estimated bytes of the buffered values (see [`NormalizeConfig::batch_bytes`]).
+    bytes: usize,
     /// This table's entry in [`Normalizer::row_counts`].
     count_idx: Option<usize>,
     seen: bool,
@@ -679,6 +703,7 @@ impl TableState {
             sys_slots: [None; SYS_COLUMNS.len()],
             hints: None,
             rows: 0,
+            bytes: 0,
             count_idx: None,
             seen: false,
             gen: 0,
@@ -1205,6 +1230,7 @@ impl Normalizer {
         // Phase 2: buffer.
         let state = &mut self.tables[t];
         for (c, cell) in resolved {
+            state.bytes += cell.size();
             let col = &mut state.cols[c];
             col.pad(row);
             // A column takes at most one value per row.
@@ -1372,6 +1398,7 @@ impl Normalizer {
             return Ok(None);
         }
         state.rows = 0;
+        state.bytes = 0;
         let arrow_err = |source| NormalizeError::Arrow { table: state.name.clone(), source };
         let Some(table) = schema.tables.get(&state.name) else {
             return Err(arrow_err(ArrowError::SchemaError(format!("table `{}` missing from the schema", state.name))));
@@ -1397,11 +1424,12 @@ impl Normalizer {
         Ok(Some((state.name.clone(), batch)))
     }
 
-    /// Batches of tables whose buffer reached `batch_rows` (drained), as (table name, batch).
+    /// Batches of tables whose buffer reached `batch_rows` or `batch_bytes` (drained), as (table name, batch).
     pub fn take_ready(&mut self, schema: &Schema) -> Result<Vec<(String, RecordBatch)>, NormalizeError> {
         let mut out = Vec::new();
         for t in 0..self.tables.len() {
-            if self.tables[t].rows >= self.config.batch_rows.max(1) {
+            let state = &self.tables[t];
+            if state.rows >= self.config.batch_rows.max(1) || (state.rows > 0 && state.bytes >= self.config.batch_bytes) {
                 out.extend(self.flush(schema, t)?);
             }
         }
@@ -1485,7 +1513,7 @@ mod tests {
     fn child_tables_colliding_under_different_parents_are_refused() {
         let hints = things_hints();
         let mut schema = Schema::new("t");
-        let mut n = Normalizer::new(NormalizeConfig { max_identifier_len: None, batch_rows: 10 });
+        let mut n = Normalizer::new(NormalizeConfig { batch_rows: 10, ..NormalizeConfig::default() });
         n.ensure_root(&mut schema, &hints);
         let nested_lists = serde_json::json!({"": [{"": [1, 2]}]});
         n.push(&mut schema, &hints, nested_lists, "1.1").expect("first shape is fine");
@@ -1506,12 +1534,12 @@ mod tests {
     fn child_table_colliding_with_the_stored_schema_is_refused() {
         let hints = things_hints();
         let mut schema = Schema::new("t");
-        let mut first = Normalizer::new(NormalizeConfig { max_identifier_len: None, batch_rows: 10 });
+        let mut first = Normalizer::new(NormalizeConfig { batch_rows: 10, ..NormalizeConfig::default() });
         first.ensure_root(&mut schema, &hints);
         first.push(&mut schema, &hints, serde_json::json!({"": [{"": [1, 2]}]}), "1.1").expect("first run");
         assert_eq!(schema.tables["things___empty___empty"].parent.as_deref(), Some("things___empty"));
         // A new run (new normalizer) over the stored schema.
-        let mut second = Normalizer::new(NormalizeConfig { max_identifier_len: None, batch_rows: 10 });
+        let mut second = Normalizer::new(NormalizeConfig { batch_rows: 10, ..NormalizeConfig::default() });
         second.ensure_root(&mut schema, &hints);
         let err = second.push(&mut schema, &hints, serde_json::json!({"": {"": [3]}}), "1.2").expect_err("refused");
         assert!(
@@ -1520,7 +1548,7 @@ mod tests {
             "{err}"
         );
         // A run with the stored shape is accepted.
-        let mut third = Normalizer::new(NormalizeConfig { max_identifier_len: None, batch_rows: 10 });
+        let mut third = Normalizer::new(NormalizeConfig { batch_rows: 10, ..NormalizeConfig::default() });
         third.ensure_root(&mut schema, &hints);
         third.push(&mut schema, &hints, serde_json::json!({"": [{"": [4]}]}), "1.3").expect("same parent");
     }

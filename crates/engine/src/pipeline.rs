@@ -160,6 +160,9 @@ pub struct PipelineConfig {
     pub pipelines_dir: PathBuf,
     /// Rows per Arrow batch per table while normalizing (bounds memory).
     pub batch_rows: usize,
+    /// Estimated bytes per Arrow batch per table while normalizing, whichever of rows and bytes comes
+    /// first ([`crate::normalize::NormalizeConfig::batch_bytes`]).
+    pub batch_bytes: usize,
     /// Pages buffered between extract and normalize (bounds memory; default 4: a page of wide employee
     /// records is ~10 MB parsed, and the normalizer keeps up with the fetch except on loopback).
     pub channel_pages: usize,
@@ -176,6 +179,7 @@ impl PipelineConfig {
             dataset_name: dataset_name.to_string(),
             pipelines_dir: pipelines_dir.into(),
             batch_rows: 10_000,
+            batch_bytes: crate::normalize::DEFAULT_BATCH_BYTES,
             channel_pages: 4,
             merge: std::collections::BTreeMap::new(),
         }
@@ -818,7 +822,19 @@ impl Pipeline {
             }
         }
         let now = chrono::Utc::now();
-        for (spec, policy) in &reconcilable {
+        // Resources whose tables this load creates (a first load, a full refresh, lost tables) hold only
+        // this run's records afterwards: reconciling them could delete nothing, so no key set is gathered
+        // or shipped (`large`: ~140 MB of keys held to the load, and the anti-joins in it) and the load
+        // itself counts as their reconciliation. Soft deletes keep the usual path (it adds their column).
+        let fresh: Vec<String> = reconcilable
+            .iter()
+            .filter(|(s, p)| {
+                p.deletes == crate::reconcile::DeleteMode::Hard
+                    && (refresh.contains(&s.name) || !resource_tables(&schema, &s.name).iter().any(|t| existing_tables.contains(t)))
+            })
+            .map(|(s, _)| s.name.clone())
+            .collect();
+        for (spec, policy) in reconcilable.iter().filter(|(s, _)| !fresh.contains(&s.name)) {
             let last = state
                 .resource(source.name(), &spec.name)
                 .and_then(|r| r.get(crate::reconcile::STATE_KEY))
@@ -848,7 +864,11 @@ impl Pipeline {
                 })
             })
             .collect();
-        let norm_config = NormalizeConfig { max_identifier_len: capabilities.max_identifier_len, batch_rows: self.config.batch_rows };
+        let norm_config = NormalizeConfig {
+            max_identifier_len: capabilities.max_identifier_len,
+            batch_rows: self.config.batch_rows,
+            batch_bytes: self.config.batch_bytes,
+        };
         let norm_load_id = load_id.clone();
         let extract_step = clock.start("extract");
         let normalize_step = clock.start("normalize");
@@ -917,6 +937,16 @@ impl Pipeline {
                 mode: policy.deletes.to_string(),
                 ..Default::default()
             };
+            if fresh.contains(&spec.name) {
+                r.status = "applied".into();
+                r.keys = root.as_ref().and_then(|t| report.rows.get(t)).copied().unwrap_or(0);
+                r.reason = Some("its tables are created by this load: they hold only this run's records".into());
+                state
+                    .resource_mut(source.name(), &spec.name)
+                    .insert(crate::reconcile::STATE_KEY.to_string(), json!(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+                report.reconciliations.push(r);
+                continue;
+            }
             match key_sets.get(&spec.name) {
                 Some(KeyOutcome::Complete { keys, requests }) => {
                     r.status = "applied".into();
@@ -966,6 +996,9 @@ impl Pipeline {
             }
             report.reconciliations.push(r);
         }
+        // The key sets are in the package now; they must not stay in memory through the load (`large`:
+        // ~75 MB of attendance-period, absence and employee keys).
+        drop(key_sets);
         if specs.iter().any(|s| selected.contains(&s.name) && s.write_disposition == WriteDisposition::Replace) {
             state.ensure_source(source.name());
         }

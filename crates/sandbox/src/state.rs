@@ -118,6 +118,29 @@ impl Rendered {
     }
 }
 
+/// Write access to the company; when it ends, derived data that Personio keeps up to date on its own
+/// (the custom reports' `data_refreshed_at`) follows the mutations made through it.
+pub(crate) struct WorldWrite<'a>(RwLockWriteGuard<'a, Company>);
+
+impl std::ops::Deref for WorldWrite<'_> {
+    type Target = Company;
+    fn deref(&self) -> &Company {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for WorldWrite<'_> {
+    fn deref_mut(&mut self) -> &mut Company {
+        &mut self.0
+    }
+}
+
+impl Drop for WorldWrite<'_> {
+    fn drop(&mut self) {
+        self.0.sync_reports();
+    }
+}
+
 /// The axum state extractor of every handler.
 pub(crate) type St = State<Arc<Shared>>;
 
@@ -177,8 +200,8 @@ impl Shared {
         self.world.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Company> {
-        self.world.write().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn write(&self) -> WorldWrite<'_> {
+        WorldWrite(self.world.write().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub(crate) fn options(&self) -> Options {

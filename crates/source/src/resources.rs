@@ -188,6 +188,16 @@ pub struct Resource {
     pub reconcile: Option<Reconcile>,
 }
 
+impl Resource {
+    /// A transformer whose calls are long page-numbered listings (a custom report: one call reads a page
+    /// per 200 employees). Its pages are emitted as they arrive, one parent after another, instead of each
+    /// call's records being collected first: memory then holds the pages in flight, not whole reports
+    /// (`large`: 4 reports of 9,000 rows were 4 × ~25 MB at once).
+    pub fn streams_calls(&self) -> bool {
+        self.parent.is_some() && self.paging == Paging::PageNumber
+    }
+}
+
 const fn r(name: &'static str, api: Api, path: &'static str, paging: Paging, shape: Shape) -> Resource {
     Resource {
         name,
@@ -278,7 +288,7 @@ pub const RESOURCES: &[Resource] = &[
     Resource { scope: "personio:document_categories:read", ..r("document_categories", Api::V1, "company/document-categories", Paging::Single, Shape::DocumentCategory) },
     Resource { scope: "personio:absences:read", primary_key: &["employee_id", "id"], disposition: Merge, parent: Some("employees"), reconcile: rec(&["employee_id"], KeySource::Parent, "1d"), ..r("employees_absences_balance", Api::V1, "company/employees/{id}/absences/balance", Paging::Single, Shape::Balance) },
     Resource { filters: F_REPORTS, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), ..r("custom_reports_list", Api::V1, "company/custom-reports/reports", Paging::RecordNoLimit, Shape::Attributes) },
-    Resource { filters: F_REPORT, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), primary_key: &["report_id", "item_id"], disposition: Merge, parent: Some("custom_reports_list"), reconcile: rec(&["report_id", "item_id"], KeySource::Extract, "always"), ..r("custom_reports", Api::V1, "company/custom-reports/reports/{id}", Paging::PageNumber, Shape::ReportItems) },
+    Resource { filters: F_REPORT, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), primary_key: &["report_id", "item_id"], disposition: Merge, parent: Some("custom_reports_list"), reconcile: rec(&["report_id", "item_id"], KeySource::Extract, "1d"), ..r("custom_reports", Api::V1, "company/custom-reports/reports/{id}", Paging::PageNumber, Shape::ReportItems) },
     // v2 (§13.1). attendance_periods and projects_v2 replace the retired v1 attendances and projects.
     Resource { max_limit: 50, filters: F_PERSONS, updated_filter: upd("updated_at.gt", After, UtcZ), windows: W_PERSONS, scope: "personio:persons:read", disposition: Merge, default: false, cursor: Some("updated_at"), cursor_hint: Some(PERSONS_HINT), reconcile: rec(&["id"], KEYS_LISTING, "1d"), ..r("persons", Api::V2, "persons", Paging::Cursor, Shape::V2) },
     Resource { max_limit: 50, filters: F_EMPLOYMENTS, updated_filter: upd("updated_at.gt", After, UtcZ), scope: "personio:employments:read", disposition: Merge, default: false, parent: Some("persons"), reconcile: rec(&["person_id"], KeySource::Parent, "1d"), ..r("employments", Api::V2, "persons/{id}/employments", Paging::Cursor, Shape::V2Employment) },

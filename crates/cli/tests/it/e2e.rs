@@ -143,6 +143,84 @@ async fn incremental_runs_load_exactly_the_changes() {
     assert_eq!(w.count("absence_types"), 0);
 }
 
+/// Report ids whose pages the sandbox served since its log was reset.
+fn fetched_reports(h: &personio_sandbox::SandboxHandle) -> BTreeSet<String> {
+    let prefix = "/v1/company/custom-reports/reports/";
+    h.request_log().iter().filter_map(|r| r.path.strip_prefix(prefix).map(str::to_string)).collect()
+}
+
+/// Report id → `data_refreshed_at`, from the sandbox's ground truth.
+fn refreshed_at(h: &personio_sandbox::SandboxHandle) -> std::collections::BTreeMap<String, String> {
+    h.truth().custom_reports.iter().map(|r| (text(&r["attributes"]["id"]), text(&r["attributes"]["data_refreshed_at"]))).collect()
+}
+
+#[tokio::test]
+async fn custom_reports_are_fetched_again_only_when_personio_refreshed_them() {
+    let mut w = World::new(small()).await;
+    let resources = ["custom_reports_list", "custom_reports"];
+    let h = w.sandbox.handle();
+    let rows_equal_truth = |w: &World| {
+        let truth = w.sandbox.handle().truth();
+        let want: BTreeSet<String> = truth
+            .custom_report_items
+            .iter()
+            .flat_map(|(r, items)| items.iter().map(move |i| format!("{r}|{}", text(&i["employee_id"]))))
+            .collect();
+        assert_eq!(w.id_set("SELECT report_id || '|' || CAST(item_id AS VARCHAR) FROM test_data.custom_reports"), want);
+    };
+    let with_items: BTreeSet<String> = h.truth().custom_report_items.iter().filter(|(_, i)| !i.is_empty()).map(|(r, _)| r.clone()).collect();
+    assert!(with_items.len() >= 3, "the small company has reports with rows: {with_items:?}");
+    // A report Personio is still updating has no version to trust: it is fetched every run.
+    let updating: BTreeSet<String> = h
+        .truth()
+        .custom_reports
+        .iter()
+        .filter(|r| r["attributes"]["status"] != "up_to_date")
+        .map(|r| text(&r["attributes"]["id"]))
+        .collect();
+    assert!(!updating.is_empty() && updating.is_disjoint(&with_items), "{updating:?}");
+    w.run(&resources).await;
+    rows_equal_truth(&w);
+
+    // Nothing changed: Personio did not refresh any report, so no report page is fetched again.
+    h.advance_clock(chrono::Duration::hours(2));
+    h.reset_request_log();
+    w.run(&resources).await;
+    assert_eq!(fetched_reports(&h), updating, "unchanged reports are not fetched");
+    rows_equal_truth(&w);
+
+    // A department change refreshes the reports showing departments, and only those are fetched.
+    let before = refreshed_at(&h);
+    let moved = h.truth().employees.iter().find(|e| text(attr(e, "status")) == "active").map(|e| attr(e, "id").as_i64().expect("id")).expect("an active employee");
+    h.advance_clock(chrono::Duration::hours(1));
+    let (_, department) = h.move_to_next_department(moved).expect("moved");
+    let after = refreshed_at(&h);
+    let refreshed: BTreeSet<String> = after.iter().filter(|(id, at)| before.get(*id) != Some(at)).map(|(id, _)| id.clone()).collect();
+    assert!(!refreshed.is_empty() && refreshed.len() < with_items.len(), "some reports show departments, some do not: {refreshed:?}");
+    h.reset_request_log();
+    let r = w.run(&resources).await;
+    assert_eq!(fetched_reports(&h), &refreshed | &updating, "exactly the refreshed reports are fetched");
+    rows_equal_truth(&w);
+    let load_id = r.loaded_packages.last().expect("a package");
+    let reloaded = w.id_set(&format!("SELECT DISTINCT report_id FROM test_data.custom_reports WHERE _dlt_load_id = '{load_id}'"));
+    assert_eq!(reloaded, refreshed, "the refreshed reports' rows are merged again");
+    let shown = w.i64(&format!(
+        "SELECT count(*) FROM test_data.custom_reports WHERE _dlt_load_id = '{load_id}' AND item_id = {moved} AND department = '{}'",
+        department.replace('\'', "''")
+    ));
+    assert_eq!(shown, 1, "the moved employee's new department is in the reloaded headcount report");
+
+    // A due reconciliation (forced, as `--reconcile` does) needs every report's rows: all are fetched.
+    h.reset_request_log();
+    let source = w.source();
+    let selected: Vec<String> = resources.iter().map(|s| s.to_string()).collect();
+    let forced = pipeline_engine::pipeline::RunOptions { force_reconcile: true, ..Default::default() };
+    let r = w.pipeline.run_with(&source, Some(&selected), &mut w.destination, forced).await.expect("reconciled run");
+    assert_eq!(fetched_reports(&h), &with_items | &updating, "{r}");
+    assert!(r.reconciliations.iter().any(|x| x.resource == "custom_reports" && x.status == "applied"), "{r}");
+    rows_equal_truth(&w);
+}
+
 #[tokio::test]
 async fn page_counts_equal_total_pages() {
     let mut w = World::new(small()).await;

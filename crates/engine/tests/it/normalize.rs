@@ -79,6 +79,7 @@ fn run_case(dir: &Path) -> String {
     let config = NormalizeConfig {
         max_identifier_len: input["max_identifier_len"].as_u64().map(|n| n as usize),
         batch_rows: input["batch_rows"].as_u64().unwrap_or(10_000) as usize,
+        ..NormalizeConfig::default()
     };
     let load_id = input["load_id"].as_str().unwrap_or("1718712345.4921231").to_string();
     let mut schema = Schema::new("test");

@@ -135,6 +135,7 @@ impl Company {
             document_categories,
             reports: Vec::new(),
             generation: 0,
+            reports_generation: 0,
             org,
             rng,
             next_employee_id: 1_132_880,
@@ -156,6 +157,7 @@ impl Company {
             }
         }
         c.gen_reports();
+        c.sync_reports();
         c
     }
 
@@ -572,7 +574,9 @@ impl Company {
             let id = uuid(&mut self.rng).to_string();
             let created_at = now - Duration::days(400 - i as i64 * 50) - Duration::seconds(self.rng.random_range(0..80_000));
             let period = if kind == "timeframe" { (prev_month_start, prev_month_end) } else { (today, today) };
-            self.reports.push(Report { id, name: name.into(), description: desc.into(), kind: kind.into(), status: status.into(), columns, has_items, created_at, period });
+            // Refreshed two hours before the clock when the company is made ([`Company::sync_reports`]).
+            let refreshed_at = now - Duration::hours(2);
+            self.reports.push(Report { id, name: name.into(), description: desc.into(), kind: kind.into(), status: status.into(), columns, has_items, created_at, period, refreshed_at, content_hash: 0 });
         }
     }
 

@@ -185,6 +185,13 @@ pub struct Report {
     pub created_at: DateTime<Utc>,
     /// Period start/end.
     pub period: (NaiveDate, NaiveDate),
+    /// When Personio last refreshed the report's data (`data_refreshed_at`): "any data changes that
+    /// happen in the system that are relevant for report results will trigger an automated update"
+    /// (Personio's changelog, "Custom Reports API - Report status added"). Moved by
+    /// [`Company::sync_reports`] when the report's items change.
+    pub refreshed_at: DateTime<Utc>,
+    /// Hash of the report's items at `refreshed_at`.
+    pub content_hash: u64,
 }
 
 /// Org objects referenced by employees.
@@ -224,6 +231,8 @@ pub struct Company {
     pub reports: Vec<Report>,
     /// Data generation counter (bumped by every mutation).
     pub generation: u64,
+    /// The generation the reports' `refreshed_at` was last brought up to date at.
+    reports_generation: u64,
     org: Org,
     rng: ChaCha8Rng,
     next_employee_id: i64,

@@ -13,13 +13,44 @@ impl Company {
             ("type", json!(r.kind)), ("status", json!(r.status)),
             ("start_date", json!(r.period.0.format("%Y-%m-%d").to_string())), ("end_date", json!(r.period.1.format("%Y-%m-%d").to_string())),
             ("created_at", json!(fmt_v2(r.created_at))), ("updated_at", json!(fmt_v2(r.created_at + Duration::days(3)))),
-            ("data_refreshed_at", json!(fmt_v2(self.now - Duration::hours(2)))),
+            ("data_refreshed_at", json!(fmt_v2(r.refreshed_at))),
             ("columns", json!(r.columns)), ("filters", json!(filters)),
             ("period_type", json!(if r.kind == "timeframe" { "last_month" } else { "today" })),
         ] {
             m.insert(k.into(), v);
         }
         m
+    }
+
+    /// Bring every report's `data_refreshed_at` up to date after mutations: a report whose items changed
+    /// since it was last refreshed is refreshed at the clock (Personio refreshes a report when data relevant
+    /// to it changes, so a report whose rows are the same keeps its time). Runs when a write to the company
+    /// ends ([`crate::state::WorldWrite`]); costs one rendering of every report's items per data generation.
+    pub fn sync_reports(&mut self) {
+        use std::hash::{Hash, Hasher};
+        if self.reports_generation == self.generation && self.reports.iter().all(|r| r.content_hash != 0) {
+            return;
+        }
+        for ri in 0..self.reports.len() {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            if let Some(r) = self.reports.get(ri) {
+                let vacations = self.vacations_by_employee(r.period);
+                for e in self.report_employees(r) {
+                    self.report_item_with(ri, e, Some(&vacations)).to_string().hash(&mut h);
+                }
+            }
+            let hash = h.finish() | 1;
+            let now = self.now;
+            if let Some(r) = self.reports.get_mut(ri) {
+                if r.content_hash != 0 && r.content_hash != hash {
+                    // A refresh takes time at Personio, so two refreshes never share a time; here the clock
+                    // stands still between `advance_clock` calls, so later refreshes go one second further.
+                    r.refreshed_at = now.max(r.refreshed_at + Duration::seconds(1));
+                }
+                r.content_hash = hash;
+            }
+        }
+        self.reports_generation = self.generation;
     }
 
     /// Employees that appear in a report, in order.
@@ -32,6 +63,22 @@ impl Company {
 
     /// One report item (per employee).
     pub fn report_item(&self, ri: usize, e: &Employee) -> Value {
+        self.report_item_with(ri, e, None)
+    }
+
+    /// Vacation absences overlapping `period`, by employee (what report items of absence columns list).
+    fn vacations_by_employee(&self, period: (NaiveDate, NaiveDate)) -> std::collections::HashMap<i64, Vec<&Absence>> {
+        let vac_id = self.time_off_types.first().map(|t| t.id).unwrap_or(0);
+        let mut by: std::collections::HashMap<i64, Vec<&Absence>> = std::collections::HashMap::new();
+        for a in self.absences.iter().filter(|a| a.type_id == vac_id && a.start <= period.1 && a.end >= period.0) {
+            by.entry(a.employee_id).or_default().push(a);
+        }
+        by
+    }
+
+    /// [`Company::report_item`], with the vacation index of the report's period when the caller renders
+    /// many items.
+    fn report_item_with(&self, ri: usize, e: &Employee, vacations: Option<&std::collections::HashMap<i64, Vec<&Absence>>>) -> Value {
         let Some(r) = self.reports.get(ri) else { return Value::Null };
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ (e.id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ri as u64);
         let eid = e.id;
@@ -45,7 +92,8 @@ impl Company {
         };
         if r.kind == "historical_data" {
             let mut hist = Vec::new();
-            let created = self.now - Duration::days(rng.random_range(200..1200));
+            // Anchored to the report's creation, so the history does not move when the clock does.
+            let created = r.created_at - Duration::days(rng.random_range(200..1200));
             hist.push(json!({"attribute_id": "position", "data_type": "TEXT", "value": pick(&mut rng, POSITIONS), "effective_date": berlin_date(created).format("%Y-%m-%d").to_string(), "employee_id": eid}));
             if let (Some(did), Some(dname)) = entity("department") {
                 hist.push(json!({"attribute_id": "department", "entity_id": did, "data_type": "ENTITY", "value": dname, "effective_date": berlin_date(created).format("%Y-%m-%d").to_string(), "employee_id": eid}));
@@ -84,7 +132,10 @@ impl Company {
                 attrs.push(json!({"attribute_id": "first_name", "data_type": "TEXT", "value": val("first_name"), "employee_id": eid}));
                 let (s, en) = r.period;
                 let vac_id = self.time_off_types.first().map(|t| t.id).unwrap_or(0);
-                let periods: Vec<&Absence> = self.absences.iter().filter(|a| a.employee_id == eid && a.type_id == vac_id && a.start <= en && a.end >= s).collect();
+                let periods: Vec<&Absence> = match vacations {
+                    Some(by) => by.get(&eid).cloned().unwrap_or_default(),
+                    None => self.absences.iter().filter(|a| a.employee_id == eid && a.type_id == vac_id && a.start <= en && a.end >= s).collect(),
+                };
                 let days: f64 = periods.iter().map(|a| a.amount).sum();
                 attrs.push(json!({"attribute_id": format!("absence_{vac_id}"), "data_type": "ABSENCE_OVERVIEW", "start_date": s.format("%Y-%m-%d").to_string(), "end_date": en.format("%Y-%m-%d").to_string(),
                     "duration_days": num(days).to_string(), "duration_hours": num(days * 8.0).to_string(), "employee_id": eid}));

@@ -273,3 +273,33 @@ async fn custom_reports() {
     assert_eq!(v[0]["errors"][0]["_meta"][0]["field"], "ID");
     assert_eq!(v[0]["status"], 404);
 }
+
+#[tokio::test]
+async fn a_report_is_refreshed_when_its_items_change_and_only_then() {
+    let env = start(Preset::Small).await;
+    let h = env.sb.handle();
+    let refreshed = || -> Vec<(String, String)> {
+        h.with_company(|c| c.reports.iter().map(|r| (r.name.clone(), personio_sandbox::time::fmt_v2(r.refreshed_at))).collect())
+    };
+    let at_start = refreshed();
+    // The clock alone changes no report.
+    h.advance_clock(chrono::Duration::hours(5));
+    assert_eq!(refreshed(), at_start);
+    // An attendance is in no report.
+    let attendance = h.with_company(|c| c.attendances[0].id);
+    assert!(h.delete_attendance(attendance));
+    assert_eq!(refreshed(), at_start);
+    // A department change shows in the headcount and the position history, not in the vacation or the
+    // compensation report; those two keep their time, the others are refreshed at the clock.
+    let id = h.with_company(|c| c.report_employees(&c.reports[0])[0].id);
+    h.advance_clock(chrono::Duration::hours(1));
+    h.move_to_next_department(id).unwrap();
+    let now = personio_sandbox::time::fmt_v2(h.now());
+    let after = refreshed();
+    let moved: BTreeSet<&str> = after.iter().zip(&at_start).filter(|(a, b)| a.1 != b.1).map(|(a, _)| a.0.as_str()).collect();
+    assert_eq!(moved, BTreeSet::from(["Headcount by department", "Position history"]), "{after:?}");
+    assert!(after.iter().filter(|(n, _)| moved.contains(n.as_str())).all(|(_, at)| *at == now), "{after:?} at {now}");
+    // What the list serves is what the truth says.
+    let (_, v) = env.get("/v1/company/custom-reports/reports").await;
+    assert_eq!(v["data"], Value::Array(h.truth().custom_reports.clone()));
+}
