@@ -937,17 +937,12 @@ impl Pipeline {
                 mode: policy.deletes.to_string(),
                 ..Default::default()
             };
-            if fresh.contains(&spec.name) {
-                r.status = "applied".into();
-                r.keys = root.as_ref().and_then(|t| report.rows.get(t)).copied().unwrap_or(0);
-                r.reason = Some("its tables are created by this load: they hold only this run's records".into());
-                state
-                    .resource_mut(source.name(), &spec.name)
-                    .insert(crate::reconcile::STATE_KEY.to_string(), json!(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
-                report.reconciliations.push(r);
-                continue;
-            }
             match key_sets.get(&spec.name) {
+                _ if fresh.contains(&spec.name) => {
+                    r.status = "applied".into();
+                    r.keys = root.as_ref().and_then(|t| report.rows.get(t)).copied().unwrap_or(0);
+                    r.reason = Some("its tables are created by this load: they hold only this run's records".into());
+                }
                 Some(KeyOutcome::Complete { keys, requests }) => {
                     r.status = "applied".into();
                     r.keys = keys.len() as u64;
@@ -974,9 +969,6 @@ impl Pipeline {
                             at: now,
                         });
                     }
-                    state
-                        .resource_mut(source.name(), &spec.name)
-                        .insert(crate::reconcile::STATE_KEY.to_string(), json!(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
                 }
                 Some(KeyOutcome::Incomplete { reason, requests }) => {
                     r.status = "skipped".into();
@@ -988,6 +980,11 @@ impl Pipeline {
                     r.reason = Some("the source gathered no key set".into());
                 }
                 None => continue,
+            }
+            if r.status == "applied" {
+                state
+                    .resource_mut(source.name(), &spec.name)
+                    .insert(crate::reconcile::STATE_KEY.to_string(), json!(now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
             }
             if r.status == "skipped" {
                 let w = format!("{r}; the last reconciliation time is unchanged, so it is due again (or rerun with --reconcile)");

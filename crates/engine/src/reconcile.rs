@@ -268,7 +268,7 @@ pub struct ReconcileReport {
     pub requests: u64,
     /// Root rows deleted (hard) or newly marked (soft); child rows go with their roots.
     pub rows: u64,
-    /// Why it was skipped.
+    /// Why it was skipped, or why it was applied without a key set (a load that created the tables).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

@@ -135,7 +135,7 @@ impl Company {
             document_categories,
             reports: Vec::new(),
             generation: 0,
-            reports_generation: 0,
+            reports_generation: None,
             org,
             rng,
             next_employee_id: 1_132_880,
@@ -576,7 +576,7 @@ impl Company {
             let period = if kind == "timeframe" { (prev_month_start, prev_month_end) } else { (today, today) };
             // Refreshed two hours before the clock when the company is made ([`Company::sync_reports`]).
             let refreshed_at = now - Duration::hours(2);
-            self.reports.push(Report { id, name: name.into(), description: desc.into(), kind: kind.into(), status: status.into(), columns, has_items, created_at, period, refreshed_at, content_hash: 0 });
+            self.reports.push(Report { id, name: name.into(), description: desc.into(), kind: kind.into(), status: status.into(), columns, has_items, created_at, period, refreshed_at, content_hash: None });
         }
     }
 

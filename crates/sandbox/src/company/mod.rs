@@ -190,8 +190,8 @@ pub struct Report {
     /// (Personio's changelog, "Custom Reports API - Report status added"). Moved by
     /// [`Company::sync_reports`] when the report's items change.
     pub refreshed_at: DateTime<Utc>,
-    /// Hash of the report's items at `refreshed_at`.
-    pub content_hash: u64,
+    /// Hash of the report's items at `refreshed_at` (`None` until [`Company::sync_reports`] first ran).
+    pub content_hash: Option<u64>,
 }
 
 /// Org objects referenced by employees.
@@ -232,7 +232,7 @@ pub struct Company {
     /// Data generation counter (bumped by every mutation).
     pub generation: u64,
     /// The generation the reports' `refreshed_at` was last brought up to date at.
-    reports_generation: u64,
+    reports_generation: Option<u64>,
     org: Org,
     rng: ChaCha8Rng,
     next_employee_id: i64,

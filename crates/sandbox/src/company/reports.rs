@@ -28,7 +28,7 @@ impl Company {
     /// ends ([`crate::state::WorldWrite`]); costs one rendering of every report's items per data generation.
     pub fn sync_reports(&mut self) {
         use std::hash::{Hash, Hasher};
-        if self.reports_generation == self.generation && self.reports.iter().all(|r| r.content_hash != 0) {
+        if self.reports_generation == Some(self.generation) {
             return;
         }
         for ri in 0..self.reports.len() {
@@ -39,18 +39,18 @@ impl Company {
                     self.report_item_with(ri, e, Some(&vacations)).to_string().hash(&mut h);
                 }
             }
-            let hash = h.finish() | 1;
+            let hash = h.finish();
             let now = self.now;
             if let Some(r) = self.reports.get_mut(ri) {
-                if r.content_hash != 0 && r.content_hash != hash {
+                if r.content_hash.is_some_and(|old| old != hash) {
                     // A refresh takes time at Personio, so two refreshes never share a time; here the clock
                     // stands still between `advance_clock` calls, so later refreshes go one second further.
                     r.refreshed_at = now.max(r.refreshed_at + Duration::seconds(1));
                 }
-                r.content_hash = hash;
+                r.content_hash = Some(hash);
             }
         }
-        self.reports_generation = self.generation;
+        self.reports_generation = Some(self.generation);
     }
 
     /// Employees that appear in a report, in order.
