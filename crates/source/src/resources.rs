@@ -186,6 +186,25 @@ pub struct Resource {
     /// Its records can disappear (deletion detection by reconciliation); `None`: replace resources
     /// (every load is the whole listing) and lists that do not lose records.
     pub reconcile: Option<Reconcile>,
+    /// Transformers: the version of a parent record (read from its list record) that changes when the
+    /// rows of its call change. A call whose parent is still at the version its rows were loaded at is
+    /// skipped (the versions are kept in the resource state [`crate::source::PARENT_VERSIONS`]); `None`:
+    /// called for every parent record the run extracts.
+    pub parent_version: Option<fn(&serde_json::Value) -> Option<String>>,
+}
+
+/// The version of a custom report's data, from its list record, when it can be trusted: the report is
+/// `up_to_date` and says when its data was refreshed. Personio refreshes a report's data itself when data
+/// relevant to it changes ("Custom Reports API - Report status added"), so a report still at the version
+/// its rows were loaded at serves those rows.
+fn report_version(report: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    if report.get("status").and_then(Value::as_str) != Some("up_to_date") {
+        return None;
+    }
+    let refreshed = report.get("data_refreshed_at").and_then(Value::as_str).filter(|s| !s.is_empty())?;
+    let updated = report.get("updated_at").and_then(Value::as_str).unwrap_or("");
+    Some(format!("{updated}|{refreshed}"))
 }
 
 impl Resource {
@@ -219,6 +238,7 @@ const fn r(name: &'static str, api: Api, path: &'static str, paging: Paging, sha
         default: true,
         retired_for: None,
         reconcile: None,
+        parent_version: None,
     }
 }
 
@@ -288,7 +308,7 @@ pub const RESOURCES: &[Resource] = &[
     Resource { scope: "personio:document_categories:read", ..r("document_categories", Api::V1, "company/document-categories", Paging::Single, Shape::DocumentCategory) },
     Resource { scope: "personio:absences:read", primary_key: &["employee_id", "id"], disposition: Merge, parent: Some("employees"), reconcile: rec(&["employee_id"], KeySource::Parent, "1d"), ..r("employees_absences_balance", Api::V1, "company/employees/{id}/absences/balance", Paging::Single, Shape::Balance) },
     Resource { filters: F_REPORTS, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), ..r("custom_reports_list", Api::V1, "company/custom-reports/reports", Paging::RecordNoLimit, Shape::Attributes) },
-    Resource { filters: F_REPORT, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), primary_key: &["report_id", "item_id"], disposition: Merge, parent: Some("custom_reports_list"), reconcile: rec(&["report_id", "item_id"], KeySource::Extract, "1d"), ..r("custom_reports", Api::V1, "company/custom-reports/reports/{id}", Paging::PageNumber, Shape::ReportItems) },
+    Resource { filters: F_REPORT, scope: "personio:reports:read", lifecycle: Lifecycle::Deprecated("2027-06-30"), primary_key: &["report_id", "item_id"], disposition: Merge, parent: Some("custom_reports_list"), reconcile: rec(&["report_id", "item_id"], KeySource::Extract, "1d"), parent_version: Some(report_version), ..r("custom_reports", Api::V1, "company/custom-reports/reports/{id}", Paging::PageNumber, Shape::ReportItems) },
     // v2 (§13.1). attendance_periods and projects_v2 replace the retired v1 attendances and projects.
     Resource { max_limit: 50, filters: F_PERSONS, updated_filter: upd("updated_at.gt", After, UtcZ), windows: W_PERSONS, scope: "personio:persons:read", disposition: Merge, default: false, cursor: Some("updated_at"), cursor_hint: Some(PERSONS_HINT), reconcile: rec(&["id"], KEYS_LISTING, "1d"), ..r("persons", Api::V2, "persons", Paging::Cursor, Shape::V2) },
     Resource { max_limit: 50, filters: F_EMPLOYMENTS, updated_filter: upd("updated_at.gt", After, UtcZ), scope: "personio:employments:read", disposition: Merge, default: false, parent: Some("persons"), reconcile: rec(&["person_id"], KeySource::Parent, "1d"), ..r("employments", Api::V2, "persons/{id}/employments", Paging::Cursor, Shape::V2Employment) },

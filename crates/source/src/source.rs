@@ -71,22 +71,19 @@ pub enum PersonioSourceError {
     },
 }
 
-/// Key of `custom_reports`' resource state: per listed report id, the version its rows were last loaded
-/// at (`updated_at` and `data_refreshed_at` of an `up_to_date` report). Personio refreshes a report's data
-/// when data relevant to it changes ("Custom Reports API - Report status added"), so a report still at
-/// that version serves the rows already loaded and is not fetched again — unless the resource's
-/// reconciliation is due (it needs every report's rows), or `refresh_all_reports` is set.
-pub const REPORT_VERSIONS: &str = "report_versions";
+/// Key of a versioned transformer's resource state ([`Resource::parent_version`]; `custom_reports`, hence
+/// the name): per parent id, the version its rows were last loaded at. A parent still at that version is
+/// not called again — unless the transformer's reconciliation is due (it needs every call's rows), or
+/// `refresh_all_reports` is set.
+pub const PARENT_VERSIONS: &str = "report_versions";
 
-/// The version of a custom report's data from its list record, when it can be trusted: the report is
-/// `up_to_date` and says when its data was refreshed.
-fn report_version(report: &Value) -> Option<String> {
-    if report.get("status").and_then(Value::as_str) != Some("up_to_date") {
-        return None;
-    }
-    let refreshed = report.get("data_refreshed_at").and_then(Value::as_str).filter(|s| !s.is_empty())?;
-    let updated = report.get("updated_at").and_then(Value::as_str).unwrap_or("");
-    Some(format!("{updated}|{refreshed}"))
+/// One versioned transformer during its parent's run.
+struct Versioned {
+    child: &'static str,
+    /// Parent id → version its rows were loaded at (empty when every call is due).
+    loaded: serde_json::Map<String, Value>,
+    /// Parent id → version listed by this run.
+    listed: Mutex<serde_json::Map<String, Value>>,
 }
 
 /// Called after each page: (resource, rows in the page).
@@ -106,7 +103,7 @@ pub struct SourceOptions {
     /// Fetch balances for every employee, not only new or changed ones.
     pub refresh_all_balances: bool,
     /// Fetch every custom report's rows, not only those of reports Personio refreshed since the last
-    /// load (see [`REPORT_VERSIONS`]).
+    /// load (see [`PARENT_VERSIONS`]).
     pub refresh_all_reports: bool,
     /// Transformer calls (balances, report rows, employments) one listing may have in flight at once,
     /// across its parent pages; results keep parent order. The client's adaptive limit
@@ -396,18 +393,21 @@ impl PersonioSource {
         }
         let shaped_pages = futures::stream::once(futures::future::ready(Ok((first, first_total))))
             .chain(pages.map(|page| page.and_then(|p| Ok((Self::shape_page(r, p.data)?, p.total)))));
-        // Custom reports: versions of the reports listed now, and which were loaded at that version.
-        let reports_child = children.iter().any(|c| c.name == "custom_reports");
-        let stored_versions: serde_json::Map<String, Value> = if reports_child && !self.options.refresh_all_reports && !ctx.reconcile_due("custom_reports") {
-            match ctx.resource_state("custom_reports", REPORT_VERSIONS) {
-                Some(Value::Object(m)) => m,
-                _ => serde_json::Map::new(),
-            }
-        } else {
-            serde_json::Map::new()
-        };
-        let versions: Mutex<serde_json::Map<String, Value>> = Mutex::new(serde_json::Map::new());
-        let (stored_ref, versions_ref) = (&stored_versions, &versions);
+        // Versioned transformers (custom reports): per child, the parent versions its rows were loaded at
+        // (none when every call is due) and the versions listed now.
+        let versioned: Vec<Versioned> = children
+            .iter()
+            .filter(|c| c.parent_version.is_some())
+            .map(|c| {
+                let all_due = self.options.refresh_all_reports || ctx.reconcile_due(c.name);
+                let loaded = match ctx.resource_state(c.name, PARENT_VERSIONS) {
+                    Some(Value::Object(m)) if !all_due => m,
+                    _ => serde_json::Map::new(),
+                };
+                Versioned { child: c.name, loaded, listed: Mutex::new(serde_json::Map::new()) }
+            })
+            .collect();
+        let versioned_ref = &versioned;
         // The listing's own keys, before the incremental filter, when a reconciliation wants them.
         let own: Option<Mutex<Listing>> = gather.wants(r.name).then(|| Mutex::new(Listing::default()));
         let own_ref = &own;
@@ -448,18 +448,18 @@ impl PersonioSource {
                 for child in &children {
                     let ids = if self.options.refresh_all_balances && child.name == "employees_absences_balance" {
                         all_ids.clone()
-                    } else if child.name == "custom_reports" {
+                    } else if let (Some(version_of), Some(v)) = (child.parent_version, versioned_ref.iter().find(|v| v.child == child.name)) {
                         kept.iter().filter_map(|rec| {
                             let id = rec.get("id")?;
                             let key = id.as_str().map_or_else(|| id.to_string(), str::to_string);
-                            let version = report_version(rec);
-                            let unchanged = version.as_ref().is_some_and(|v| stored_ref.get(&key).and_then(Value::as_str) == Some(v.as_str()));
-                            if let Some(v) = version {
-                                versions_ref.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), Value::String(v));
+                            let version = version_of(rec);
+                            let unchanged = version.as_ref().is_some_and(|ver| v.loaded.get(&key).and_then(Value::as_str) == Some(ver.as_str()));
+                            if let Some(ver) = version {
+                                v.listed.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), Value::String(ver));
                             }
                             if unchanged {
                                 gather.skipped(child.name);
-                                tracing::debug!(report = %key, "custom report not refreshed since the last load: not fetched");
+                                tracing::debug!(resource = child.name, parent = %key, "parent unchanged since its rows were loaded: not called");
                                 return None;
                             }
                             Some(id.clone())
@@ -502,9 +502,9 @@ impl PersonioSource {
         if let Some(l) = own {
             gather.add(r.name, l.into_inner().unwrap_or_else(|e| e.into_inner()));
         }
-        if reports_child {
-            // Committed with this run's rows: the next run skips reports still at these versions.
-            ctx.set_resource_state("custom_reports", REPORT_VERSIONS, Value::Object(versions.into_inner().unwrap_or_else(|e| e.into_inner())));
+        for v in versioned {
+            // Committed with this run's rows: the next run skips parents still at these versions.
+            ctx.set_resource_state(v.child, PARENT_VERSIONS, Value::Object(v.listed.into_inner().unwrap_or_else(|e| e.into_inner())));
         }
         Ok(())
     }
