@@ -184,6 +184,7 @@ def run_pipeline(cli, sb, work, name, resources, pacing):
         "cpu_secs": r["cpu_secs"],
         "peak_rss_mib": r["peak_rss_mib"],
         "rows": rows,
+        "early_rows": report.get("early_rows", 0),
         "rows_per_sec": round(rows / r["wall_secs"]) if r["wall_secs"] else None,
         "tables": len(report.get("rows", {})),
         "requests": counts["total"],
@@ -451,6 +452,8 @@ def markdown(res):
         if any(steps.values()):
             lines += ["", "The engine's step times (trace.json; extract and normalize overlap): " + "; ".join(
                 f"{p}: " + ", ".join(f"{k} {v:.2f} s" for k, v in st.items()) for p, st in steps.items() if st) + "."]
+        lines += ["", "Rows appended while extracting (DuckDB's `load_during_extract`; the load step then completes them): " + "; ".join(
+            f"{p}: {fmt(r['full'].get('early_rows', 0))} of {fmt(r['full']['rows'])}" for p, r in res["full"].items()) + "."]
         lines += ["", "Incremental run after 1 % of employees, absences and attendances changed (clock +1 h):", "",
                   "| preset | changed (employees / absences / attendances) | requests | of the full load's | wall (s) | of the full load's |",
                   "|---|---|---|---|---|---|"]
@@ -481,6 +484,8 @@ def markdown(res):
                          f"{fmt(d['wall_secs'] / o['theoretical_min_secs'] if o['theoretical_min_secs'] else None, 2)} | "
                          f"{d['responses_429']} | {fmt(d['cpu_secs'], 1)} | {fmt(d['peak_rss_mib'])} |")
             lines += ["", f"dlt / personio-pipeline wall time: **{d['ratio_to_ours']:.1f}×** ({d.get('versions')})."]
+        if "early_rows" in o:
+            lines += ["", f"Rows appended while extracting (DuckDB's `load_during_extract`): {fmt(o['early_rows'])} of {fmt(o.get('rows'))}."]
         lines.append("")
     return "\n".join(lines)
 

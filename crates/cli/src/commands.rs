@@ -172,7 +172,8 @@ pub fn init(env: &Env, destination: &str, force: bool) -> Result<()> {
 }
 
 /// The DuckDB destination's settings: `[destination.duckdb]` `credentials` (a `.duckdb` path),
-/// `memory_limit` (`"none"` keeps DuckDB's 80% of RAM), `temp_directory` and `merge_chunk_rows`.
+/// `memory_limit` (`"none"` keeps DuckDB's 80% of RAM), `temp_directory`, `merge_chunk_rows` and
+/// `load_during_extract`.
 /// The demo pipeline ignores `credentials`: it always writes `personio_demo.duckdb`.
 fn duckdb_config(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, dataset: &str) -> Result<DuckDbConfig> {
     duckdb_config_for(env, resolver, pipeline_name, dataset, pipeline_name == settings::DEMO_PIPELINE)
@@ -193,6 +194,7 @@ fn duckdb_config_for(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, 
         config.temp_directory = Some(env.project_dir.join(dir));
     }
     config.merge_chunk_rows = resolver.integer(&section, "merge_chunk_rows", config.merge_chunk_rows, 1, 1_000_000_000)?;
+    config.load_during_extract = resolver.boolean(&section, "load_during_extract", config.load_during_extract)?;
     config.validate().map_err(|e| UsageError(format!("[destination.duckdb]: {e}")))?;
     Ok(config)
 }

@@ -82,6 +82,7 @@ const KNOWN_KEYS: &[&str] = &[
     "memory_limit",
     "temp_directory",
     "merge_chunk_rows",
+    "load_during_extract",
     "log_level",
     "merge_strategy",
     "hard_delete",
@@ -341,6 +342,26 @@ impl ConfigResolver {
                 problem,
                 allowed: format!("a whole number from {min} to {max}"),
             }),
+        }
+    }
+
+    /// `true` or `false` (any case), `default` when unset.
+    pub fn boolean(&self, sections: &[&str], key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get_with_origin(sections, key, false) {
+            None => {
+                self.remember_default(sections, key, default.to_string());
+                Ok(default)
+            }
+            Some((raw, origin)) => match raw.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(ConfigError::Value {
+                    key: dotted(sections, key),
+                    origin,
+                    problem: format!("{:?} is not a boolean", raw.trim()),
+                    allowed: "true or false".to_string(),
+                }),
+            },
         }
     }
 

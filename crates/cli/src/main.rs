@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// mimalloc instead of the system allocator: the normalizer allocates and frees every parsed record's
-/// strings (docs/performance.md, profile findings).
+/// strings (docs/performance.md, profile findings). The `system-alloc` feature keeps the system
+/// allocator, for heap profilers that hook `malloc` (heaptrack); it rebuilds this crate only.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

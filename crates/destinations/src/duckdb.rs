@@ -7,18 +7,26 @@
 //!
 //! DuckDB's API blocks, so every [`Destination`] call runs on tokio's blocking pool with the connection
 //! moved there and back: the async runtime is never blocked.
+//!
+//! **Load during extract** ([`DuckDbConfig::load_during_extract`], on by default): the tables a load
+//! creates (first load, full refresh) are created and appended batch by batch while the run still
+//! extracts, in the load's open transaction, so DuckDB's compression of those rows overlaps the fetch
+//! instead of following it. The database file is then held from the first normalized batch to the
+//! commit, not only during the load.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
-use pipeline_engine::load::{Capabilities, Destination, DestinationError, LoadInfo, LoadReport, StoredState, TableInfo};
+use pipeline_engine::load::{
+    Capabilities, Destination, DestinationError, EarlyLoad, LoadInfo, LoadReport, StoredState, TableInfo,
+};
 use pipeline_engine::package::LoadPackage;
 use pipeline_engine::plan::{Catalog, LoadPlan};
-use pipeline_engine::schema::{DataType, Schema};
+use pipeline_engine::schema::{DataType, MergeStrategy, Schema, Table, WriteDisposition};
 use pipeline_engine::state::StateRow;
 
-use crate::sql::{self, literal, qualified, Dialect, Report, Step};
+use crate::sql::{self, ident, literal, qualified, Dialect, EarlyTable, EarlyTables, Report, Step};
 use crate::text::{strip_nul, NulReport};
 
 const KIND: &str = "duckdb";
@@ -58,6 +66,9 @@ pub struct DuckDbConfig {
     /// How long opening the file waits while another process holds it (a reader between our loads),
     /// before failing with a "locked" error.
     pub lock_wait: std::time::Duration,
+    /// Create and fill the tables a load creates while the run still extracts (see the module docs).
+    /// `false` keeps the file closed until the extract ends, for readers that query it meanwhile.
+    pub load_during_extract: bool,
 }
 
 /// The default [`DuckDbConfig::lock_wait`].
@@ -85,6 +96,7 @@ impl DuckDbConfig {
             temp_directory: None,
             merge_chunk_rows: DEFAULT_MERGE_CHUNK_ROWS,
             lock_wait: DEFAULT_LOCK_WAIT,
+            load_during_extract: true,
         }
     }
 
@@ -114,7 +126,7 @@ impl DuckDbConfig {
     /// read it between loads.
     pub fn build(&self) -> Result<DuckDbDestination, DestinationError> {
         self.validate()?;
-        Ok(DuckDbDestination { conn: None, config: self.clone() })
+        Ok(DuckDbDestination { conn: None, config: self.clone(), early: None })
     }
 
     /// Open (create) the database file with the configured settings.
@@ -180,6 +192,23 @@ fn db_err(context: &str) -> impl FnOnce(duckdb::Error) -> DestinationError + '_ 
 pub struct DuckDbDestination {
     conn: Option<Connection>,
     config: DuckDbConfig,
+    /// The load begun while extracting, its transaction open on `conn`.
+    early: Option<Early>,
+}
+
+/// An early load in progress ([`Destination::begin_early_load`]).
+#[derive(Debug)]
+struct Early {
+    load_id: String,
+    /// The dataset's tables before the early load (the plan is built against them).
+    catalog: Catalog,
+    /// Tables dropped at its start.
+    dropped: Vec<String>,
+    /// Resources whose batches it takes.
+    taken: Vec<String>,
+    /// Tables created and filled so far.
+    tables: EarlyTables,
+    nul: NulReport,
 }
 
 impl std::fmt::Debug for DuckDbDestination {
@@ -274,10 +303,11 @@ impl DuckDbDestination {
         &mut self,
         f: impl FnOnce(&mut DuckDbDestination) -> Result<T, DestinationError> + Send + 'static,
     ) -> Result<T, DestinationError> {
-        let mut me = DuckDbDestination { conn: self.conn.take(), config: self.config.clone() };
+        let mut me = DuckDbDestination { conn: self.conn.take(), config: self.config.clone(), early: self.early.take() };
         if tokio::runtime::Handle::try_current().is_err() {
             let r = f(&mut me);
             self.conn = me.conn;
+            self.early = me.early;
             return r;
         }
         let (me, r) = tokio::task::spawn_blocking(move || {
@@ -287,6 +317,7 @@ impl DuckDbDestination {
         .await
         .map_err(|e| DestinationError::new(KIND, format!("the DuckDB worker failed: {e}")))?;
         self.conn = me.conn;
+        self.early = me.early;
         r
     }
 
@@ -402,7 +433,12 @@ impl DuckDbDestination {
     /// Run `f` in a transaction: commit on success, roll back on error.
     fn in_transaction<T>(&self, f: impl FnOnce(&Self) -> Result<T, DestinationError>) -> Result<T, DestinationError> {
         self.exec("BEGIN TRANSACTION")?;
-        match f(self) {
+        self.end_transaction(f(self))
+    }
+
+    /// Commit the open transaction after `result`, or roll it back on error.
+    fn end_transaction<T>(&self, result: Result<T, DestinationError>) -> Result<T, DestinationError> {
+        match result {
             Ok(v) => {
                 let started = std::time::Instant::now();
                 self.exec("COMMIT")?;
@@ -419,20 +455,154 @@ impl DuckDbDestination {
     }
 
     fn load_sync(&mut self, package: &LoadPackage) -> Result<LoadReport, DestinationError> {
+        let m = package.manifest();
+        let rows = |t: &str| m.tables.get(t).map(|j| j.rows).unwrap_or(0);
+        match self.early.take() {
+            // Complete the early load: its transaction is open, its tables filled.
+            Some(early) if early.load_id == m.load_id && self.conn.is_some() => {
+                let result = (|| {
+                    let plan = LoadPlan::build(m, &early.catalog);
+                    let steps = sql::plan_steps(&plan, self.ds(), rows, &self.dialect(), Some(&early.tables));
+                    let mut report = self.run_steps(&steps, Some(package))?;
+                    report.warnings.extend(early.nul.warning("DuckDB"));
+                    Ok(report)
+                })();
+                self.end_transaction(result)
+            }
+            other => {
+                if other.is_some() {
+                    self.rollback();
+                }
+                self.connect()?;
+                self.in_transaction(|me| {
+                    let plan = LoadPlan::build(m, &me.existing_columns(me.ds())?);
+                    let steps = sql::plan_steps(&plan, me.ds(), rows, &me.dialect(), None);
+                    me.run_steps(&steps, Some(package))
+                })
+            }
+        }
+    }
+
+    /// Roll back the open transaction, if any (errors ignored: a failed rollback leaves nothing either).
+    fn rollback(&self) {
+        if let Some(c) = &self.conn {
+            let _ = c.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// [`Destination::begin_early_load`]: open the transaction, drop the refreshed tables, and take the
+    /// resources whose rows the plan inserts straight into their new tables (append, replace, and a
+    /// `delete-insert` merge with no `hard_delete` or `dedup_sort`, which merges in place).
+    fn begin_early_sync(&mut self, load: &EarlyLoad) -> Result<Vec<String>, DestinationError> {
+        if self.early.take().is_some() {
+            self.rollback();
+        }
+        let taken: Vec<String> = load
+            .resources
+            .iter()
+            .filter(|r| match r.disposition {
+                WriteDisposition::Append | WriteDisposition::Replace => true,
+                WriteDisposition::Merge => {
+                    r.merge.strategy == MergeStrategy::DeleteInsert && r.merge.hard_delete.is_none() && r.merge.dedup_sort.is_none()
+                }
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        if !self.config.load_during_extract || taken.is_empty() {
+            return Ok(Vec::new());
+        }
         self.connect()?;
-        self.in_transaction(|me| {
-            let m = package.manifest();
-            let plan = LoadPlan::build(m, &me.existing_columns(me.ds())?);
-            let steps = sql::plan_steps(&plan, me.ds(), |t| m.tables.get(t).map(|j| j.rows).unwrap_or(0), &me.dialect());
-            me.run_steps(&steps, Some(package))
-        })
+        self.exec("BEGIN TRANSACTION")?;
+        let begun = (|| {
+            self.exec(&format!("CREATE SCHEMA IF NOT EXISTS {}", ident(self.ds())))?;
+            let catalog = self.existing_columns(self.ds())?;
+            for t in &load.drop_tables {
+                self.exec(&format!("DROP TABLE IF EXISTS {}", qualified(self.ds(), t)))?;
+            }
+            Ok(catalog)
+        })();
+        match begun {
+            Ok(catalog) => {
+                self.early = Some(Early {
+                    load_id: load.load_id.clone(),
+                    catalog,
+                    dropped: load.drop_tables.clone(),
+                    taken: taken.clone(),
+                    tables: EarlyTables::default(),
+                    nul: NulReport::default(),
+                });
+                Ok(taken)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Destination::early_append`]: create the table (or add the columns it lacks) and append.
+    fn early_append_sync(&mut self, table: &Table, batch: arrow::record_batch::RecordBatch) -> Result<(), DestinationError> {
+        let Some(mut early) = self.early.take() else {
+            return Err(DestinationError::new(KIND, format!("internal error: no early load is open for table {}", table.name)));
+        };
+        let result = self.early_append_in(&mut early, table, batch);
+        match result {
+            Ok(()) => {
+                self.early = Some(early);
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn early_append_in(&self, early: &mut Early, table: &Table, batch: arrow::record_batch::RecordBatch) -> Result<(), DestinationError> {
+        let ds = self.ds();
+        let name = &table.name;
+        let existed = early.catalog.contains_key(name) && !early.dropped.contains(name);
+        if existed || !table.resource.as_ref().is_some_and(|r| early.taken.contains(r)) {
+            return Err(DestinationError::new(KIND, format!("internal error: table {name} is not one this load creates")));
+        }
+        let dialect = self.dialect();
+        match early.tables.tables.get_mut(name) {
+            None => {
+                let defs: Vec<String> = table.columns.values().map(|c| sql::column_def(c, |dt| dialect.type_name(dt))).collect();
+                self.exec(&format!("CREATE TABLE {} ({})", qualified(ds, name), defs.join(", ")))?;
+                let columns = table.columns.keys().cloned().collect();
+                early.tables.tables.insert(name.clone(), EarlyTable { columns, rows: 0 });
+            }
+            Some(have) => {
+                let missing: Vec<_> = table.columns.values().filter(|c| !have.columns.contains(&c.name)).collect();
+                for c in missing {
+                    self.exec(&format!("ALTER TABLE {} ADD COLUMN {} {}", qualified(ds, name), ident(&c.name), dialect.type_name(c.data_type)))?;
+                    have.columns.insert(c.name.clone());
+                }
+            }
+        }
+        let col_types: Vec<DataType> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| table.columns.get(f.name().as_str()).map(|c| c.data_type).unwrap_or(DataType::Text))
+            .collect();
+        let batch = strip_nul(batch, &col_types, false, name, &mut early.nul);
+        let mut rows = 0;
+        let started = std::time::Instant::now();
+        self.append_batch(batch, name, ds, &mut rows)?;
+        tracing::debug!(target: "load_steps", ms = started.elapsed().as_secs_f64() * 1e3, rows, "early append to {ds}.{name}");
+        if let Some(t) = early.tables.tables.get_mut(name) {
+            t.rows += rows;
+        }
+        Ok(())
     }
 
     fn drop_sync(&mut self, tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &str) -> Result<(), DestinationError> {
         self.connect()?;
         self.in_transaction(|me| {
             let plan = LoadPlan::for_drop(tables, new_schema, state, load_id, &me.existing_columns(me.ds())?);
-            let steps = sql::plan_steps(&plan, me.ds(), |_| 0, &me.dialect());
+            let steps = sql::plan_steps(&plan, me.ds(), |_| 0, &me.dialect(), None);
             me.run_steps(&steps, None).map(|_| ())
         })
     }
@@ -555,7 +725,9 @@ impl Destination for DuckDbDestination {
         format!("{KIND}:{}", path.display())
     }
 
+    /// Closing the connection rolls back an early load still open.
     async fn disconnect(&mut self) {
+        self.early = None;
         self.conn = None;
     }
 
@@ -595,6 +767,27 @@ impl Destination for DuckDbDestination {
     async fn load_package(&mut self, package: &LoadPackage) -> Result<LoadReport, DestinationError> {
         let package = package.clone();
         self.blocking(move |d| d.load_sync(&package)).await
+    }
+
+    async fn begin_early_load(&mut self, early: &EarlyLoad) -> Result<Vec<String>, DestinationError> {
+        let early = early.clone();
+        self.blocking(move |d| d.begin_early_sync(&early)).await
+    }
+
+    async fn early_append(&mut self, table: &Table, batch: arrow::record_batch::RecordBatch) -> Result<(), DestinationError> {
+        let table = table.clone();
+        self.blocking(move |d| d.early_append_sync(&table, batch)).await
+    }
+
+    async fn abort_early_load(&mut self) {
+        if self.early.take().is_some() {
+            let _ = self
+                .blocking(|d| {
+                    d.rollback();
+                    Ok(())
+                })
+                .await;
+        }
     }
 
     async fn tables(&mut self) -> Result<Vec<TableInfo>, DestinationError> {

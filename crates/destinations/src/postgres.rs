@@ -745,7 +745,7 @@ impl PostgresDestination {
     /// Render and run `plan` in one transaction.
     async fn execute(&mut self, plan: &LoadPlan, package: Option<&LoadPackage>) -> Result<LoadReport, DestinationError> {
         let rows_of = |t: &str| package.and_then(|p| p.manifest().tables.get(t)).map(|j| j.rows).unwrap_or(0);
-        let steps = sql::plan_steps(plan, self.ds(), rows_of, &PostgresDialect);
+        let steps = sql::plan_steps(plan, self.ds(), rows_of, &PostgresDialect, None);
         let result = self.run_steps(&steps, package).await;
         match result {
             Ok(report) => {

@@ -9,6 +9,8 @@
 //!
 //! The read side (catalog, stored state and schema, loads) is shared SQL too.
 
+use std::collections::{HashMap, HashSet};
+
 use indexmap::IndexMap;
 use pipeline_engine::load::LoadReport;
 use pipeline_engine::plan::{ChainTable, Dedup, HardDelete, LoadJob, LoadPlan, Validity};
@@ -176,17 +178,44 @@ impl Report {
     }
 }
 
+/// What an early load did inside the load's transaction before the plan runs
+/// ([`pipeline_engine::load::Destination::begin_early_load`]): it dropped the plan's `drop_tables` and
+/// created and filled these tables of the dataset.
+#[derive(Debug, Default, Clone)]
+pub struct EarlyTables {
+    /// Per table created early: its columns and the rows appended.
+    pub tables: HashMap<String, EarlyTable>,
+}
+
+/// One table an early load created.
+#[derive(Debug, Default, Clone)]
+pub struct EarlyTable {
+    /// Its columns so far.
+    pub columns: HashSet<String>,
+    /// Rows appended.
+    pub rows: u64,
+}
+
 /// Render a plan for `dataset` (staging in `<dataset>_staging`). `package_rows` gives a package table's
-/// row count (for the merge's children in the report).
-pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) -> u64, d: &dyn Dialect) -> Vec<Step> {
+/// row count (for the merge's children in the report). After an early load (`early`), its drops are not
+/// repeated, the tables it created get only the columns they lack, and their bulk inserts are not
+/// repeated: the rows are in the table already (moved to staging when the plan stages that table).
+pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) -> u64, d: &dyn Dialect, early: Option<&EarlyTables>) -> Vec<Step> {
     let ds = dataset;
     let stg = format!("{dataset}_staging");
     let mut steps = vec![Step::Exec(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(ds)))];
     let exec = |steps: &mut Vec<Step>, sql: String| steps.push(Step::Exec(sql));
-    for t in &plan.drop_tables {
+    let early_table = |t: &str| early.and_then(|e| e.tables.get(t));
+    for t in plan.drop_tables.iter().filter(|_| early.is_none()) {
         exec(&mut steps, format!("DROP TABLE IF EXISTS {}", qualified(ds, t)));
     }
     for t in &plan.create_tables {
+        if let Some(have) = early_table(&t.name) {
+            for c in t.columns.iter().filter(|c| !have.columns.contains(&c.name)) {
+                exec(&mut steps, format!("ALTER TABLE {} ADD COLUMN {} {}", qualified(ds, &t.name), ident(&c.name), d.type_name(c.data_type)));
+            }
+            continue;
+        }
         let defs: Vec<String> = t
             .columns
             .iter()
@@ -236,7 +265,9 @@ pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) ->
             LoadJob::Append { table } => steps.push(Step::BulkInsert { table: table.clone(), schema: ds.to_string(), report: true }),
             LoadJob::Replace { chain, .. } => {
                 for t in chain {
-                    exec(&mut steps, format!("DELETE FROM {}", qualified(ds, t)));
+                    if early_table(t).is_none() {
+                        exec(&mut steps, format!("DELETE FROM {}", qualified(ds, t)));
+                    }
                     steps.push(Step::BulkInsert { table: t.clone(), schema: ds.to_string(), report: true });
                 }
             }
@@ -290,7 +321,38 @@ pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) ->
             literal(&l.schema_version_hash)
         ),
     );
-    steps
+    match early {
+        Some(early) => without_early_inserts(steps, ds, early),
+        None => steps,
+    }
+}
+
+/// Replace the bulk inserts of tables an early load filled: into the dataset table, only the report of
+/// its rows; into a staging copy, a move of the rows there (leaving the new table empty, as the plan
+/// expects of a table it created).
+fn without_early_inserts(steps: Vec<Step>, ds: &str, early: &EarlyTables) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len());
+    for step in steps {
+        match step {
+            Step::BulkInsert { table, schema, report } if early.tables.contains_key(&table) => {
+                let rows = early.tables.get(&table).map(|t| t.rows).unwrap_or(0);
+                if schema == ds {
+                    if report {
+                        out.push(Step::Report { table, rows });
+                    }
+                } else {
+                    let from = qualified(ds, &table);
+                    out.push(Step::Exec(format!("INSERT INTO {} SELECT * FROM {from}", qualified(&schema, &table))));
+                    out.push(Step::Exec(format!("DELETE FROM {from}")));
+                    if report {
+                        out.push(Step::Report { table, rows });
+                    }
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Create the staging schema once, then a staging copy of every chain table filled with the package's
@@ -654,6 +716,24 @@ mod tests {
         let upsert = merge_sql(false, MergeStrategy::Upsert, Some(HardDelete { column: "deleted_at".into(), boolean: false }));
         assert!(upsert.iter().any(|s| s.contains("(NOT _dlt_deleted OR NOT _dlt_existed)")), "{upsert:#?}");
         assert!(upsert.iter().any(|s| s.contains("s.\"deleted_at\" IS NOT NULL")), "{upsert:#?}");
+    }
+
+    /// Rows an early load appended are reported, not inserted again; rows a plan stages are moved there.
+    #[test]
+    fn an_early_load_is_not_repeated() {
+        let bulk = |table: &str, schema: &str, report| Step::BulkInsert { table: table.into(), schema: schema.into(), report };
+        let mut early = EarlyTables::default();
+        early.tables.insert("t".into(), EarlyTable { columns: HashSet::from(["id".to_string()]), rows: 5 });
+        let steps = vec![bulk("t", "ds", true), bulk("t", "ds_staging", false), bulk("u", "ds", true)];
+        assert_eq!(
+            without_early_inserts(steps, "ds", &early),
+            vec![
+                Step::Report { table: "t".into(), rows: 5 },
+                Step::Exec("INSERT INTO \"ds_staging\".\"t\" SELECT * FROM \"ds\".\"t\"".into()),
+                Step::Exec("DELETE FROM \"ds\".\"t\"".into()),
+                bulk("u", "ds", true),
+            ]
+        );
     }
 
     #[test]

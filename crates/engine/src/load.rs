@@ -22,6 +22,12 @@
 //!
 //! A package of a full refresh lists `drop_tables`: they are dropped first, in the same transaction, and
 //! created again from the package's schema, so readers see the old tables until the new ones commit.
+//!
+//! **Early load** (optional, [`Destination::begin_early_load`]): while the run still extracts, the tables
+//! a load creates (a first load, a full refresh) can be filled batch by batch as the normalizer writes
+//! them, inside the load's transaction, which [`Destination::load_package`] then completes. Nothing is
+//! visible before that commit, and a failed or interrupted run rolls it back; the package on disk is
+//! written as always, so a crash resumes the normal way.
 
 use crate::package::LoadPackage;
 use crate::schema::{DataType, MergeStrategy, Schema, WriteDisposition};
@@ -240,6 +246,28 @@ impl Capabilities {
     }
 }
 
+/// A resource whose tables the coming load creates, offered to [`Destination::begin_early_load`].
+#[derive(Debug, Clone)]
+pub struct EarlyResource {
+    /// Resource name (its tables carry it in [`crate::schema::Table::resource`]).
+    pub name: String,
+    /// Its write disposition.
+    pub disposition: WriteDisposition,
+    /// Its merge settings (for `merge`).
+    pub merge: crate::merge::MergeHints,
+}
+
+/// What [`Destination::begin_early_load`] is told about the coming load.
+#[derive(Debug, Clone)]
+pub struct EarlyLoad {
+    /// The load id of the package being written.
+    pub load_id: String,
+    /// Tables the package drops and creates again (full refresh): dropped first, in the transaction.
+    pub drop_tables: Vec<String>,
+    /// Resources whose tables the load creates (none of them exists, or they are dropped).
+    pub resources: Vec<EarlyResource>,
+}
+
 /// A destination. Asynchronous, so the engine never blocks its runtime: a destination with a blocking
 /// driver (DuckDB) runs its calls on tokio's blocking pool; a network destination (PostgreSQL) awaits
 /// its client. Object-safe (`&mut dyn Destination`) through `async_trait`.
@@ -285,8 +313,30 @@ pub trait Destination: Send {
     async fn is_loaded(&mut self, load_id: &str) -> Result<bool, DestinationError>;
 
     /// Apply a package in one transaction; see the module docs. The destination builds the package's
-    /// [`crate::plan::LoadPlan`] against its current tables and executes it.
+    /// [`crate::plan::LoadPlan`] against its current tables and executes it. When an early load of the
+    /// same load id is open, it completes that transaction (the rows appended early are not inserted
+    /// again); an early load of another id is rolled back first.
     async fn load_package(&mut self, package: &LoadPackage) -> Result<LoadReport, DestinationError>;
+
+    /// Start the load of `early.load_id` while the run still extracts: open its transaction (dropping
+    /// `early.drop_tables` in it) and return the resources whose batches [`Destination::early_append`]
+    /// takes — those whose rows the load would insert straight into their new tables. The default takes
+    /// none (the whole load runs in [`Destination::load_package`]).
+    async fn begin_early_load(&mut self, early: &EarlyLoad) -> Result<Vec<String>, DestinationError> {
+        let _ = early;
+        Ok(Vec::new())
+    }
+
+    /// Append one normalized batch of `table` (a table of a resource [`Destination::begin_early_load`]
+    /// took; `table` as normalized so far: its columns may grow between calls) in the open early load,
+    /// creating the table or adding columns as needed. An error leaves the early load rolled back.
+    async fn early_append(&mut self, table: &crate::schema::Table, batch: arrow::record_batch::RecordBatch) -> Result<(), DestinationError> {
+        let _ = batch;
+        Err(DestinationError::new(self.kind(), format!("internal error: no early load is open for table {}", table.name)))
+    }
+
+    /// Roll back an open early load (the run failed or loads nothing); nothing when none is open.
+    async fn abort_early_load(&mut self) {}
 
     /// Data and bookkeeping tables of the dataset with their row counts.
     async fn tables(&mut self) -> Result<Vec<TableInfo>, DestinationError>;

@@ -70,11 +70,15 @@ pub struct NormalizeConfig {
     /// with their custom attributes) make batches of fewer rows, so a table's buffer does not grow with
     /// the company.
     pub batch_bytes: usize,
+    /// Also return a table's rows once the oldest has waited this long (`None`: only by size). Set while a
+    /// destination loads during the extract, so a table whose resource has finished (or trickles) reaches
+    /// it before the extract ends instead of after.
+    pub max_batch_age: Option<std::time::Duration>,
 }
 
 impl Default for NormalizeConfig {
     fn default() -> Self {
-        NormalizeConfig { max_identifier_len: None, batch_rows: 10_000, batch_bytes: DEFAULT_BATCH_BYTES }
+        NormalizeConfig { max_identifier_len: None, batch_rows: 10_000, batch_bytes: DEFAULT_BATCH_BYTES, max_batch_age: None }
     }
 }
 
@@ -642,6 +646,8 @@ struct TableState {
     rows: usize,
     /// Estimated bytes of the buffered values (see [`NormalizeConfig::batch_bytes`]).
     bytes: usize,
+    /// When the oldest buffered row arrived (see [`NormalizeConfig::max_batch_age`]).
+    first_at: Option<std::time::Instant>,
     /// This table's entry in [`Normalizer::row_counts`].
     count_idx: Option<usize>,
     seen: bool,
@@ -704,6 +710,7 @@ impl TableState {
             hints: None,
             rows: 0,
             bytes: 0,
+            first_at: None,
             count_idx: None,
             seen: false,
             gen: 0,
@@ -1245,6 +1252,9 @@ impl Normalizer {
             }
         }
         let state = &mut self.tables[t];
+        if state.rows == 0 {
+            state.first_at = Some(std::time::Instant::now());
+        }
         state.rows += 1;
         match state.count_idx.and_then(|i| self.row_counts.get_index_mut(i)) {
             Some((_, n)) => *n += 1,
@@ -1399,6 +1409,7 @@ impl Normalizer {
         }
         state.rows = 0;
         state.bytes = 0;
+        state.first_at = None;
         let arrow_err = |source| NormalizeError::Arrow { table: state.name.clone(), source };
         let Some(table) = schema.tables.get(&state.name) else {
             return Err(arrow_err(ArrowError::SchemaError(format!("table `{}` missing from the schema", state.name))));
@@ -1427,9 +1438,14 @@ impl Normalizer {
     /// Batches of tables whose buffer reached `batch_rows` or `batch_bytes` (drained), as (table name, batch).
     pub fn take_ready(&mut self, schema: &Schema) -> Result<Vec<(String, RecordBatch)>, NormalizeError> {
         let mut out = Vec::new();
+        let now = self.config.max_batch_age.map(|age| (std::time::Instant::now(), age));
         for t in 0..self.tables.len() {
             let state = &self.tables[t];
-            if state.rows >= self.config.batch_rows.max(1) || (state.rows > 0 && state.bytes >= self.config.batch_bytes) {
+            let aged = match (now, state.first_at) {
+                (Some((now, age)), Some(first)) => now.duration_since(first) >= age,
+                _ => false,
+            };
+            if state.rows >= self.config.batch_rows.max(1) || (state.rows > 0 && state.bytes >= self.config.batch_bytes) || aged {
                 out.extend(self.flush(schema, t)?);
             }
         }
@@ -1504,6 +1520,23 @@ mod tests {
             primary_key: vec![],
             disposition: WriteDisposition::Append,
             merge: MergeHints::default(),
+        }
+    }
+
+    /// With `max_batch_age`, buffered rows are returned once the oldest has waited that long, whatever
+    /// the batch size; without, only full batches are.
+    #[test]
+    fn rows_older_than_the_batch_age_are_returned() {
+        let hints = things_hints();
+        for (age, expected) in [(None, 0usize), (Some(std::time::Duration::ZERO), 2)] {
+            let mut schema = Schema::new("t");
+            let mut n = Normalizer::new(NormalizeConfig { max_batch_age: age, ..NormalizeConfig::default() });
+            n.ensure_root(&mut schema, &hints);
+            n.push(&mut schema, &hints, serde_json::json!({"id": 1}), "1.1").expect("push");
+            n.push(&mut schema, &hints, serde_json::json!({"id": 2}), "1.1").expect("push");
+            let ready: usize = n.take_ready(&schema).expect("take").iter().map(|(_, b)| b.num_rows()).sum();
+            assert_eq!(ready, expected, "max_batch_age {age:?}");
+            assert_eq!(n.buffered_rows(), 2 - expected);
         }
     }
 

@@ -16,12 +16,12 @@ use tokio::sync::mpsc;
 
 use crate::extract::{ExtractContext, ExtractShared, Items, ResourceSpec, Source, SourceError};
 use crate::incremental::{Incremental, IncrementalError};
-use crate::load::{Destination, DestinationError, LoadReport};
+use crate::load::{Destination, DestinationError, EarlyLoad, EarlyResource, LoadReport};
 use crate::normalize::{NormalizeConfig, NormalizeError, Normalizer, RootHints};
 use crate::package::{discard_package, mark_loaded, pending_packages, LoadPackage, PackageError, PackageManifest, PackageWriter};
 use crate::merge::MergeHints;
 use crate::reconcile::{KeyOutcome, ReconcileEntry, ReconcilePolicy, ReconcileReport};
-use crate::schema::{MergeStrategy, Schema, WriteDisposition};
+use crate::schema::{MergeStrategy, Schema, Table, WriteDisposition};
 use crate::state::{PipelineState, StateError};
 use crate::trace::{ConfigValue, StepClock, TraceStep};
 
@@ -201,6 +201,10 @@ pub struct RunReport {
     pub resumed_packages: Vec<String>,
     /// Rows normalized per table in the new package.
     pub rows: IndexMap<String, u64>,
+    /// Of those, rows the destination appended while the run still extracted (an early load,
+    /// [`Destination::begin_early_load`]), committed with the rest.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub early_rows: u64,
     /// Resources run.
     pub resources: Vec<String>,
     /// Whether the state changed (and a state row was written).
@@ -639,6 +643,8 @@ impl Pipeline {
         let started = Instant::now();
         let mut clock = StepClock::default();
         let result = self.run_inner(source, selected, destination, options, &mut clock).await;
+        // A run that failed (or loaded nothing) after an early load began leaves nothing behind.
+        destination.abort_early_load().await;
         destination.disconnect().await;
         // The trace is written for failed runs too: `pipeline show` reports their error and steps.
         let (mut report, failure) = match result {
@@ -844,8 +850,17 @@ impl Pipeline {
             let due = options.force_reconcile || policy.schedule.is_due(last, now);
             shared.reconcile.insert(spec.name.clone(), due);
         }
+        // Resources whose tables this load creates: a destination may fill them while extracting
+        // ([`Destination::begin_early_load`]).
+        let early_resources: Vec<EarlyResource> = specs
+            .iter()
+            .filter(|s| selected.contains(&s.name))
+            .filter(|s| refresh.contains(&s.name) || !resource_tables(&schema, &s.name).iter().any(|t| existing_tables.contains(t)))
+            .map(|s| EarlyResource { name: s.name.clone(), disposition: s.write_disposition, merge: s.merge.clone() })
+            .collect();
         let shared = Arc::new(Mutex::new(shared));
-        // Nobody is locked out of the dataset while extracting.
+        // Nobody is locked out of the dataset while extracting (an early load, if the destination takes
+        // one, connects when the first batch of a new table is ready).
         destination.disconnect().await;
 
         // 4. Extract and normalize concurrently into a new package.
@@ -868,16 +883,34 @@ impl Pipeline {
             max_identifier_len: capabilities.max_identifier_len,
             batch_rows: self.config.batch_rows,
             batch_bytes: self.config.batch_bytes,
+            max_batch_age: (!early_resources.is_empty()).then_some(EARLY_BATCH_AGE),
         };
         let norm_load_id = load_id.clone();
         let extract_step = clock.start("extract");
         let normalize_step = clock.start("normalize");
-        let normalizer = tokio::task::spawn_blocking(move || normalize_loop(rx, schema, writer, hints, norm_config, &norm_load_id));
+        let (early_tx, early_rx) = if early_resources.is_empty() {
+            (None, None)
+        } else {
+            let (etx, erx) = mpsc::channel::<EarlyBatch>(EARLY_BATCHES);
+            let names = early_resources.iter().map(|r| r.name.clone()).collect();
+            (Some((etx, names)), Some(erx))
+        };
+        let normalizer = tokio::task::spawn_blocking(move || normalize_loop(rx, schema, writer, hints, norm_config, &norm_load_id, early_tx));
         let ctx = ExtractContext::new(selected.clone(), tx, shared.clone());
-        let extracted = source.extract(ctx).await;
-        if extracted.is_ok() {
-            clock.finish(extract_step);
-        }
+        let extract = async {
+            let r = source.extract(ctx).await;
+            if r.is_ok() {
+                clock.finish(extract_step);
+            }
+            r
+        };
+        let (extracted, early_rows) = match early_rx {
+            Some(erx) => {
+                let early = EarlyLoad { load_id: load_id.clone(), drop_tables: drop_tables.clone(), resources: early_resources };
+                tokio::join!(extract, early_loader(&mut *destination, erx, early))
+            }
+            None => (extract.await, 0),
+        };
         let normalized = normalizer.await.map_err(|e| PipelineError::LocalFiles(format!("normalizer thread failed: {e}")))?;
         if normalized.is_ok() {
             clock.finish(normalize_step);
@@ -896,6 +929,7 @@ impl Pipeline {
                 return Err(e);
             }
         };
+        report.early_rows = early_rows;
         report.rows = rows;
 
         // 5. State: cursors and resource state of every resource that ran. A parent run unfiltered for a
@@ -1038,7 +1072,7 @@ impl Pipeline {
             return Err(PipelineError::Load(DestinationError::new("test", "failure injected between normalize and load")));
         }
 
-        // 7. Load.
+        // 7. Load (completing the early load, if one is open).
         let load_step = clock.start("load");
         match self.load_one(destination, &package).await? {
             LoadOutcome::Loaded(loaded) => {
@@ -1205,7 +1239,56 @@ fn check_strategy_unchanged(schema: &Schema, specs: &[ResourceSpec], selected: &
     Ok(())
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 type NormalizeOut = (Schema, PackageWriter, IndexMap<String, u64>);
+
+/// A batch the normalizer wrote, for the early load: its table as normalized so far, and the rows.
+type EarlyBatch = (Table, arrow::record_batch::RecordBatch);
+
+/// While a destination may load during the extract, a table's rows reach it at least this often (the
+/// normalizer returns a batch once its oldest row has waited this long), so little is left to append
+/// when the extract ends.
+const EARLY_BATCH_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Batches waiting for the early load (they are in the package already; these are shared references).
+const EARLY_BATCHES: usize = 8;
+
+/// Feed the batches of new tables to the destination while extracting. The destination's transaction is
+/// opened on the first batch; a destination that takes nothing, or fails, ends the early load (the
+/// receiver is dropped, so the normalizer stops sending) and [`Destination::load_package`] does the
+/// whole load as usual. Returns the rows appended (0 when it stopped: they were rolled back).
+async fn early_loader(destination: &mut dyn Destination, mut rx: mpsc::Receiver<EarlyBatch>, early: EarlyLoad) -> u64 {
+    let mut taken: Option<Vec<String>> = None;
+    let mut rows = 0u64;
+    while let Some((table, batch)) = rx.recv().await {
+        let taken = match &mut taken {
+            Some(t) => t,
+            None => match destination.begin_early_load(&early).await {
+                Ok(t) if !t.is_empty() => taken.insert(t),
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!("early load not started, loading after the extract instead: {e}");
+                    destination.abort_early_load().await;
+                    return 0;
+                }
+            },
+        };
+        if !table.resource.as_ref().is_some_and(|r| taken.contains(r)) {
+            continue;
+        }
+        let n = batch.num_rows() as u64;
+        if let Err(e) = destination.early_append(&table, batch).await {
+            tracing::warn!("early load stopped, loading after the extract instead: {e}");
+            destination.abort_early_load().await;
+            return 0;
+        }
+        rows += n;
+    }
+    rows
+}
 
 fn normalize_loop(
     mut rx: mpsc::Receiver<Items>,
@@ -1214,9 +1297,18 @@ fn normalize_loop(
     hints: IndexMap<String, RootHints>,
     config: NormalizeConfig,
     load_id: &str,
+    mut early: Option<(mpsc::Sender<EarlyBatch>, std::collections::HashSet<String>)>,
 ) -> Result<NormalizeOut, (PipelineError, Option<PackageWriter>)> {
     let mut normalizer = Normalizer::new(config);
     let mut ensured = std::collections::HashSet::new();
+    // Written batches of the early load's resources go to it too; once it stops listening, no more.
+    let mut offer = |schema: &Schema, table: &str, batch: &arrow::record_batch::RecordBatch| {
+        let Some((tx, resources)) = &early else { return };
+        let Some(t) = schema.tables.get(table).filter(|t| t.resource.as_ref().is_some_and(|r| resources.contains(r))) else { return };
+        if tx.blocking_send((t.clone(), batch.clone())).is_err() {
+            early = None;
+        }
+    };
     let result: Result<(), PipelineError> = (|| {
         while let Some(items) = rx.blocking_recv() {
             let Some(h) = hints.get(&items.resource) else { continue };
@@ -1228,10 +1320,12 @@ fn normalize_loop(
             }
             for (table, batch) in normalizer.take_ready(&schema)? {
                 writer.write(&table, &batch)?;
+                offer(&schema, &table, &batch);
             }
         }
         for (table, batch) in normalizer.finish(&schema)? {
             writer.write(&table, &batch)?;
+            offer(&schema, &table, &batch);
         }
         Ok(())
     })();

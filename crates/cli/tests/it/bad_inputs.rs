@@ -289,6 +289,7 @@ fn the_catalogue() -> Vec<Case> {
         refused("request_max_attempts negative", &[2], &["request_max_attempts"], |e| with_env(e, &[("RUNTIME__REQUEST_MAX_ATTEMPTS", "-3")], &["run"])),
         refused("request_timeout of the wrong TOML type", &[2], &["request_timeout"], |e| config_toml(e, "[runtime]\nrequest_timeout = [1, 2]\n")),
         refused("merge_chunk_rows not a number", &[2], &["merge_chunk_rows"], |e| config_toml(e, "[destination.duckdb]\nmerge_chunk_rows = \"lots\"\n")),
+        refused("load_during_extract not a boolean", &[2], &["load_during_extract"], |e| config_toml(e, "[destination.duckdb]\nload_during_extract = \"sometimes\"\n")),
         refused("memory_limit not a size", &[2], &["memory_limit"], |e| config_toml(e, "[destination.duckdb]\nmemory_limit = \"plenty\"\n")),
         refused("start date not a date", &[2], &["start-date|start_date|2026-13-45"], |e| e.run_args(&["run", "--start-date", "2026-13-45"])),
         // ------------------------------------------------------------ unknown names, unsafe names

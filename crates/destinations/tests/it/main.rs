@@ -3,6 +3,7 @@
 
 mod conformance;
 mod dispositions;
+mod early_load;
 mod filesystem;
 mod filesystem_reader;
 mod moto;
