@@ -447,7 +447,7 @@ async fn report(State(sh): St, Path(id): Path<String>, uri: Uri, headers: Header
     let total = idx.len();
     let start = ((page - 1) as usize).saturating_mul(limit as usize).min(total);
     let end = (start + limit as usize).min(total);
-    let items: Vec<Value> = idx[start..end].iter().filter_map(|i| w.employees.get(*i as usize)).map(|e| w.report_item(ri, e)).collect();
+    let items = w.report_items(ri, idx[start..end].iter().filter_map(|i| w.employees.get(*i as usize)));
     let mut meta = w.report_v1_meta(r);
     meta.insert("items".into(), Value::Array(items));
     let body = json!({"success": true, "metadata": {"total_elements": total, "current_page": page, "total_pages": ceil_div(total, limit as usize)},

@@ -34,9 +34,8 @@ impl Company {
         for ri in 0..self.reports.len() {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             if let Some(r) = self.reports.get(ri) {
-                let vacations = self.vacations_by_employee(r.period);
-                for e in self.report_employees(r) {
-                    self.report_item_with(ri, e, Some(&vacations)).to_string().hash(&mut h);
+                for item in self.report_items(ri, self.report_employees(r)) {
+                    item.to_string().hash(&mut h);
                 }
             }
             let hash = h.finish();
@@ -61,9 +60,12 @@ impl Company {
         self.employees.iter().filter(|e| attr_str(e, "status") != "inactive").collect()
     }
 
-    /// One report item (per employee).
-    pub fn report_item(&self, ri: usize, e: &Employee) -> Value {
-        self.report_item_with(ri, e, None)
+    /// The report items (one per employee) of `employees`, in order. The vacations of the report's period
+    /// are indexed once per call, not scanned per item.
+    pub fn report_items<'a>(&'a self, ri: usize, employees: impl IntoIterator<Item = &'a Employee>) -> Vec<Value> {
+        let Some(r) = self.reports.get(ri) else { return Vec::new() };
+        let vacations = self.vacations_by_employee(r.period);
+        employees.into_iter().map(|e| self.report_item(ri, e, &vacations)).collect()
     }
 
     /// Vacation absences overlapping `period`, by employee (what report items of absence columns list).
@@ -76,9 +78,8 @@ impl Company {
         by
     }
 
-    /// [`Company::report_item`], with the vacation index of the report's period when the caller renders
-    /// many items.
-    fn report_item_with(&self, ri: usize, e: &Employee, vacations: Option<&std::collections::HashMap<i64, Vec<&Absence>>>) -> Value {
+    /// One report item (per employee), given the vacations of the report's period by employee.
+    fn report_item(&self, ri: usize, e: &Employee, vacations: &std::collections::HashMap<i64, Vec<&Absence>>) -> Value {
         let Some(r) = self.reports.get(ri) else { return Value::Null };
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ (e.id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ri as u64);
         let eid = e.id;
@@ -132,10 +133,7 @@ impl Company {
                 attrs.push(json!({"attribute_id": "first_name", "data_type": "TEXT", "value": val("first_name"), "employee_id": eid}));
                 let (s, en) = r.period;
                 let vac_id = self.time_off_types.first().map(|t| t.id).unwrap_or(0);
-                let periods: Vec<&Absence> = match vacations {
-                    Some(by) => by.get(&eid).cloned().unwrap_or_default(),
-                    None => self.absences.iter().filter(|a| a.employee_id == eid && a.type_id == vac_id && a.start <= en && a.end >= s).collect(),
-                };
+                let periods: &[&Absence] = vacations.get(&eid).map(Vec::as_slice).unwrap_or_default();
                 let days: f64 = periods.iter().map(|a| a.amount).sum();
                 attrs.push(json!({"attribute_id": format!("absence_{vac_id}"), "data_type": "ABSENCE_OVERVIEW", "start_date": s.format("%Y-%m-%d").to_string(), "end_date": en.format("%Y-%m-%d").to_string(),
                     "duration_days": num(days).to_string(), "duration_hours": num(days * 8.0).to_string(), "employee_id": eid}));

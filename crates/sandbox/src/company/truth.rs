@@ -89,7 +89,7 @@ impl Company {
             t.employments.insert(e.id.to_string(), vec![w.employment_v2(e, base)]);
         }
         for (ri, r) in w.reports.iter().enumerate() {
-            let items = w.report_employees(r).iter().map(|e| w.report_item(ri, e)).collect();
+            let items = w.report_items(ri, w.report_employees(r));
             t.custom_report_items.insert(r.id.clone(), items);
         }
         t
