@@ -180,6 +180,12 @@ fn open_error(path: &Path, e: duckdb::Error) -> DestinationError {
     err.with_source(e)
 }
 
+/// The dlt type of each column of `batch` from its table's schema (text when unknown), for NUL removal.
+fn column_types(batch: &arrow::record_batch::RecordBatch, table: Option<&Table>) -> Vec<DataType> {
+    let of = |name: &str| table.and_then(|t| t.columns.get(name)).map(|c| c.data_type).unwrap_or(DataType::Text);
+    batch.schema().fields().iter().map(|f| of(f.name())).collect()
+}
+
 fn sql_err(sql: &str) -> impl FnOnce(duckdb::Error) -> DestinationError + '_ {
     move |e| DestinationError::new(KIND, format!("{e} (in: {sql})")).with_source(e)
 }
@@ -351,16 +357,9 @@ impl DuckDbDestination {
     /// removed from text values, as dlt's DuckDB loads do (counted in `nul`; see [`crate::text`]).
     fn append_batches(&self, package: &LoadPackage, table: &str, target_schema: &str, nul: &mut NulReport) -> Result<u64, DestinationError> {
         let mut rows = 0u64;
-        let types: HashMap<&str, DataType> = package
-            .manifest()
-            .schema
-            .tables
-            .get(table)
-            .map(|t| t.columns.values().map(|c| (c.name.as_str(), c.data_type)).collect())
-            .unwrap_or_default();
+        let schema_table = package.manifest().schema.tables.get(table);
         package.for_each_batch::<DestinationError>(table, |batch| {
-            let col_types: Vec<DataType> =
-                batch.schema().fields().iter().map(|f| types.get(f.name().as_str()).copied().unwrap_or(DataType::Text)).collect();
+            let col_types = column_types(&batch, schema_table);
             let batch = strip_nul(batch, &col_types, false, table, nul);
             self.append_batch(batch, table, target_schema, &mut rows)
         })?;
@@ -568,25 +567,19 @@ impl DuckDbDestination {
         let dialect = self.dialect();
         match early.tables.tables.get_mut(name) {
             None => {
-                let defs: Vec<String> = table.columns.values().map(|c| sql::column_def(c, |dt| dialect.type_name(dt))).collect();
-                self.exec(&format!("CREATE TABLE {} ({})", qualified(ds, name), defs.join(", ")))?;
+                self.exec(&sql::create_table_sql(ds, name, table.columns.values(), &dialect))?;
                 let columns = table.columns.keys().cloned().collect();
                 early.tables.tables.insert(name.clone(), EarlyTable { columns, rows: 0 });
             }
             Some(have) => {
                 let missing: Vec<_> = table.columns.values().filter(|c| !have.columns.contains(&c.name)).collect();
                 for c in missing {
-                    self.exec(&format!("ALTER TABLE {} ADD COLUMN {} {}", qualified(ds, name), ident(&c.name), dialect.type_name(c.data_type)))?;
+                    self.exec(&sql::add_column_sql(ds, name, c, &dialect))?;
                     have.columns.insert(c.name.clone());
                 }
             }
         }
-        let col_types: Vec<DataType> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| table.columns.get(f.name().as_str()).map(|c| c.data_type).unwrap_or(DataType::Text))
-            .collect();
+        let col_types = column_types(&batch, Some(table));
         let batch = strip_nul(batch, &col_types, false, name, &mut early.nul);
         let mut rows = 0;
         let started = std::time::Instant::now();

@@ -210,29 +210,17 @@ pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) ->
         exec(&mut steps, format!("DROP TABLE IF EXISTS {}", qualified(ds, t)));
     }
     for t in &plan.create_tables {
-        if let Some(have) = early_table(&t.name) {
-            for c in t.columns.iter().filter(|c| !have.columns.contains(&c.name)) {
-                exec(&mut steps, format!("ALTER TABLE {} ADD COLUMN {} {}", qualified(ds, &t.name), ident(&c.name), d.type_name(c.data_type)));
-            }
-            continue;
-        }
-        let defs: Vec<String> = t
-            .columns
-            .iter()
-            .map(|c| match pipeline_engine::schema::bookkeeping_text_length(&t.name, &c.name) {
-                Some(n) if c.data_type == DataType::Text => {
-                    format!("{} {}{}", ident(&c.name), d.text_with_length(n), if c.nullable { "" } else { " NOT NULL" })
+        match early_table(&t.name) {
+            Some(have) => {
+                for c in t.columns.iter().filter(|c| !have.columns.contains(&c.name)) {
+                    exec(&mut steps, add_column_sql(ds, &t.name, c, d));
                 }
-                _ => column_def(c, |dt| d.type_name(dt)),
-            })
-            .collect();
-        exec(&mut steps, format!("CREATE TABLE {} ({})", qualified(ds, &t.name), defs.join(", ")));
+            }
+            None => exec(&mut steps, create_table_sql(ds, &t.name, &t.columns, d)),
+        }
     }
     for a in &plan.add_columns {
-        exec(
-            &mut steps,
-            format!("ALTER TABLE {} ADD COLUMN {} {}", qualified(ds, &a.table), ident(&a.column.name), d.type_name(a.column.data_type)),
-        );
+        exec(&mut steps, add_column_sql(ds, &a.table, &a.column, d));
     }
     let v = &plan.version;
     let versions = qualified(ds, "_dlt_version");
@@ -325,6 +313,25 @@ pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) ->
         Some(early) => without_early_inserts(steps, ds, early),
         None => steps,
     }
+}
+
+/// `CREATE TABLE dataset.table (…)` with `columns` in order (bookkeeping text columns with their length).
+pub fn create_table_sql<'a>(dataset: &str, table: &str, columns: impl IntoIterator<Item = &'a Column>, d: &dyn Dialect) -> String {
+    let defs: Vec<String> = columns
+        .into_iter()
+        .map(|c| match pipeline_engine::schema::bookkeeping_text_length(table, &c.name) {
+            Some(n) if c.data_type == DataType::Text => {
+                format!("{} {}{}", ident(&c.name), d.text_with_length(n), if c.nullable { "" } else { " NOT NULL" })
+            }
+            _ => column_def(c, |dt| d.type_name(dt)),
+        })
+        .collect();
+    format!("CREATE TABLE {} ({})", qualified(dataset, table), defs.join(", "))
+}
+
+/// `ALTER TABLE dataset.table ADD COLUMN …` (nullable: existing rows have no value).
+pub fn add_column_sql(dataset: &str, table: &str, column: &Column, d: &dyn Dialect) -> String {
+    format!("ALTER TABLE {} ADD COLUMN {} {}", qualified(dataset, table), ident(&column.name), d.type_name(column.data_type))
 }
 
 /// Replace the bulk inserts of tables an early load filled: into the dataset table, only the report of

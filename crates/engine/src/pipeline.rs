@@ -828,16 +828,19 @@ impl Pipeline {
             }
         }
         let now = chrono::Utc::now();
-        // Resources whose tables this load creates (a first load, a full refresh, lost tables) hold only
-        // this run's records afterwards: reconciling them could delete nothing, so no key set is gathered
-        // or shipped (`large`: ~140 MB of keys held to the load, and the anti-joins in it) and the load
-        // itself counts as their reconciliation. Soft deletes keep the usual path (it adds their column).
+        // Selected resources whose tables this load creates (a first load, a full refresh, lost tables).
+        let creates_tables: Vec<&ResourceSpec> = specs
+            .iter()
+            .filter(|s| selected.contains(&s.name))
+            .filter(|s| refresh.contains(&s.name) || !resource_tables(&schema, &s.name).iter().any(|t| existing_tables.contains(t)))
+            .collect();
+        // Those hold only this run's records afterwards: reconciling them could delete nothing, so no key
+        // set is gathered or shipped (`large`: ~140 MB of keys held to the load, and the anti-joins in it)
+        // and the load itself counts as their reconciliation. Soft deletes keep the usual path (it adds
+        // their column).
         let fresh: Vec<String> = reconcilable
             .iter()
-            .filter(|(s, p)| {
-                p.deletes == crate::reconcile::DeleteMode::Hard
-                    && (refresh.contains(&s.name) || !resource_tables(&schema, &s.name).iter().any(|t| existing_tables.contains(t)))
-            })
+            .filter(|(s, p)| p.deletes == crate::reconcile::DeleteMode::Hard && creates_tables.iter().any(|c| c.name == s.name))
             .map(|(s, _)| s.name.clone())
             .collect();
         for (spec, policy) in reconcilable.iter().filter(|(s, _)| !fresh.contains(&s.name)) {
@@ -850,12 +853,9 @@ impl Pipeline {
             let due = options.force_reconcile || policy.schedule.is_due(last, now);
             shared.reconcile.insert(spec.name.clone(), due);
         }
-        // Resources whose tables this load creates: a destination may fill them while extracting
-        // ([`Destination::begin_early_load`]).
-        let early_resources: Vec<EarlyResource> = specs
+        // A destination may fill them while extracting ([`Destination::begin_early_load`]).
+        let early_resources: Vec<EarlyResource> = creates_tables
             .iter()
-            .filter(|s| selected.contains(&s.name))
-            .filter(|s| refresh.contains(&s.name) || !resource_tables(&schema, &s.name).iter().any(|t| existing_tables.contains(t)))
             .map(|s| EarlyResource { name: s.name.clone(), disposition: s.write_disposition, merge: s.merge.clone() })
             .collect();
         let shared = Arc::new(Mutex::new(shared));
