@@ -4,6 +4,9 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
+/// foldhash instead of SipHash for the per-record maps (randomly seeded, as the normalizer's).
+type FastState = foldhash::fast::RandomState;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use pipeline_engine::naming::normalize_key;
 use pipeline_engine::typed::{date as date_value, timestamp as ts_value};
@@ -20,7 +23,7 @@ const NAMING_CACHE_MAX: usize = 50_000;
 
 thread_local! {
     /// Normalized keys: the same labels repeat for every record.
-    static NAMING: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+    static NAMING: RefCell<HashMap<String, String, FastState>> = RefCell::new(HashMap::default());
 }
 
 /// The column dlt's naming convention gives a record key (`Titel` → `titel`, `_DLT_ID` → `_dlt_id`).
@@ -49,12 +52,12 @@ fn column_of(key: &str) -> String {
 /// `<column>_attribute_2`, `_3`, … if that is taken too. Nothing is dropped or overwritten.
 struct Columns {
     reserved: &'static [&'static str],
-    used: HashSet<String>,
+    used: HashSet<String, FastState>,
 }
 
 impl Columns {
     fn new(reserved: &'static [&'static str]) -> Self {
-        Self { reserved, used: HashSet::new() }
+        Self { reserved, used: HashSet::default() }
     }
 
     /// Marks a trusted field's column (a Personio `universal_id`, a key the shaping sets) as used.
@@ -68,10 +71,15 @@ impl Columns {
 
     /// The key under which an untrusted field named `key` goes in the record.
     fn place(&mut self, key: &str) -> String {
+        self.rename(key).unwrap_or_else(|| key.to_string())
+    }
+
+    /// [`Self::place`], but `None` when the field keeps its own name.
+    fn rename(&mut self, key: &str) -> Option<String> {
         let column = column_of(key);
         if self.free(&column) {
             self.used.insert(column);
-            return key.to_string();
+            return None;
         }
         let stem = column.trim_start_matches('_');
         let stem = if stem.is_empty() { "field" } else { stem };
@@ -81,7 +89,7 @@ impl Columns {
             let renamed = column_of(&candidate);
             if self.free(&renamed) {
                 self.used.insert(renamed.clone());
-                return renamed;
+                return Some(renamed);
             }
             n = n.saturating_add(1);
         }
@@ -124,10 +132,10 @@ pub fn parse_utc(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// to_utc_ts for a value: strings parse, anything unparsable is returned unchanged.
-fn to_utc_ts(v: &Value) -> Value {
+fn to_utc_ts(v: Value) -> Value {
     match v.as_str().and_then(parse_utc) {
         Some(dt) => ts_value(dt),
-        None => v.clone(),
+        None => v,
     }
 }
 
@@ -146,6 +154,14 @@ fn require_ts(resource: &'static str, obj: &mut Map<String, Value>, field: &str)
     }
 }
 
+/// The object's fields, taken out of it (anything else has none).
+fn into_object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
 /// Columns of `employees` a custom attribute may never take: the primary key and the cursor.
 const EMPLOYEE_RESERVED: &[&str] = &["id", "last_modified_at"];
 
@@ -156,9 +172,11 @@ const EMPLOYEE_RESERVED: &[&str] = &["id", "last_modified_at"];
 /// dlt. A custom attribute (named from its label) whose column would be `id`, `last_modified_at`, a
 /// `_dlt_*` column, a `universal_id` column or an earlier attribute's column is renamed instead
 /// (`<column>_attribute`, then `_2`, …; see [`Columns`]); so is a `universal_id` naming a `_dlt_*` column.
-pub fn employee(item: &Value) -> Value {
+///
+/// Every shaping function takes the parsed item and moves its values into the record (no copies).
+pub fn employee(item: Value) -> Value {
     let mut out = Map::new();
-    let Some(attrs) = item.get("attributes").and_then(Value::as_object) else { return Value::Object(out) };
+    let Some(Value::Object(attrs)) = into_object(item).remove("attributes") else { return Value::Object(out) };
     let universal = |attr: &Value| attr.get("universal_id").and_then(Value::as_str).filter(|u| !u.is_empty()).map(str::to_string);
     let mut columns = Columns::new(EMPLOYEE_RESERVED);
     for u in attrs.values().filter_map(universal) {
@@ -166,39 +184,61 @@ pub fn employee(item: &Value) -> Value {
             columns.claim(&u);
         }
     }
-    for attr in attrs.values() {
-        let name = match universal(attr) {
+    for mut attr in attrs.into_values() {
+        let name = match universal(&attr) {
             Some(u) if !column_of(&u).starts_with(ENGINE_PREFIX) => u,
             Some(u) => columns.place(&u),
             None => columns.place(&attr.get("label").and_then(Value::as_str).unwrap_or_default().replace(' ', "_").to_lowercase()),
         };
-        let value = attr.get("value").cloned().unwrap_or(Value::Null);
+        let value = attr.get_mut("value").map(Value::take).unwrap_or(Value::Null);
         let is_date = attr.get("type").and_then(Value::as_str) == Some("date");
         let truthy = !matches!(&value, Value::Null | Value::Bool(false)) && value.as_str() != Some("");
-        let value = if is_date && truthy { to_utc_ts(&value) } else { value };
+        let value = if is_date && truthy { to_utc_ts(value) } else { value };
         out.insert(name, value);
     }
     Value::Object(out)
 }
 
-/// `map` with every key placed by `columns` (see [`Columns`]); order kept.
-fn guarded(map: &Map<String, Value>, columns: &mut Columns) -> Map<String, Value> {
-    map.iter().map(|(k, v)| (columns.place(k), v.clone())).collect()
+/// `map` with every key placed by `columns` (see [`Columns`]); order kept. A map none of whose keys is
+/// renamed (the usual case) is returned as it is.
+fn guarded(map: Map<String, Value>, columns: &mut Columns) -> Map<String, Value> {
+    let renames: Vec<(usize, String)> = map.keys().enumerate().filter_map(|(i, k)| columns.rename(k).map(|r| (i, r))).collect();
+    if renames.is_empty() {
+        return map;
+    }
+    let mut renames = renames.into_iter().peekable();
+    map.into_iter()
+        .enumerate()
+        .map(|(i, (k, v))| match renames.next_if(|(j, _)| *j == i) {
+            Some((_, renamed)) => (renamed, v),
+            None => (k, v),
+        })
+        .collect()
+}
+
+/// Fields of `attrs` after `obj`'s, placed by `columns`; a field named `skip` is dropped.
+fn place_into(obj: &mut Map<String, Value>, columns: &mut Columns, attrs: Map<String, Value>, skip: &str) {
+    for (k, v) in attrs {
+        if k != skip {
+            let name = columns.rename(&k).unwrap_or(k);
+            obj.insert(name, v);
+        }
+    }
 }
 
 /// `item.attributes` as is (absence_types, custom_reports_list), except that a key naming a `_dlt_*`
 /// column, or the column of an earlier key, is renamed (see [`Columns`]).
-pub fn attributes(item: &Value) -> Value {
-    match item.get("attributes") {
+pub fn attributes(item: Value) -> Value {
+    match into_object(item).remove("attributes") {
         Some(Value::Object(m)) => Value::Object(guarded(m, &mut Columns::new(&[]))),
-        Some(other) => other.clone(),
+        Some(other) => other,
         None => Value::Object(Map::new()),
     }
 }
 
 /// absences: `item.attributes` with `created_at`/`updated_at` as UTC timestamps (required).
-pub fn absence(item: &Value) -> Result<Value, ShapeError> {
-    let mut obj = attributes(item).as_object().cloned().unwrap_or_default();
+pub fn absence(item: Value) -> Result<Value, ShapeError> {
+    let mut obj = into_object(attributes(item));
     require_ts("absences", &mut obj, "created_at")?;
     require_ts("absences", &mut obj, "updated_at")?;
     Ok(Value::Object(obj))
@@ -206,23 +246,20 @@ pub fn absence(item: &Value) -> Result<Value, ShapeError> {
 
 /// `{id: item.id} ∪ item.attributes`, the outer id winning (F6); another attribute whose column would
 /// be `id` or `_dlt_*` is renamed (see [`Columns`]).
-pub fn id_and_attributes(item: &Value) -> Map<String, Value> {
+pub fn id_and_attributes(item: Value) -> Map<String, Value> {
+    let mut item = into_object(item);
     let mut obj = Map::new();
-    obj.insert("id".into(), item.get("id").cloned().unwrap_or(Value::Null));
+    obj.insert("id".into(), item.remove("id").unwrap_or(Value::Null));
     let mut columns = Columns::new(&[]);
     columns.claim("id");
-    if let Some(attrs) = item.get("attributes").and_then(Value::as_object) {
-        for (k, v) in attrs {
-            if k != "id" {
-                obj.insert(columns.place(k), v.clone());
-            }
-        }
+    if let Some(Value::Object(attrs)) = item.remove("attributes") {
+        place_into(&mut obj, &mut columns, attrs, "id");
     }
     obj
 }
 
 /// attendances: `{id} ∪ attributes`, `date` as a date, `updated_at` as a UTC timestamp (required).
-pub fn attendance(item: &Value) -> Result<Value, ShapeError> {
+pub fn attendance(item: Value) -> Result<Value, ShapeError> {
     let mut obj = id_and_attributes(item);
     if let Some(d) = obj.get("date").and_then(Value::as_str).and_then(parse_utc) {
         obj.insert("date".into(), date_value(d.date_naive()));
@@ -232,7 +269,7 @@ pub fn attendance(item: &Value) -> Result<Value, ShapeError> {
 }
 
 /// projects: `{id} ∪ attributes` with `created_at`/`updated_at` as UTC timestamps (required).
-pub fn project(item: &Value) -> Result<Value, ShapeError> {
+pub fn project(item: Value) -> Result<Value, ShapeError> {
     let mut obj = id_and_attributes(item);
     require_ts("projects", &mut obj, "created_at")?;
     require_ts("projects", &mut obj, "updated_at")?;
@@ -240,65 +277,60 @@ pub fn project(item: &Value) -> Result<Value, ShapeError> {
 }
 
 /// document_categories: `{id} ∪ attributes`.
-pub fn document_category(item: &Value) -> Value {
+pub fn document_category(item: Value) -> Value {
     Value::Object(id_and_attributes(item))
 }
 
 /// employees_absences_balance: `{employee_id} ∪ row`, the outer key winning (F6).
-pub fn balance(employee_id: &Value, row: &Value) -> Value {
+pub fn balance(employee_id: &Value, row: Value) -> Value {
     let mut obj = Map::new();
     obj.insert("employee_id".into(), employee_id.clone());
     let mut columns = Columns::new(&[]);
     columns.claim("employee_id");
-    if let Some(m) = row.as_object() {
-        for (k, v) in m {
-            if k != "employee_id" {
-                obj.insert(columns.place(k), v.clone());
-            }
-        }
-    }
+    place_into(&mut obj, &mut columns, into_object(row), "employee_id");
     Value::Object(obj)
 }
 
 /// custom_reports (§3.2 with fix F4): one record per report item. An `attribute_id` whose column would
 /// be `report_id`, `item_id`, `historical_attributes`, `_dlt_*` or an earlier attribute's is renamed
 /// (see [`Columns`]).
-pub fn report_item(report_id: &Value, item: &Value) -> Value {
+pub fn report_item(report_id: &Value, item: Value) -> Value {
     let mut columns = Columns::new(&["report_id", "item_id", "historical_attributes"]);
     let mut out = Map::new();
     out.insert("report_id".into(), report_id.clone());
-    let item_id = item.get("employee_id").cloned().or_else(|| {
-        item.as_object()
-            .and_then(|m| m.iter().find(|(k, _)| *k != "attributes" && *k != "historical_attributes").map(|(_, v)| v.clone()))
-    });
+    let mut item = into_object(item);
+    let item_id = item
+        .get("employee_id")
+        .cloned()
+        .or_else(|| item.iter().find(|(k, _)| *k != "attributes" && *k != "historical_attributes").map(|(_, v)| v.clone()));
     out.insert("item_id".into(), item_id.unwrap_or(Value::Null));
-    if let Some(attrs) = item.get("attributes").and_then(Value::as_array) {
+    if let Some(Value::Array(attrs)) = item.get_mut("attributes").map(Value::take) {
         for a in attrs {
-            let Some(name) = a.get("attribute_id").and_then(Value::as_str) else { continue };
+            let Value::Object(mut a) = a else { continue };
+            let Some(name) = a.get("attribute_id").and_then(Value::as_str).map(str::to_string) else { continue };
             let is_date = a.get("data_type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("date"));
-            let value = match a.get("value") {
+            let value = match a.remove("value") {
                 Some(v) if is_date && !v.is_null() && v.as_str() != Some("") => to_utc_ts(v),
-                Some(v) => v.clone(),
+                Some(v) => v,
                 None => {
-                    let mut rest = a.as_object().cloned().unwrap_or_default();
                     for k in ["attribute_id", "data_type", "employee_id"] {
-                        rest.remove(k);
+                        a.remove(k);
                     }
-                    Value::Object(rest)
+                    Value::Object(a)
                 }
             };
-            out.insert(columns.place(name), value);
+            out.insert(columns.place(&name), value);
         }
     }
-    if let Some(hist) = item.get("historical_attributes") {
-        out.insert("historical_attributes".into(), hist.clone());
+    if let Some(hist) = item.remove("historical_attributes") {
+        out.insert("historical_attributes".into(), hist);
     }
     Value::Object(out)
 }
 
 /// v2 objects: passed through; `created_at`/`updated_at` (plain or `{date_time}`) become UTC timestamps.
-pub fn v2(item: &Value) -> Value {
-    let mut obj = item.as_object().map(|m| guarded(m, &mut Columns::new(&[]))).unwrap_or_default();
+pub fn v2(item: Value) -> Value {
+    let mut obj = guarded(into_object(item), &mut Columns::new(&[]));
     obj.remove("_meta");
     for field in ["created_at", "updated_at"] {
         let inner = obj.get(field).and_then(|v| v.get("date_time").or(Some(v))).and_then(Value::as_str).and_then(parse_utc);
@@ -324,7 +356,7 @@ mod tests {
             "dynamic_3": {"label": "IBAN", "value": "DE98", "type": "standard", "universal_id": "iban"},
             "dynamic_4": {"label": "Empty Date", "value": "", "type": "date", "universal_id": ""}
         }});
-        let e = employee(&item);
+        let e = employee(item.clone());
         assert_eq!(e["id"], 1);
         assert_eq!(e["hire_date"], json!("\u{F027}2014-11-08T23:00:00+00:00"));
         assert_eq!(e["titel"], "Dr");
@@ -352,7 +384,7 @@ mod tests {
         }
         attrs.insert("last_modified_at".into(), json!({"label": "Last modified", "value": "2024-01-02T03:04:05+00:00", "type": "date", "universal_id": "last_modified_at"}));
         attrs.insert("evil".into(), json!({"label": "x", "value": "u", "type": "standard", "universal_id": "_dlt_id"}));
-        let e = employee(&json!({"type": "Employee", "attributes": attrs}));
+        let e = employee(json!({"type": "Employee", "attributes": attrs}));
         let out = e.as_object().unwrap();
         assert_eq!(out["id"], 1);
         assert_eq!(out["last_modified_at"], json!("\u{F027}2024-01-02T03:04:05+00:00"));
@@ -376,7 +408,7 @@ mod tests {
         assert_eq!(out["titel_attribute"], "v14");
         assert_eq!(out["dlt_id_attribute_2"], "u");
         // The same input gives the same names.
-        assert_eq!(employee(&json!({"type": "Employee", "attributes": attrs})), e);
+        assert_eq!(employee(json!({"type": "Employee", "attributes": attrs})), e);
     }
 
     /// The shaped record through the engine's normalizer: the key, the cursor and the engine's row id
@@ -396,8 +428,8 @@ mod tests {
         let mut schema = Schema::new("personio");
         let hints = RootHints { resource: "employees".into(), table: "employees".into(), primary_key: vec!["id".into()], disposition: WriteDisposition::Merge, merge: Default::default() };
         let mut n = Normalizer::new(NormalizeConfig::default());
-        n.push(&mut schema, &hints, employee(&item), "load-1").unwrap();
-        n.push(&mut schema, &hints, employee(&item), "load-1").unwrap();
+        n.push(&mut schema, &hints, employee(item.clone()), "load-1").unwrap();
+        n.push(&mut schema, &hints, employee(item.clone()), "load-1").unwrap();
         let batches = n.finish(&schema).unwrap();
         let (_, batch) = batches.iter().find(|(t, _)| t == "employees").unwrap();
         // The Debug form of a column lists its values, one per line (no arrow import needed here).
@@ -420,7 +452,7 @@ mod tests {
 
     #[test]
     fn reserved_keys_of_other_resources_are_renamed_not_replaced() {
-        let r = report_item(&json!("rep"), &json!({"employee_id": 3, "attributes": [
+        let r = report_item(&json!("rep"), json!({"employee_id": 3, "attributes": [
             {"attribute_id": "report_id", "data_type": "TEXT", "value": "forged"},
             {"attribute_id": "item_id", "data_type": "TEXT", "value": "forged2"},
             {"attribute_id": "_dlt_id", "data_type": "TEXT", "value": "x"},
@@ -430,22 +462,22 @@ mod tests {
         assert_eq!((r["report_id_attribute"].clone(), r["item_id_attribute"].clone()), (json!("forged"), json!("forged2")));
         assert_eq!(r["dlt_id_attribute"], "x");
         assert_eq!(r["first_name"], "A");
-        let a = document_category(&json!({"id": 1, "attributes": {"id": 2, "ID": 3, "_dlt_id": "x", "name": "n"}}));
+        let a = document_category(json!({"id": 1, "attributes": {"id": 2, "ID": 3, "_dlt_id": "x", "name": "n"}}));
         assert_eq!(a, json!({"id": 1, "id_attribute": 3, "dlt_id_attribute": "x", "name": "n"}));
-        let b = balance(&json!(5), &json!({"employee_id": 9, "Employee ID": 8, "id": 1}));
+        let b = balance(&json!(5), json!({"employee_id": 9, "Employee ID": 8, "id": 1}));
         assert_eq!(b, json!({"employee_id": 5, "employee_id_attribute": 8, "id": 1}));
-        let v = v2(&json!({"id": "p1", "_dlt_load_id": "x", "_meta": {}}));
+        let v = v2(json!({"id": "p1", "_dlt_load_id": "x", "_meta": {}}));
         assert_eq!(v, json!({"id": "p1", "dlt_load_id_attribute": "x"}));
     }
 
     #[test]
     fn attendance_outer_id_wins_and_dates_convert() {
         let item = json!({"id": 7, "type": "AttendancePeriod", "attributes": {"id": 99, "date": "2024-03-01", "updated_at": "2024-03-01T10:00:00+02:00"}});
-        let a = attendance(&item).unwrap();
+        let a = attendance(item.clone()).unwrap();
         assert_eq!(a["id"], 7);
         assert_eq!(a["date"], json!("\u{F028}2024-03-01"));
         assert_eq!(a["updated_at"], json!("\u{F027}2024-03-01T08:00:00+00:00"));
-        assert!(attendance(&json!({"id": 1, "attributes": {}})).is_err());
+        assert!(attendance(json!({"id": 1, "attributes": {}})).is_err());
     }
 
     #[test]
@@ -456,20 +488,20 @@ mod tests {
             {"attribute_id": "attendance_contractual_target_hours", "data_type": "DURATION", "duration": 10, "employee_id": 17},
             {"attribute_id": "absence_123:periods", "data_type": "ABSENCE_PERIOD", "start_date": "2022-03-01", "employee_id": 17}
         ]});
-        let r = report_item(&json!("rep-1"), &item);
+        let r = report_item(&json!("rep-1"), item.clone());
         assert_eq!(r["report_id"], "rep-1");
         assert_eq!(r["item_id"], 17);
         assert_eq!(r["first_name"], "Robert");
         assert_eq!(r["hire"], json!("\u{F027}2020-01-02T00:00:00+00:00"));
         assert_eq!(r["attendance_contractual_target_hours"], json!({"duration": 10}));
         assert_eq!(r["absence_123:periods"]["start_date"], "2022-03-01");
-        let h = report_item(&json!("r"), &json!({"employee_id": 1, "historical_attributes": [{"effective_date": "2020-01-01"}]}));
+        let h = report_item(&json!("r"), json!({"employee_id": 1, "historical_attributes": [{"effective_date": "2020-01-01"}]}));
         assert_eq!(h["historical_attributes"][0]["effective_date"], "2020-01-01");
     }
 
     #[test]
     fn balance_outer_key_wins() {
-        let b = balance(&json!(5), &json!({"employee_id": 9, "id": 1, "balance": 10.5}));
+        let b = balance(&json!(5), json!({"employee_id": 9, "id": 1, "balance": 10.5}));
         assert_eq!(b["employee_id"], 5);
         assert_eq!(b["balance"], 10.5);
     }

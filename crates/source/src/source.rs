@@ -274,12 +274,12 @@ impl PersonioSource {
     fn shape_page(r: &Resource, page: Vec<Value>) -> Result<Vec<Value>, PersonioSourceError> {
         let mut shaped = Vec::with_capacity(page.len());
         for item in page {
-            shaped.extend(Self::shape(r, &Value::Null, &item)?);
+            shaped.extend(Self::shape(r, &Value::Null, item)?);
         }
         Ok(shaped)
     }
 
-    fn shape(r: &Resource, parent_id: &Value, item: &Value) -> Result<Vec<Value>, PersonioSourceError> {
+    fn shape(r: &Resource, parent_id: &Value, mut item: Value) -> Result<Vec<Value>, PersonioSourceError> {
         Ok(match r.shape {
             Shape::Employee => vec![shape::employee(item)],
             Shape::Attributes => vec![shape::attributes(item)],
@@ -288,11 +288,10 @@ impl PersonioSource {
             Shape::Project => vec![shape::project(item)?],
             Shape::DocumentCategory => vec![shape::document_category(item)],
             Shape::Balance => vec![shape::balance(parent_id, item)],
-            Shape::ReportItems => item
-                .pointer("/attributes/items")
-                .and_then(Value::as_array)
-                .map(|items| items.iter().map(|i| shape::report_item(parent_id, i)).collect())
-                .unwrap_or_default(),
+            Shape::ReportItems => match item.pointer_mut("/attributes/items").map(Value::take) {
+                Some(Value::Array(items)) => items.into_iter().map(|i| shape::report_item(parent_id, i)).collect(),
+                _ => Vec::new(),
+            },
             Shape::V2 => vec![shape::v2(item)],
             Shape::V2Employment => {
                 let mut v = shape::v2(item);
@@ -338,13 +337,13 @@ impl PersonioSource {
         let mut listing = gather.wants(child.name).then(Listing::default);
         let mut pages = self.pages(child, path, params);
         while let Some(page) = pages.next().await {
-            let page = page?;
+            let Fetched { data, total } = page?;
             let start = out.len();
-            for item in &page.data {
+            for item in data {
                 out.extend(Self::shape(child, &parent_id, item)?);
             }
             if let (Some(l), Some(rc)) = (listing.as_mut(), child.reconcile) {
-                l.page(rc.columns, page.total, &out[start..]);
+                l.page(rc.columns, total, &out[start..]);
             }
             if let Some(ctx) = emit {
                 let records = std::mem::take(&mut out);
