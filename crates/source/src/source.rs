@@ -361,6 +361,7 @@ impl PersonioSource {
         let since = self.since(r, ctx);
         let children: Vec<&'static Resource> =
             RESOURCES.iter().filter(|c| c.parent == Some(r.name) && needed.contains(c.name)).collect();
+        let has_children = !children.is_empty();
         let mut pages = self.pages(r, r.path.to_string(), self.params(r, since));
         // Set when the records lack the cursor field: no filter, no cursor move, every record kept.
         let mut without_cursor = false;
@@ -472,7 +473,10 @@ impl PersonioSource {
                 items
             })
             .flat_map(futures::stream::iter);
-        let width = self.options.transformer_concurrency.max(1);
+        // Calls run side by side; a listing without transformers takes one page at a time here (its pages
+        // are already fetched ahead by the client, bounded by bytes: a wider window would only hold up to
+        // `width` more shaped pages, `absences` ~20 MB on `large`).
+        let width = if has_children { self.options.transformer_concurrency.max(1) } else { 1 };
         let mut results = work
             .map(|item| async move {
                 match item {
