@@ -588,7 +588,24 @@ impl DuckDbDestination {
         if let Some(t) = early.tables.tables.get_mut(name) {
             t.rows += rows;
         }
+        if tracing::enabled!(target: "load_steps", tracing::Level::DEBUG) {
+            tracing::debug!(target: "load_steps", "DuckDB memory after the append: {}", self.memory_summary());
+        }
         Ok(())
+    }
+
+    /// DuckDB's own account of its memory (`duckdb_memory()`: MiB per tag in use), for the debug log.
+    fn memory_summary(&self) -> String {
+        let Ok(conn) = self.c() else { return "unavailable (not connected)".into() };
+        let read = || -> Result<Vec<(String, i64)>, duckdb::Error> {
+            let mut stmt = conn.prepare("SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0 ORDER BY 2 DESC")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.collect()
+        };
+        match read() {
+            Ok(tags) => tags.iter().map(|(t, b)| format!("{t} {:.1}", *b as f64 / 1048576.0)).collect::<Vec<_>>().join(", "),
+            Err(e) => format!("unavailable ({e})"),
+        }
     }
 
     fn drop_sync(&mut self, tables: &[String], new_schema: &Schema, state: &StateRow, load_id: &str) -> Result<(), DestinationError> {
