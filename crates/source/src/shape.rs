@@ -4,13 +4,13 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
-/// foldhash instead of SipHash for the per-record maps (randomly seeded, as the normalizer's).
-type FastState = foldhash::fast::RandomState;
-
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use pipeline_engine::naming::normalize_key;
 use pipeline_engine::typed::{date as date_value, timestamp as ts_value};
 use serde_json::{Map, Value};
+
+/// foldhash instead of SipHash for the per-record maps (randomly seeded, as the normalizer's).
+type FastState = foldhash::fast::RandomState;
 
 /// Suffix of a field renamed because its column was taken (see [`Columns`]).
 pub const RENAMED_SUFFIX: &str = "_attribute";
