@@ -172,8 +172,8 @@ pub fn init(env: &Env, destination: &str, force: bool) -> Result<()> {
 }
 
 /// The DuckDB destination's settings: `[destination.duckdb]` `credentials` (a `.duckdb` path),
-/// `memory_limit` (`"none"` keeps DuckDB's 80% of RAM), `temp_directory`, `merge_chunk_rows` and
-/// `load_during_extract`.
+/// `memory_limit` (`"none"` keeps DuckDB's 80% of RAM), `temp_directory`, `merge_chunk_rows`,
+/// `load_during_extract` and `early_load_memory_mib` (`"none"`: no bound).
 /// The demo pipeline ignores `credentials`: it always writes `personio_demo.duckdb`.
 fn duckdb_config(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, dataset: &str) -> Result<DuckDbConfig> {
     duckdb_config_for(env, resolver, pipeline_name, dataset, pipeline_name == settings::DEMO_PIPELINE)
@@ -195,6 +195,13 @@ fn duckdb_config_for(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, 
     }
     config.merge_chunk_rows = resolver.integer(&section, "merge_chunk_rows", config.merge_chunk_rows, 1, 1_000_000_000)?;
     config.load_during_extract = resolver.boolean(&section, "load_during_extract", config.load_during_extract)?;
+    if let Some(mib) = resolver.get(&section, "early_load_memory_mib", false) {
+        config.early_load_memory_mib = if mib.eq_ignore_ascii_case("none") {
+            None
+        } else {
+            Some(resolver.integer(&section, "early_load_memory_mib", 0, 0, 1 << 20)?)
+        };
+    }
     config.validate().map_err(|e| UsageError(format!("[destination.duckdb]: {e}")))?;
     Ok(config)
 }

@@ -83,6 +83,7 @@ const KNOWN_KEYS: &[&str] = &[
     "temp_directory",
     "merge_chunk_rows",
     "load_during_extract",
+    "early_load_memory_mib",
     "log_level",
     "merge_strategy",
     "hard_delete",

@@ -69,6 +69,12 @@ pub struct DuckDbConfig {
     /// Create and fill the tables a load creates while the run still extracts (see the module docs).
     /// `false` keeps the file closed until the extract ends, for readers that query it meanwhile.
     pub load_during_extract: bool,
+    /// What a load during the extract may hold in DuckDB's memory, in MiB (`None`: no bound): the rows
+    /// appended but not yet written (a table's rows stay in memory until they complete a row group of
+    /// 122,880) and the written blocks DuckDB keeps. Once reached, the early load takes no more and the
+    /// load step inserts the rest of each table, so a large first load does not hold several tables'
+    /// uncompressed rows at once while it still extracts.
+    pub early_load_memory_mib: Option<u64>,
 }
 
 /// The default [`DuckDbConfig::lock_wait`].
@@ -77,6 +83,11 @@ pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_sec
 /// The default [`DuckDbConfig::memory_limit`]: a 5M-record merge loads as fast under 256MB as under
 /// 512MB (bench/run.sh), and the process then stays near 340 MiB whatever the package size.
 pub const DEFAULT_MEMORY_LIMIT: &str = "256MB";
+
+/// The default [`DuckDbConfig::early_load_memory_mib`]. Measured (docs/performance.md, fifth release
+/// session): unbounded, `large`'s early load held ~100 MiB at once and its run peaked ~80 MiB above one
+/// bounded at 16 MiB; the realistic tenant's wall time was the same with either.
+pub const DEFAULT_EARLY_LOAD_MEMORY_MIB: u64 = 16;
 
 /// The default [`DuckDbConfig::merge_chunk_rows`].
 pub const DEFAULT_MERGE_CHUNK_ROWS: u64 = 500_000;
@@ -97,6 +108,7 @@ impl DuckDbConfig {
             merge_chunk_rows: DEFAULT_MERGE_CHUNK_ROWS,
             lock_wait: DEFAULT_LOCK_WAIT,
             load_during_extract: true,
+            early_load_memory_mib: Some(DEFAULT_EARLY_LOAD_MEMORY_MIB),
         }
     }
 
@@ -355,10 +367,10 @@ impl DuckDbDestination {
 
     /// Append a package table's batches into `schema.table` through the appender. NUL characters are
     /// removed from text values, as dlt's DuckDB loads do (counted in `nul`; see [`crate::text`]).
-    fn append_batches(&self, package: &LoadPackage, table: &str, target_schema: &str, nul: &mut NulReport) -> Result<u64, DestinationError> {
+    fn append_batches(&self, package: &LoadPackage, table: &str, target_schema: &str, skip: u64, nul: &mut NulReport) -> Result<u64, DestinationError> {
         let mut rows = 0u64;
         let schema_table = package.manifest().schema.tables.get(table);
-        package.for_each_batch::<DestinationError>(table, |batch| {
+        package.for_each_batch_after::<DestinationError>(table, skip, |batch| {
             let col_types = column_types(&batch, schema_table);
             let batch = strip_nul(batch, &col_types, false, table, nul);
             self.append_batch(batch, table, target_schema, &mut rows)
@@ -398,9 +410,9 @@ impl DuckDbDestination {
                     let n = self.insert_count(sql)?;
                     report.add(table, n);
                 }
-                Step::BulkInsert { table, schema, report: counted } => {
+                Step::BulkInsert { table, schema, report: counted, skip } => {
                     let n = match package {
-                        Some(p) => self.append_batches(p, table, schema, &mut nul)?,
+                        Some(p) => self.append_batches(p, table, schema, *skip, &mut nul)?,
                         None => 0,
                     };
                     if *counted {
@@ -540,7 +552,8 @@ impl DuckDbDestination {
     }
 
     /// [`Destination::early_append`]: create the table (or add the columns it lacks) and append.
-    fn early_append_sync(&mut self, table: &Table, batch: arrow::record_batch::RecordBatch) -> Result<(), DestinationError> {
+    /// Returns whether the early load takes more ([`DuckDbConfig::early_load_memory_mib`]).
+    fn early_append_sync(&mut self, table: &Table, batch: arrow::record_batch::RecordBatch) -> Result<bool, DestinationError> {
         let Some(mut early) = self.early.take() else {
             return Err(DestinationError::new(KIND, format!("internal error: no early load is open for table {}", table.name)));
         };
@@ -548,7 +561,7 @@ impl DuckDbDestination {
         match result {
             Ok(()) => {
                 self.early = Some(early);
-                Ok(())
+                Ok(self.early_load_has_room())
             }
             Err(e) => {
                 self.rollback();
@@ -592,6 +605,26 @@ impl DuckDbDestination {
             tracing::debug!(target: "load_steps", "DuckDB memory after the append: {}", self.memory_summary());
         }
         Ok(())
+    }
+
+    /// Whether DuckDB holds less of the tables' data than [`DuckDbConfig::early_load_memory_mib`]
+    /// (`duckdb_memory()`: rows appended but not yet written, written blocks it keeps). When it cannot
+    /// tell, no: the load step inserts the rest.
+    fn early_load_has_room(&self) -> bool {
+        let Some(mib) = self.config.early_load_memory_mib else { return true };
+        let sql = "SELECT CAST(coalesce(sum(memory_usage_bytes), 0) AS BIGINT) FROM duckdb_memory() WHERE tag IN ('IN_MEMORY_TABLE', 'BASE_TABLE')";
+        let held = self.c().and_then(|c| c.query_row(sql, [], |r| r.get::<_, i64>(0)).map_err(db_err("reading duckdb_memory()")));
+        match held {
+            Ok(bytes) if u64::try_from(bytes).unwrap_or(0) < mib.saturating_mul(1 << 20) => true,
+            Ok(bytes) => {
+                tracing::debug!(target: "load_steps", mib = bytes as f64 / 1048576.0, "the early load is full: the load step inserts the rest of each table");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(target: "load_steps", "early load stopped: {e}");
+                false
+            }
+        }
     }
 
     /// DuckDB's own account of its memory (`duckdb_memory()`: MiB per tag in use), for the debug log.
@@ -784,7 +817,7 @@ impl Destination for DuckDbDestination {
         self.blocking(move |d| d.begin_early_sync(&early)).await
     }
 
-    async fn early_append(&mut self, table: &Table, batch: arrow::record_batch::RecordBatch) -> Result<(), DestinationError> {
+    async fn early_append(&mut self, table: &Table, batch: arrow::record_batch::RecordBatch) -> Result<bool, DestinationError> {
         let table = table.clone();
         self.blocking(move |d| d.early_append_sync(&table, batch)).await
     }

@@ -594,15 +594,15 @@ impl PostgresDestination {
 
     /// Binary COPY of a package table into `schema.table`; returns the rows copied and the values whose
     /// NUL characters were removed.
-    async fn copy_table(&mut self, package: &LoadPackage, table: &str, schema: &str) -> Result<(u64, NulReport), DestinationError> {
-        self.copy_in(package, table, schema, None).await
+    async fn copy_table(&mut self, package: &LoadPackage, table: &str, schema: &str, skip: u64) -> Result<(u64, NulReport), DestinationError> {
+        self.copy_in(package, table, schema, None, skip).await
     }
 
     /// Binary COPY of a package table (`keys_of: None`) or of the reconciliation key set of resource
-    /// `keys_of` (text columns) into `schema.table`; returns the rows copied and the values whose NUL
+    /// `keys_of` (text columns) into `schema.table`, without a table's first `skip` rows; returns the rows copied and the values whose NUL
     /// characters were removed (PostgreSQL text cannot hold NUL, nor jsonb the escape `\u0000`; key sets
     /// lose them too, so they match the stored keys; see [`crate::text`]).
-    async fn copy_in(&mut self, package: &LoadPackage, table: &str, schema: &str, keys_of: Option<String>) -> Result<(u64, NulReport), DestinationError> {
+    async fn copy_in(&mut self, package: &LoadPackage, table: &str, schema: &str, keys_of: Option<String>, skip: u64) -> Result<(u64, NulReport), DestinationError> {
         let types: HashMap<String, DataType> = match keys_of {
             Some(_) => HashMap::new(),
             None => package
@@ -646,7 +646,7 @@ impl PostgresDestination {
             };
             let result = match &keys_of {
                 Some(resource) => reader_package.for_each_key_batch::<DestinationError>(resource, each_batch),
-                None => reader_package.for_each_batch::<DestinationError>(&reader_table, each_batch),
+                None => reader_package.for_each_batch_after::<DestinationError>(&reader_table, skip, each_batch),
             };
             match result {
                 Ok(()) => {
@@ -704,11 +704,11 @@ impl PostgresDestination {
                     let n = self.client().await?.execute(sql.as_str(), &[]).await.map_err(sql_err(sql))?;
                     report.add(table, n);
                 }
-                Step::BulkInsert { table, schema, report: counted } => {
-                    let has_rows = package.is_some_and(|p| p.manifest().tables.get(table).is_some_and(|j| j.rows > 0));
+                Step::BulkInsert { table, schema, report: counted, skip } => {
+                    let has_rows = package.is_some_and(|p| p.manifest().tables.get(table).is_some_and(|j| j.rows > *skip));
                     let n = match package {
                         Some(p) if has_rows => {
-                            let (n, stripped) = self.copy_table(p, table, schema).await?;
+                            let (n, stripped) = self.copy_table(p, table, schema, *skip).await?;
                             nul.merge(stripped);
                             n
                         }
@@ -723,7 +723,7 @@ impl PostgresDestination {
                     let has_keys = package.and_then(|p| p.reconcile_entry(resource)).is_some_and(|e| e.keys > 0);
                     if let Some(p) = package.filter(|_| has_keys) {
                         // Key sets lose NUL like the stored keys; they are not data, so not counted.
-                        self.copy_in(p, table, schema, Some(resource.clone())).await?;
+                        self.copy_in(p, table, schema, Some(resource.clone()), 0).await?;
                     }
                 }
                 Step::ExecDeleted { sql, table } => {

@@ -102,6 +102,8 @@ pub enum Step {
         schema: String,
         /// Whether the rows count in the report.
         report: bool,
+        /// Rows of the package's table to leave out: the first ones, which an early load appended.
+        skip: u64,
     },
     /// Report `rows` for `table`.
     Report {
@@ -250,13 +252,13 @@ pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) ->
                 }
                 reconcile_steps(&mut steps, ds, &stg, resource, chain, columns, *mode, at, d);
             }
-            LoadJob::Append { table } => steps.push(Step::BulkInsert { table: table.clone(), schema: ds.to_string(), report: true }),
+            LoadJob::Append { table } => steps.push(Step::BulkInsert { table: table.clone(), schema: ds.to_string(), report: true, skip: 0 }),
             LoadJob::Replace { chain, .. } => {
                 for t in chain {
                     if early_table(t).is_none() {
                         exec(&mut steps, format!("DELETE FROM {}", qualified(ds, t)));
                     }
-                    steps.push(Step::BulkInsert { table: t.clone(), schema: ds.to_string(), report: true });
+                    steps.push(Step::BulkInsert { table: t.clone(), schema: ds.to_string(), report: true, skip: 0 });
                 }
             }
             LoadJob::Merge { chain, key, dedup: Dedup::LastExtracted, strategy: MergeStrategy::DeleteInsert, hard_delete: None, fresh: true, .. }
@@ -310,7 +312,7 @@ pub fn plan_steps(plan: &LoadPlan, dataset: &str, package_rows: impl Fn(&str) ->
         ),
     );
     match early {
-        Some(early) => without_early_inserts(steps, ds, early),
+        Some(early) => without_early_inserts(steps, ds, early, package_rows),
         None => steps,
     }
 }
@@ -336,24 +338,25 @@ pub fn add_column_sql(dataset: &str, table: &str, column: &Column, d: &dyn Diale
 
 /// Replace the bulk inserts of tables an early load filled: into the dataset table, only the report of
 /// its rows; into a staging copy, a move of the rows there (leaving the new table empty, as the plan
-/// expects of a table it created).
-fn without_early_inserts(steps: Vec<Step>, ds: &str, early: &EarlyTables) -> Vec<Step> {
+/// expects of a table it created). When the early load stopped before a table's last batch (it was
+/// full), the bulk insert remains for the rest: the package's rows after those appended early.
+fn without_early_inserts(steps: Vec<Step>, ds: &str, early: &EarlyTables, package_rows: impl Fn(&str) -> u64) -> Vec<Step> {
     let mut out = Vec::with_capacity(steps.len());
     for step in steps {
         match step {
-            Step::BulkInsert { table, schema, report } if early.tables.contains_key(&table) => {
+            Step::BulkInsert { table, schema, report, skip: 0 } if early.tables.contains_key(&table) => {
                 let rows = early.tables.get(&table).map(|t| t.rows).unwrap_or(0);
-                if schema == ds {
-                    if report {
-                        out.push(Step::Report { table, rows });
-                    }
-                } else {
+                let rest = package_rows(&table) > rows;
+                if schema != ds {
                     let from = qualified(ds, &table);
                     out.push(Step::Exec(format!("INSERT INTO {} SELECT * FROM {from}", qualified(&schema, &table))));
                     out.push(Step::Exec(format!("DELETE FROM {from}")));
-                    if report {
-                        out.push(Step::Report { table, rows });
-                    }
+                }
+                if report {
+                    out.push(Step::Report { table: table.clone(), rows });
+                }
+                if rest {
+                    out.push(Step::BulkInsert { table, schema, report, skip: rows });
                 }
             }
             other => out.push(other),
@@ -373,7 +376,7 @@ fn stage_chain(steps: &mut Vec<Step>, staging_ready: &mut bool, ds: &str, stg: &
         for sql in d.create_staging_table(stg, ds, &t.name) {
             steps.push(Step::Exec(sql));
         }
-        steps.push(Step::BulkInsert { table: t.name.clone(), schema: stg.to_string(), report: false });
+        steps.push(Step::BulkInsert { table: t.name.clone(), schema: stg.to_string(), report: false, skip: 0 });
     }
 }
 
@@ -387,7 +390,7 @@ fn fresh_merge_in_place(steps: &mut Vec<Step>, ds: &str, chain: &[ChainTable], p
     let row = d.staging_row_order();
     let d_root = qualified(ds, &root.name);
     for t in chain {
-        steps.push(Step::BulkInsert { table: t.name.clone(), schema: ds.to_string(), report: true });
+        steps.push(Step::BulkInsert { table: t.name.clone(), schema: ds.to_string(), report: true, skip: 0 });
     }
     let pk_list = pk.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
     let losers = format!("{row} NOT IN (SELECT max({row}) FROM {d_root} GROUP BY {pk_list})");
@@ -725,19 +728,33 @@ mod tests {
         assert!(upsert.iter().any(|s| s.contains("s.\"deleted_at\" IS NOT NULL")), "{upsert:#?}");
     }
 
-    /// Rows an early load appended are reported, not inserted again; rows a plan stages are moved there.
+    /// Rows an early load appended are reported, not inserted again; rows a plan stages are moved there;
+    /// the rows after those an early load took are inserted.
     #[test]
     fn an_early_load_is_not_repeated() {
-        let bulk = |table: &str, schema: &str, report| Step::BulkInsert { table: table.into(), schema: schema.into(), report };
+        let bulk = |table: &str, schema: &str, report| Step::BulkInsert { table: table.into(), schema: schema.into(), report, skip: 0 };
         let mut early = EarlyTables::default();
         early.tables.insert("t".into(), EarlyTable { columns: HashSet::from(["id".to_string()]), rows: 5 });
         let steps = vec![bulk("t", "ds", true), bulk("t", "ds_staging", false), bulk("u", "ds", true)];
         assert_eq!(
-            without_early_inserts(steps, "ds", &early),
+            without_early_inserts(steps.clone(), "ds", &early, |_| 5),
             vec![
                 Step::Report { table: "t".into(), rows: 5 },
                 Step::Exec("INSERT INTO \"ds_staging\".\"t\" SELECT * FROM \"ds\".\"t\"".into()),
                 Step::Exec("DELETE FROM \"ds\".\"t\"".into()),
+                bulk("u", "ds", true),
+            ]
+        );
+        // The early load stopped after 5 of the package's 8 rows: the rest is inserted after them.
+        let rest = |schema: &str, report| Step::BulkInsert { table: "t".into(), schema: schema.into(), report, skip: 5 };
+        assert_eq!(
+            without_early_inserts(steps, "ds", &early, |t| if t == "t" { 8 } else { 3 }),
+            vec![
+                Step::Report { table: "t".into(), rows: 5 },
+                rest("ds", true),
+                Step::Exec("INSERT INTO \"ds_staging\".\"t\" SELECT * FROM \"ds\".\"t\"".into()),
+                Step::Exec("DELETE FROM \"ds\".\"t\"".into()),
+                rest("ds_staging", false),
                 bulk("u", "ds", true),
             ]
         );

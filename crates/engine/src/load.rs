@@ -330,7 +330,10 @@ pub trait Destination: Send {
     /// Append one normalized batch of `table` (a table of a resource [`Destination::begin_early_load`]
     /// took; `table` as normalized so far: its columns may grow between calls) in the open early load,
     /// creating the table or adding columns as needed. An error leaves the early load rolled back.
-    async fn early_append(&mut self, table: &crate::schema::Table, batch: arrow::record_batch::RecordBatch) -> Result<(), DestinationError> {
+    /// `Ok(false)`: appended, but take no more — the destination holds what it may of this load in
+    /// memory; the load step inserts the rest of every table from the package (after the rows appended
+    /// early, which are a prefix of each table's batches).
+    async fn early_append(&mut self, table: &crate::schema::Table, batch: arrow::record_batch::RecordBatch) -> Result<bool, DestinationError> {
         let _ = batch;
         Err(DestinationError::new(self.kind(), format!("internal error: no early load is open for table {}", table.name)))
     }

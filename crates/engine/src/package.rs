@@ -147,6 +147,21 @@ impl LoadPackage {
         self.read_files(&job.files, f)
     }
 
+    /// [`Self::for_each_batch`] without the first `skip` rows of the table (rows an early load appended).
+    pub fn for_each_batch_after<E: From<PackageError>>(&self, table: &str, skip: u64, mut f: impl FnMut(RecordBatch) -> Result<(), E>) -> Result<(), E> {
+        let mut skip = skip;
+        self.for_each_batch(table, |batch| {
+            let n = batch.num_rows() as u64;
+            if skip >= n {
+                skip -= n;
+                return Ok(());
+            }
+            let from = usize::try_from(skip).unwrap_or(usize::MAX);
+            skip = 0;
+            f(if from == 0 { batch } else { batch.slice(from, batch.num_rows() - from) })
+        })
+    }
+
     /// The reconciliation of a resource in this package, if any.
     pub fn reconcile_entry(&self, resource: &str) -> Option<&ReconcileEntry> {
         self.manifest.reconcile.iter().find(|e| e.resource == resource)

@@ -1259,7 +1259,8 @@ const EARLY_BATCHES: usize = 8;
 /// Feed the batches of new tables to the destination while extracting. The destination's transaction is
 /// opened on the first batch; a destination that takes nothing, or fails, ends the early load (the
 /// receiver is dropped, so the normalizer stops sending) and [`Destination::load_package`] does the
-/// whole load as usual. Returns the rows appended (0 when it stopped: they were rolled back).
+/// whole load as usual. A destination that is full (`Ok(false)`) keeps what it took, and its load step
+/// inserts the rest of each table. Returns the rows appended (0 when it stopped: they were rolled back).
 async fn early_loader(destination: &mut dyn Destination, mut rx: mpsc::Receiver<EarlyBatch>, early: EarlyLoad) -> u64 {
     let mut taken: Option<Vec<String>> = None;
     let mut rows = 0u64;
@@ -1280,12 +1281,21 @@ async fn early_loader(destination: &mut dyn Destination, mut rx: mpsc::Receiver<
             continue;
         }
         let n = batch.num_rows() as u64;
-        if let Err(e) = destination.early_append(&table, batch).await {
-            tracing::warn!("early load stopped, loading after the extract instead: {e}");
-            destination.abort_early_load().await;
-            return 0;
+        match destination.early_append(&table, batch).await {
+            Ok(more) => {
+                rows += n;
+                if !more {
+                    // The rest of every table is inserted from the package by the load step.
+                    tracing::debug!(rows, "early load full: the load step inserts the remaining rows");
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("early load stopped, loading after the extract instead: {e}");
+                destination.abort_early_load().await;
+                return 0;
+            }
         }
-        rows += n;
     }
     rows
 }

@@ -68,8 +68,12 @@ fn dump(env: &Env, d: &DuckDbDestination) -> Vec<String> {
 }
 
 async fn load(early: bool) -> (RunReport, Vec<String>, Env) {
+    load_with(move |c| c.load_during_extract = early).await
+}
+
+async fn load_with(settings: impl FnOnce(&mut pipeline_destinations::duckdb::DuckDbConfig) + 'static) -> (RunReport, Vec<String>, Env) {
     let env = Env::new();
-    let mut d = env.destination_with(|c| c.load_during_extract = early);
+    let mut d = env.destination_with(settings);
     let report = pipeline(&env).run(&fixture(), Some(&sel(&["people", "types", "events"])), &mut d).await.expect("run");
     let rows = dump(&env, &d);
     (report, rows, env)
@@ -93,6 +97,24 @@ async fn a_load_during_the_extract_lands_exactly_what_a_load_after_it_lands() {
     assert_eq!(env.query_strings(&d, "SELECT name FROM test_data.people WHERE id = 31"), vec!["31"], "a number in a text column");
     assert_eq!(env.query_i64(&d, "SELECT count(*) FROM test_data.events WHERE what = 'xy'"), 35, "NUL characters removed");
     assert_eq!(env.query_i64(&d, "SELECT count(*) FROM test_data._dlt_loads"), 1);
+}
+
+/// An early load that is full (`early_load_memory_mib`; 0: full after its first append) keeps what it
+/// appended, and the load step inserts the rest of every table after it: the same columns and rows,
+/// duplicate keys resolved across the two parts (ids 5 and 6 come again in the last batches).
+#[tokio::test]
+async fn a_full_early_load_leaves_the_rest_of_each_table_to_the_load_step() {
+    let (_, expected, _e1) = load(false).await;
+    let (during, got, env) = load_with(|c| c.early_load_memory_mib = Some(0)).await;
+    let total: u64 = during.rows.values().sum();
+    assert!(during.early_rows > 0 && during.early_rows < total, "a part was appended early: {} of {total}", during.early_rows);
+    assert_eq!(got, expected);
+    let d = env.destination();
+    assert_eq!(env.query_i64(&d, "SELECT count(*) FROM test_data.people"), 60);
+    assert_eq!(env.query_strings(&d, "SELECT name FROM test_data.people WHERE id IN (5, 6) ORDER BY id"), vec!["p5-again", "p6-again"]);
+    assert_eq!(env.query_i64(&d, "SELECT count(*) FROM test_data.events"), 40);
+    let reported: u64 = during.rows.values().sum();
+    assert_eq!(reported, total, "every row reported once");
 }
 
 #[tokio::test]
