@@ -173,7 +173,8 @@ pub fn init(env: &Env, destination: &str, force: bool) -> Result<()> {
 
 /// The DuckDB destination's settings: `[destination.duckdb]` `credentials` (a `.duckdb` path),
 /// `memory_limit` (`"none"` keeps DuckDB's 80% of RAM), `temp_directory`, `merge_chunk_rows`,
-/// `load_during_extract` and `early_load_memory_mib` (`"none"`: no bound).
+/// `load_during_extract`, `early_load_memory_mib` (`"none"`: no bound) and `insert_memory_limit`
+/// (`"none"`: `memory_limit` throughout).
 /// The demo pipeline ignores `credentials`: it always writes `personio_demo.duckdb`.
 fn duckdb_config(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, dataset: &str) -> Result<DuckDbConfig> {
     duckdb_config_for(env, resolver, pipeline_name, dataset, pipeline_name == settings::DEMO_PIPELINE)
@@ -195,6 +196,9 @@ fn duckdb_config_for(env: &Env, resolver: &ConfigResolver, pipeline_name: &str, 
     }
     config.merge_chunk_rows = resolver.integer(&section, "merge_chunk_rows", config.merge_chunk_rows, 1, 1_000_000_000)?;
     config.load_during_extract = resolver.boolean(&section, "load_during_extract", config.load_during_extract)?;
+    if let Some(limit) = resolver.get(&section, "insert_memory_limit", false) {
+        config.insert_memory_limit = (!limit.eq_ignore_ascii_case("none")).then_some(limit);
+    }
     if let Some(mib) = resolver.get(&section, "early_load_memory_mib", false) {
         config.early_load_memory_mib = if mib.eq_ignore_ascii_case("none") {
             None

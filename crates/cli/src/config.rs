@@ -84,6 +84,7 @@ const KNOWN_KEYS: &[&str] = &[
     "merge_chunk_rows",
     "load_during_extract",
     "early_load_memory_mib",
+    "insert_memory_limit",
     "log_level",
     "merge_strategy",
     "hard_delete",

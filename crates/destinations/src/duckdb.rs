@@ -75,6 +75,11 @@ pub struct DuckDbConfig {
     /// load step inserts the rest of each table, so a large first load does not hold several tables'
     /// uncompressed rows at once while it still extracts.
     pub early_load_memory_mib: Option<u64>,
+    /// DuckDB's `memory_limit` while rows are appended — the load during the extract and a load's bulk
+    /// inserts — when lower than [`DuckDbConfig::memory_limit`] (which the rest of a load, merges
+    /// included, runs under). Appending needs no cache of the blocks just written, and a table's
+    /// uncompressed rows beyond it go to the temp directory. `None`: `memory_limit` throughout.
+    pub insert_memory_limit: Option<String>,
 }
 
 /// The default [`DuckDbConfig::lock_wait`].
@@ -88,6 +93,11 @@ pub const DEFAULT_MEMORY_LIMIT: &str = "256MB";
 /// session): unbounded, `large`'s early load held ~100 MiB at once and its run peaked ~80 MiB above one
 /// bounded at 16 MiB; the realistic tenant's wall time was the same with either.
 pub const DEFAULT_EARLY_LOAD_MEMORY_MIB: u64 = 16;
+
+/// The default [`DuckDbConfig::insert_memory_limit`]. Measured on `large` (docs/performance.md, fifth
+/// release session): a first load's bulk inserts peaked ~40 MiB lower than under 256MB, as fast; a merge
+/// of 762k changed rows under 64MB throughout took 4.1 s instead of 3.4 s, so merges keep `memory_limit`.
+pub const DEFAULT_INSERT_MEMORY_LIMIT: &str = "64MB";
 
 /// The default [`DuckDbConfig::merge_chunk_rows`].
 pub const DEFAULT_MERGE_CHUNK_ROWS: u64 = 500_000;
@@ -109,6 +119,7 @@ impl DuckDbConfig {
             lock_wait: DEFAULT_LOCK_WAIT,
             load_during_extract: true,
             early_load_memory_mib: Some(DEFAULT_EARLY_LOAD_MEMORY_MIB),
+            insert_memory_limit: Some(DEFAULT_INSERT_MEMORY_LIMIT.to_string()),
         }
     }
 
@@ -124,6 +135,14 @@ impl DuckDbConfig {
                 return Err(DestinationError::new(
                     KIND,
                     format!("memory_limit {limit:?} is not a size such as \"512MB\" or \"4GB\""),
+                ));
+            }
+        }
+        if let Some(limit) = &self.insert_memory_limit {
+            if !is_memory_size(limit) {
+                return Err(DestinationError::new(
+                    KIND,
+                    format!("insert_memory_limit {limit:?} is not a size such as \"64MB\" or \"1GB\""),
                 ));
             }
         }
@@ -168,6 +187,39 @@ impl DuckDbConfig {
             .map_err(|e| DestinationError::new(KIND, format!("configuring DuckDB: {e}")).with_source(e))?;
         Ok(conn)
     }
+}
+
+impl DuckDbConfig {
+    /// The `memory_limit` while appending: [`DuckDbConfig::insert_memory_limit`] when it is lower than
+    /// [`DuckDbConfig::memory_limit`] (no limit counts as the highest), else `None` (no change).
+    fn lower_insert_limit(&self) -> Option<&str> {
+        let insert = self.insert_memory_limit.as_deref()?;
+        let lower = match self.memory_limit.as_deref() {
+            None => true,
+            Some(limit) => matches!((memory_bytes(insert), memory_bytes(limit)), (Some(i), Some(l)) if i < l),
+        };
+        lower.then_some(insert)
+    }
+}
+
+/// Bytes of a size [`is_memory_size`] accepts, with DuckDB's units (KB = 1000 bytes, KiB = 1024).
+fn memory_bytes(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "b" | "bytes" => 1.0,
+        "kb" | "kilobytes" => 1e3,
+        "mb" | "megabytes" => 1e6,
+        "gb" | "gigabytes" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1048576.0,
+        "gib" => 1073741824.0,
+        "tib" => 1099511627776.0,
+        _ => return None,
+    };
+    number.parse::<f64>().ok().map(|n| n * factor)
 }
 
 /// `"512MB"`, `"4 GiB"`, `"1.5GB"`: a number and one of DuckDB's size units.
@@ -402,6 +454,8 @@ impl DuckDbDestination {
     fn run_steps(&self, steps: &[Step], package: Option<&LoadPackage>) -> Result<LoadReport, DestinationError> {
         let mut report = Report::default();
         let mut nul = NulReport::default();
+        // After an early load, which appended under the insert limit.
+        self.use_insert_limit(false);
         for step in steps {
             let started = std::time::Instant::now();
             match step {
@@ -412,7 +466,12 @@ impl DuckDbDestination {
                 }
                 Step::BulkInsert { table, schema, report: counted, skip } => {
                     let n = match package {
-                        Some(p) => self.append_batches(p, table, schema, *skip, &mut nul)?,
+                        Some(p) => {
+                            self.use_insert_limit(true);
+                            let appended = self.append_batches(p, table, schema, *skip, &mut nul);
+                            self.use_insert_limit(false);
+                            appended?
+                        }
                         None => 0,
                     };
                     if *counted {
@@ -524,6 +583,7 @@ impl DuckDbDestination {
         }
         self.connect()?;
         self.exec("BEGIN TRANSACTION")?;
+        self.use_insert_limit(true);
         let begun = (|| {
             self.exec(&format!("CREATE SCHEMA IF NOT EXISTS {}", ident(self.ds())))?;
             let catalog = self.existing_columns(self.ds())?;
@@ -605,6 +665,21 @@ impl DuckDbDestination {
             tracing::debug!(target: "load_steps", "DuckDB memory after the append: {}", self.memory_summary());
         }
         Ok(())
+    }
+
+    /// Switch DuckDB's `memory_limit` to the one for appending (`inserting`) or back
+    /// ([`DuckDbConfig::insert_memory_limit`]); nothing when they are the same. A limit DuckDB cannot
+    /// apply at once (more is pinned) is logged and the load goes on under the current one.
+    fn use_insert_limit(&self, inserting: bool) {
+        let Some(low) = self.config.lower_insert_limit() else { return };
+        let sql = match (inserting, &self.config.memory_limit) {
+            (true, _) => format!("SET memory_limit = {}", literal(low)),
+            (false, Some(limit)) => format!("SET memory_limit = {}", literal(limit)),
+            (false, None) => "RESET memory_limit".to_string(),
+        };
+        if let Err(e) = self.exec(&sql) {
+            tracing::debug!(target: "load_steps", "{sql}: {e}");
+        }
     }
 
     /// Whether DuckDB holds less of the tables' data than [`DuckDbConfig::early_load_memory_mib`]
@@ -850,6 +925,25 @@ impl Destination for DuckDbDestination {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appending_runs_under_the_lower_insert_limit() {
+        let mut config = DuckDbConfig::at("x.duckdb", "ds");
+        assert_eq!(config.lower_insert_limit(), Some("64MB"), "64MB under the default 256MB");
+        config.memory_limit = Some("32MB".into());
+        assert_eq!(config.lower_insert_limit(), None, "a lower memory_limit holds throughout");
+        config.memory_limit = Some("0.5 GiB".into());
+        assert_eq!(config.lower_insert_limit(), Some("64MB"));
+        config.memory_limit = None;
+        assert_eq!(config.lower_insert_limit(), Some("64MB"), "no memory_limit: DuckDB's 80% of RAM");
+        config.insert_memory_limit = None;
+        assert_eq!(config.lower_insert_limit(), None);
+        assert_eq!(memory_bytes("1.5GB"), Some(1.5e9));
+        assert_eq!(memory_bytes("2 KiB"), Some(2048.0));
+        assert_eq!(memory_bytes("lots"), None);
+        config.insert_memory_limit = Some("lots".into());
+        assert!(config.validate().is_err(), "not a size");
+    }
 
     #[test]
     fn memory_sizes_are_checked_before_opening() {
