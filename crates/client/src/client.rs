@@ -145,10 +145,22 @@ impl std::fmt::Debug for PersonioClient {
 
 /// A successful, parsed response.
 pub(crate) struct Fetched {
-    pub(crate) body: Value,
+    /// The body as received (after decompression), checked to be JSON but not yet parsed into a
+    /// [`Value`]: a page fetched ahead of its consumer waits as its bytes, which a parsed page is several
+    /// times larger than ([`crate::paging::LOOKAHEAD_BYTES`]).
+    bytes: Vec<u8>,
     pub(crate) url: Url,
     /// Size of the response body as received (after decompression), in bytes.
     pub(crate) len: usize,
+    attempts: u32,
+}
+
+impl Fetched {
+    /// The body, parsed.
+    pub(crate) fn body(&self) -> Result<Value, ClientError> {
+        serde_json::from_slice(&self.bytes)
+            .map_err(|e| ClientError::InvalidJson { url: redact(&self.url), message: e.to_string(), attempts: self.attempts })
+    }
 }
 
 /// What one attempt saw of the server's limits.
@@ -256,14 +268,15 @@ impl PersonioClient {
     pub async fn get_v1_json(&self, path: &str, params: &[(String, String)]) -> Result<Value, ClientError> {
         let url = self.build_url(Api::V1, path, params)?;
         let fetched = self.get(Api::V1, classify_v1(path), url).await?;
-        check_v1_envelope(&fetched.body, &fetched.url)?;
-        Ok(fetched.body)
+        let body = fetched.body()?;
+        check_v1_envelope(&body, &fetched.url)?;
+        Ok(body)
     }
 
     /// One GET of a v2 path (relative to `{base_url}/v2/`), returning the parsed body as is.
     pub async fn get_v2_json(&self, path: &str, params: &[(String, String)]) -> Result<Value, ClientError> {
         let url = self.build_url(Api::V2, path, params)?;
-        Ok(self.get(Api::V2, Class::V2, url).await?.body)
+        self.get(Api::V2, Class::V2, url).await?.body()
     }
 
     pub(crate) fn build_url(&self, api: Api, path: &str, params: &[(String, String)]) -> Result<Url, ClientError> {
@@ -346,7 +359,7 @@ impl PersonioClient {
             Ok(f) => f,
             Err(e) => return Err(into_auth_error(e, &url)),
         };
-        let body = &fetched.body;
+        let body = &fetched.body().map_err(|e| into_auth_error(e, &url))?;
         let auth_err = |message: String| ClientError::Auth {
             status: None,
             url: url.to_string(),
@@ -599,8 +612,9 @@ impl PersonioClient {
             };
         }
 
-        let body: Value = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
+        // Checked here, so an invalid body is retried; parsed when the page is consumed.
+        match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            Ok(_) => {}
             Err(e) => {
                 return Attempt::Retry(
                     ClientError::InvalidJson { url: redact(url), message: e.to_string(), attempts },
@@ -618,7 +632,7 @@ impl PersonioClient {
                 }
             }
         }
-        Attempt::Done(Fetched { body, url: url.clone(), len: bytes.len() })
+        Attempt::Done(Fetched { len: bytes.len(), bytes, url: url.clone(), attempts })
     }
 }
 

@@ -308,7 +308,7 @@ impl PersonioClient {
             q.push(("page".into(), page.to_string()));
             let url = st.client.build_url(Api::V1, &st.path, &q)?;
             let fetched = st.client.get(Api::V1, st.class, url).await?;
-            let page = st.pager.on_response(fetched.body, &fetched.url)?;
+            let page = st.pager.on_response(fetched.body()?, &fetched.url)?;
             Ok(Some((page, st)))
         })
         .boxed()
@@ -328,7 +328,7 @@ impl PersonioClient {
         stream::try_unfold((self.clone(), pager), |(client, mut pager)| async move {
             let Some(url) = pager.next_request() else { return Ok(None) };
             let fetched = client.get(Api::V2, Class::V2, url).await?;
-            let page = pager.on_response(fetched.body, &fetched.url)?;
+            let page = pager.on_response(fetched.body()?, &fetched.url)?;
             Ok(Some((page, (client, pager))))
         })
         .boxed()
@@ -490,7 +490,7 @@ impl PersonioClient {
             async move {
                 let Some(request) = lock(&pager).next_request() else { return Ok(stream::empty().boxed()) };
                 let (_, fetched) = fetch(request).await?;
-                let page = lock(&pager).on_response(fetched.body, &fetched.url)?;
+                let page = lock(&pager).on_response(fetched.body()?, &fetched.url)?;
                 // Lazy: a hostile `total_pages` costs nothing until pages actually arrive.
                 let planned = lock(&pager).planned(page.metadata.as_ref());
                 // The announced pages, up to `concurrency` requested ahead of the consumer — fewer when the
@@ -501,7 +501,7 @@ impl PersonioClient {
                     let mut p = lock(&interpret);
                     let out = match result {
                         Err(e) => Some(Err(e)),
-                        Ok((request, fetched)) if p.next_request() == Some(request) => Some(p.on_response(fetched.body, &fetched.url)),
+                        Ok((request, fetched)) if p.next_request() == Some(request) => Some(fetched.body().and_then(|body| p.on_response(body, &fetched.url))),
                         Ok(_) => None,
                     };
                     futures::future::ready(out)
@@ -510,7 +510,7 @@ impl PersonioClient {
                 let tail = stream::try_unfold((pager, fetch), |(pager, fetch)| async move {
                     let Some(request) = lock(&pager).next_request() else { return Ok(None) };
                     let (_, fetched) = fetch(request).await?;
-                    let page = lock(&pager).on_response(fetched.body, &fetched.url)?;
+                    let page = lock(&pager).on_response(fetched.body()?, &fetched.url)?;
                     Ok(Some((page, (pager, fetch))))
                 });
                 Ok::<PageStream, ClientError>(stream::once(futures::future::ready(Ok(page))).chain(rest).chain(tail).boxed())

@@ -299,7 +299,7 @@ impl PersonioClient {
     async fn next_page(&self, pager: &mut V2Pager) -> Result<Option<Page>, ClientError> {
         let Some(url) = pager.next_request() else { return Ok(None) };
         let fetched = self.get(Api::V2, Class::V2, url).await?;
-        pager.on_response(fetched.body, &fetched.url).map(Some)
+        pager.on_response(fetched.body()?, &fetched.url).map(Some)
     }
 
     async fn drive_partitioned(
