@@ -521,10 +521,10 @@ impl PersonioClient {
 }
 
 /// Response bytes of one listing's pages that may be requested ahead of its consumer: a page that has
-/// arrived waits, parsed, until the pages before it are consumed, so when the consumer is slower than the
-/// server (loopback, a busy normalizer) the lookahead is what the listing holds in memory. 4 MiB of
-/// bodies (~5× that parsed) keeps 32 pages of time-offs or attendances ahead (hiding latency as before)
-/// but only two pages of wide employee records, whatever the company's size.
+/// arrived waits, as its bytes (parsed only when consumed), until the pages before it are consumed, so
+/// when the consumer is slower than the server (loopback, a busy normalizer) the lookahead is what the
+/// listing holds in memory. 4 MiB of bodies keeps 32 pages of time-offs or attendances ahead (hiding
+/// latency as before) but only two pages of wide employee records, whatever the company's size.
 pub const LOOKAHEAD_BYTES: u64 = 4 << 20;
 
 /// The sizes of a listing's pages so far, for [`PageSizes::lookahead`].
