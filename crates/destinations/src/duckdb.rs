@@ -224,11 +224,7 @@ fn memory_bytes(text: &str) -> Option<f64> {
 
 /// `"512MB"`, `"4 GiB"`, `"1.5GB"`: a number and one of DuckDB's size units.
 fn is_memory_size(text: &str) -> bool {
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let units = ["b", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "tib", "bytes", "kilobytes", "megabytes", "gigabytes"];
-    number.parse::<f64>().is_ok_and(|n| n > 0.0) && units.contains(&unit.trim().to_ascii_lowercase().as_str())
+    memory_bytes(text).is_some_and(|n| n > 0.0)
 }
 
 fn open_error(path: &Path, e: duckdb::Error) -> DestinationError {
