@@ -452,6 +452,7 @@ impl DuckDbDestination {
         let mut nul = NulReport::default();
         // After an early load, which appended under the insert limit.
         self.use_insert_limit(false);
+        let mut filling_new = false;
         for step in steps {
             let started = std::time::Instant::now();
             match step {
@@ -465,7 +466,7 @@ impl DuckDbDestination {
                         Some(p) => {
                             self.use_insert_limit(true);
                             let appended = self.append_batches(p, table, schema, *skip, &mut nul);
-                            self.use_insert_limit(false);
+                            self.use_insert_limit(filling_new);
                             appended?
                         }
                         None => 0,
@@ -475,6 +476,10 @@ impl DuckDbDestination {
                     }
                 }
                 Step::Report { table, rows } => report.add(table, *rows),
+                Step::FillingNew(on) => {
+                    filling_new = *on;
+                    self.use_insert_limit(filling_new);
+                }
                 Step::BulkInsertKeys { resource, schema, table } => {
                     if let Some(p) = package {
                         self.append_keys(p, resource, table, schema)?;

@@ -719,6 +719,7 @@ impl PostgresDestination {
                     }
                 }
                 Step::Report { table, rows } => report.add(table, *rows),
+                Step::FillingNew(_) => {}
                 Step::BulkInsertKeys { resource, schema, table } => {
                     let has_keys = package.and_then(|p| p.reconcile_entry(resource)).is_some_and(|e| e.keys > 0);
                     if let Some(p) = package.filter(|_| has_keys) {

@@ -105,6 +105,10 @@ pub enum Step {
         /// Rows of the package's table to leave out: the first ones, which an early load appended.
         skip: u64,
     },
+    /// The steps up to the next `FillingNew(false)` only fill tables this load created (a first merge's
+    /// in-place dedup): no join against rows loaded before, so a destination may run them with less
+    /// cache (DuckDB: [`crate::duckdb::DuckDbConfig::insert_memory_limit`]).
+    FillingNew(bool),
     /// Report `rows` for `table`.
     Report {
         /// Table.
@@ -148,6 +152,7 @@ impl Step {
             Step::ExecCounted { sql, .. } | Step::ExecDeleted { sql, .. } | Step::ExecUncounted { sql, .. } => short(sql),
             Step::BulkInsert { table, schema, .. } => format!("bulk insert {schema}.{table}"),
             Step::Report { table, rows } => format!("report {rows} rows of {table}"),
+            Step::FillingNew(on) => format!("filling new tables: {on}"),
             Step::BulkInsertKeys { resource, schema, table } => format!("bulk insert keys of {resource} into {schema}.{table}"),
         }
     }
@@ -389,6 +394,7 @@ fn fresh_merge_in_place(steps: &mut Vec<Step>, ds: &str, chain: &[ChainTable], p
     let Some(root) = chain.first() else { return };
     let row = d.staging_row_order();
     let d_root = qualified(ds, &root.name);
+    steps.push(Step::FillingNew(true));
     for t in chain {
         steps.push(Step::BulkInsert { table: t.name.clone(), schema: ds.to_string(), report: true, skip: 0 });
     }
@@ -402,6 +408,7 @@ fn fresh_merge_in_place(steps: &mut Vec<Step>, ds: &str, chain: &[ChainTable], p
         )));
     }
     steps.push(Step::ExecUncounted { sql: format!("DELETE FROM {d_root} WHERE {losers}"), table: root.name.clone() });
+    steps.push(Step::FillingNew(false));
 }
 
 /// A `delete-insert` or `upsert` merge of a root and its children from staging ([`LoadJob::Merge`]).
@@ -716,6 +723,18 @@ mod tests {
         assert!(fresh.iter().any(|s| s.starts_with("INSERT INTO \"ds\".\"e\" ")), "{fresh:#?}");
         let existing = merge_sql(false, MergeStrategy::DeleteInsert, None);
         assert_eq!(existing.iter().filter(|s| s.starts_with("DELETE")).count(), 2, "{existing:#?}");
+    }
+
+    /// A first merge in place only fills and trims the tables it created: marked so, from its first bulk
+    /// insert to its last delete, for a destination to run with less cache.
+    #[test]
+    fn a_first_merge_in_place_is_marked_as_filling_new_tables() {
+        let mut steps = Vec::new();
+        fresh_merge_in_place(&mut steps, "ds", &chain(), &["id".to_string()], &Plain);
+        assert_eq!(steps.first(), Some(&Step::FillingNew(true)), "{steps:#?}");
+        assert_eq!(steps.last(), Some(&Step::FillingNew(false)), "{steps:#?}");
+        assert_eq!(steps.iter().filter(|s| matches!(s, Step::BulkInsert { .. })).count(), 2);
+        assert_eq!(steps.iter().filter(|s| matches!(s, Step::FillingNew(_))).count(), 2, "{steps:#?}");
     }
 
     #[test]
