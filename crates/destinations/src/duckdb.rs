@@ -75,9 +75,10 @@ pub struct DuckDbConfig {
     /// load step inserts the rest of each table, so a large first load does not hold several tables'
     /// uncompressed rows at once while it still extracts.
     pub early_load_memory_mib: Option<u64>,
-    /// DuckDB's `memory_limit` while rows are appended — the load during the extract and a load's bulk
-    /// inserts — when lower than [`DuckDbConfig::memory_limit`] (which the rest of a load, merges
-    /// included, runs under). Appending needs no cache of the blocks just written, and a table's
+    /// DuckDB's `memory_limit` while rows are appended — the load during the extract, a load's bulk
+    /// inserts and a first merge's trimming of the tables it created — when lower than
+    /// [`DuckDbConfig::memory_limit`] (which the rest of a load, merges into existing rows included, runs
+    /// under). Appending needs no cache of the blocks just written, and a table's
     /// uncompressed rows beyond it go to the temp directory. `None`: `memory_limit` throughout.
     pub insert_memory_limit: Option<String>,
 }
