@@ -131,20 +131,9 @@ impl DuckDbConfig {
         }
         pipeline_engine::pipeline::validate_name("dataset", &self.dataset_name)
             .map_err(|e| DestinationError::new(KIND, e.to_string()))?;
-        if let Some(limit) = &self.memory_limit {
-            if !is_memory_size(limit) {
-                return Err(DestinationError::new(
-                    KIND,
-                    format!("memory_limit {limit:?} is not a size such as \"512MB\" or \"4GB\""),
-                ));
-            }
-        }
-        if let Some(limit) = &self.insert_memory_limit {
-            if !is_memory_size(limit) {
-                return Err(DestinationError::new(
-                    KIND,
-                    format!("insert_memory_limit {limit:?} is not a size such as \"64MB\" or \"1GB\""),
-                ));
+        for (key, limit) in [("memory_limit", &self.memory_limit), ("insert_memory_limit", &self.insert_memory_limit)] {
+            if let Some(limit) = limit.as_ref().filter(|l| !is_memory_size(l)) {
+                return Err(DestinationError::new(KIND, format!("{key} {limit:?} is not a size such as \"512MB\" or \"4GB\"")));
             }
         }
         if self.merge_chunk_rows == 0 {
@@ -188,9 +177,7 @@ impl DuckDbConfig {
             .map_err(|e| DestinationError::new(KIND, format!("configuring DuckDB: {e}")).with_source(e))?;
         Ok(conn)
     }
-}
 
-impl DuckDbConfig {
     /// The `memory_limit` while appending: [`DuckDbConfig::insert_memory_limit`] when it is lower than
     /// [`DuckDbConfig::memory_limit`] (no limit counts as the highest), else `None` (no change).
     fn lower_insert_limit(&self) -> Option<&str> {
