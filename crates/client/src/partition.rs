@@ -172,6 +172,10 @@ fn parse_time(v: &Value) -> Option<NaiveDateTime> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc).naive_utc());
     }
+    // `%Y-%m-%dT%H:%M:%S%.f` (v2's local date-times) without parsing a format string per record.
+    if let Ok(t) = s.parse::<NaiveDateTime>() {
+        return Some(t);
+    }
     for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t);
@@ -183,10 +187,14 @@ fn parse_time(v: &Value) -> Option<NaiveDateTime> {
 /// 128 bits of an id (two keyed hashes): the dedup set holds these, not the strings.
 fn id_key(record: &Value) -> Option<u128> {
     let id = record.get("id")?;
+    let rendered;
     let text = match id {
-        Value::String(s) => s.clone(),
+        Value::String(s) => s.as_str(),
         Value::Null => return None,
-        other => other.to_string(),
+        other => {
+            rendered = other.to_string();
+            rendered.as_str()
+        }
     };
     let half = |salt: u8| {
         let mut h = DefaultHasher::new();
@@ -206,15 +214,13 @@ struct Owner {
 
 impl Owner {
     fn keep(&mut self, window: &Window, record: &Value) -> bool {
-        let key = id_key(record);
-        if key.is_some_and(|k| self.seen.contains(&k)) {
-            return false;
-        }
         let place = record.pointer(self.spec.field).and_then(parse_time).map_or(Place::NearBound, |t| window.place(t));
         match place {
-            Place::Inside => true,
             Place::Outside => false,
-            Place::NearBound => key.is_none_or(|k| self.seen.insert(k)),
+            // Most records: clearly inside, and no probe page or bound emitted anything yet.
+            Place::Inside if self.seen.is_empty() => true,
+            Place::Inside => id_key(record).is_none_or(|k| !self.seen.contains(&k)),
+            Place::NearBound => id_key(record).is_none_or(|k| self.seen.insert(k)),
         }
     }
 

@@ -98,26 +98,29 @@ impl Incremental {
                     })
                 }
             };
+            // The key hash (shake-128) is computed only for a record on a boundary: at the start value
+            // or at/above the highest cursor value so far.
+            let mut hash = None;
             if let Some(start) = &self.start_value {
                 match compare(&cursor, start) {
                     Ordering::Less => continue,
                     Ordering::Equal => {
-                        if self.start_hashes.contains(&row_hash(&record, &self.primary_key)) {
+                        let h = hash.insert(row_hash(&record, &self.primary_key));
+                        if self.start_hashes.contains(h.as_str()) {
                             continue;
                         }
                     }
                     Ordering::Greater => {}
                 }
             }
-            let hash = row_hash(&record, &self.primary_key);
             match self.last_value.as_ref().map(|l| compare(&cursor, l)) {
                 None | Some(Ordering::Greater) => {
                     self.last_value = Some(cursor);
                     self.boundary.clear();
-                    self.boundary.insert(hash);
+                    self.boundary.insert(hash.unwrap_or_else(|| row_hash(&record, &self.primary_key)));
                 }
                 Some(Ordering::Equal) => {
-                    self.boundary.insert(hash);
+                    self.boundary.insert(hash.unwrap_or_else(|| row_hash(&record, &self.primary_key)));
                 }
                 Some(Ordering::Less) => {}
             }

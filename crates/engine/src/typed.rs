@@ -4,7 +4,9 @@
 //! a timestamp (`"\u{F027}2014-11-08T23:00:00+00:00"`), `U+F028` + `YYYY-MM-DD` a date, `U+F026` a
 //! decimal. Sources pass `to_utc_ts` / `to_date` results this way; the state document stores them so.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc};
 use serde_json::Value;
 
 /// Marker of a typed decimal string.
@@ -44,16 +46,39 @@ pub fn date(d: NaiveDate) -> Value {
 /// Python's `datetime.isoformat()` of a UTC datetime: `2014-11-08T23:00:00+00:00`, with `.ffffff` only
 /// when the microseconds are not zero.
 pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
-    if ts.timestamp_subsec_micros() == 0 {
-        ts.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
-    } else {
-        format!("{}.{:06}+00:00", ts.format("%Y-%m-%dT%H:%M:%S"), ts.timestamp_subsec_micros())
+    let micros = ts.timestamp_subsec_micros();
+    if !(0..=9999).contains(&ts.year()) || ts.nanosecond() >= 1_000_000_000 {
+        // chrono's `%Y` signs years outside 0–9999 (Python has none); `%S` writes a leap second as 60.
+        return if micros == 0 {
+            ts.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+        } else {
+            format!("{}.{micros:06}+00:00", ts.format("%Y-%m-%dT%H:%M:%S"))
+        };
     }
+    // Written directly: chrono's `format` parses its format string on every call (a hot path).
+    let mut s = String::with_capacity(32);
+    push_ymd(&mut s, ts.year(), ts.month(), ts.day());
+    let _ = write!(s, "T{:02}:{:02}:{:02}", ts.hour(), ts.minute(), ts.second());
+    if micros != 0 {
+        let _ = write!(s, ".{micros:06}");
+    }
+    s.push_str("+00:00");
+    s
 }
 
 /// `YYYY-MM-DD`.
 pub fn format_date(d: &NaiveDate) -> String {
-    d.format("%Y-%m-%d").to_string()
+    if !(0..=9999).contains(&d.year()) {
+        return d.format("%Y-%m-%d").to_string();
+    }
+    let mut s = String::with_capacity(10);
+    push_ymd(&mut s, d.year(), d.month(), d.day());
+    s
+}
+
+/// `YYYY-MM-DD` of a year within 0–9999.
+fn push_ymd(s: &mut String, year: i32, month: u32, day: u32) {
+    let _ = write!(s, "{year:04}-{month:02}-{day:02}");
 }
 
 /// Decode a possibly typed string.
@@ -260,6 +285,23 @@ mod tests {
             Some(Iso::DateTime(t)) => Some(format_timestamp(&t)),
             _ => None,
         }
+    }
+
+    #[test]
+    fn formatting_matches_chronos_strftime() {
+        let micros = [0i64, 1, 999_999, 1_000_000, 86_399_999_999, 1_700_000_123_456, -62_135_596_800_000_000, 253_402_300_799_999_999];
+        for m in micros.into_iter().chain((0..2000).map(|i| i * 7_919_000_017_333)) {
+            let t = Utc.timestamp_micros(m).unwrap();
+            let expected = if t.timestamp_subsec_micros() == 0 {
+                t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+            } else {
+                format!("{}.{:06}+00:00", t.format("%Y-%m-%dT%H:%M:%S"), t.timestamp_subsec_micros())
+            };
+            assert_eq!(format_timestamp(&t), expected);
+            assert_eq!(format_date(&t.date_naive()), t.format("%Y-%m-%d").to_string());
+        }
+        let far = NaiveDate::from_ymd_opt(12_345, 1, 2).unwrap();
+        assert_eq!(format_date(&far), "+12345-01-02");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (shared/spec/dlt-compat.md §3). Pure functions, no I/O.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
@@ -23,21 +24,22 @@ const NAMING_CACHE_MAX: usize = 50_000;
 
 thread_local! {
     /// Normalized keys: the same labels repeat for every record.
-    static NAMING: RefCell<HashMap<String, String, FastState>> = RefCell::new(HashMap::default());
+    static NAMING: RefCell<HashMap<String, Rc<str>, FastState>> = RefCell::new(HashMap::default());
 }
 
 /// The column dlt's naming convention gives a record key (`Titel` → `titel`, `_DLT_ID` → `_dlt_id`).
-fn column_of(key: &str) -> String {
+/// Shared (`Rc`): every field of every record asks, so a hit costs no allocation.
+fn column_of(key: &str) -> Rc<str> {
     NAMING.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(c) = cache.get(key) {
-            return c.clone();
+            return Rc::clone(c);
         }
         if cache.len() >= NAMING_CACHE_MAX {
             cache.clear();
         }
-        let column = normalize_key(key, None);
-        cache.insert(key.to_string(), column.clone());
+        let column: Rc<str> = normalize_key(key, None).into();
+        cache.insert(key.to_string(), Rc::clone(&column));
         column
     })
 }
@@ -52,7 +54,7 @@ fn column_of(key: &str) -> String {
 /// `<column>_attribute_2`, `_3`, … if that is taken too. Nothing is dropped or overwritten.
 struct Columns {
     reserved: &'static [&'static str],
-    used: HashSet<String, FastState>,
+    used: HashSet<Rc<str>, FastState>,
 }
 
 impl Columns {
@@ -88,8 +90,8 @@ impl Columns {
             let candidate = if n == 1 { format!("{stem}{RENAMED_SUFFIX}") } else { format!("{stem}{RENAMED_SUFFIX}_{n}") };
             let renamed = column_of(&candidate);
             if self.free(&renamed) {
-                self.used.insert(renamed.clone());
-                return Some(renamed);
+                self.used.insert(Rc::clone(&renamed));
+                return Some(renamed.to_string());
             }
             n = n.saturating_add(1);
         }
@@ -117,6 +119,13 @@ pub fn parse_utc(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
         return Some(d.with_timezone(&Utc));
+    }
+    // Naive `%Y-%m-%dT%H:%M:%S%.f` (v2's date-times) through chrono's fixed parser: no format string to
+    // parse per value, and no offset formats tried first (a string with an offset never parses here).
+    if !s.contains(char::is_whitespace) {
+        if let Ok(d) = s.parse::<NaiveDateTime>() {
+            return Some(d.and_utc());
+        }
     }
     for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%z"] {
         if let Ok(d) = DateTime::parse_from_str(s, fmt) {
