@@ -30,11 +30,15 @@ export SOURCES__PERSONIO__BASE_URL="$base" SOURCES__PERSONIO__CLIENT_ID=papi-san
   SOURCES__PERSONIO__REQUESTS_PER_MINUTE=0 SOURCES__PERSONIO__EMPLOYEES_REQUESTS_PER_MINUTE=0 \
   SOURCES__PERSONIO__AUTH_REQUESTS_PER_MINUTE=0
 args=(--json --project-dir "$OUT" run --pipeline-name profile)
+# CALLGRAPH=dwarf: call graphs through Rust code built without frame pointers (larger perf.data; use
+# `perf report --children` for inclusive shares). The default samples frame pointers only.
+graph=(-F 999 -g)
+[ "${CALLGRAPH:-}" = dwarf ] && graph=(-F 499 --call-graph dwarf,24576)
 if [ -n "$resources" ]; then
   args+=(--resources "$resources")
   case ",$resources," in *,attendances,*) args+=(--allow-retired-v1) ;; esac
 fi
-perf record -e cpu-clock -F 999 -g -o "$OUT/perf.data" -- "$BIN/personio-pipeline" "${args[@]}" >"$OUT/run.json" 2>"$OUT/perf-record.log"
+perf record -e cpu-clock "${graph[@]}" -o "$OUT/perf.data" -- "$BIN/personio-pipeline" "${args[@]}" >"$OUT/run.json" 2>"$OUT/perf-record.log"
 perf report -i "$OUT/perf.data" --no-children --sort comm,dso,symbol --stdio 2>/dev/null >"$OUT/report.txt"
 echo "profile: $preset, $(grep -c . "$OUT/run.json") lines of run report; perf data and full report in $OUT" >&2
 grep -v '^#' "$OUT/report.txt" | grep -E '^ +[0-9]' | head -40
