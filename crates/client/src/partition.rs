@@ -172,14 +172,13 @@ fn parse_time(v: &Value) -> Option<NaiveDateTime> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc).naive_utc());
     }
-    // `%Y-%m-%dT%H:%M:%S%.f` (v2's local date-times) without parsing a format string per record.
+    // `%Y-%m-%dT%H:%M:%S%.f` (v2's local date-times; the fraction is optional) through chrono's fixed
+    // parser, without parsing a format string per record.
     if let Ok(t) = s.parse::<NaiveDateTime>() {
         return Some(t);
     }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
-            return Some(t);
-        }
+    if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S") {
+        return Some(t);
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
 }

@@ -46,19 +46,12 @@ pub fn date(d: NaiveDate) -> Value {
 /// Python's `datetime.isoformat()` of a UTC datetime: `2014-11-08T23:00:00+00:00`, with `.ffffff` only
 /// when the microseconds are not zero.
 pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
-    let micros = ts.timestamp_subsec_micros();
-    if !(0..=9999).contains(&ts.year()) || ts.nanosecond() >= 1_000_000_000 {
-        // chrono's `%Y` signs years outside 0–9999 (Python has none); `%S` writes a leap second as 60.
-        return if micros == 0 {
-            ts.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
-        } else {
-            format!("{}.{micros:06}+00:00", ts.format("%Y-%m-%dT%H:%M:%S"))
-        };
-    }
     // Written directly: chrono's `format` parses its format string on every call (a hot path).
-    let mut s = String::with_capacity(32);
-    push_ymd(&mut s, ts.year(), ts.month(), ts.day());
-    let _ = write!(s, "T{:02}:{:02}:{:02}", ts.hour(), ts.minute(), ts.second());
+    let mut s = format_date(&ts.date_naive());
+    // A leap second (nanoseconds past 10^9) is second 60, as chrono's `%S` writes it.
+    let second = ts.second() + ts.nanosecond() / 1_000_000_000;
+    let _ = write!(s, "T{:02}:{:02}:{second:02}", ts.hour(), ts.minute());
+    let micros = ts.timestamp_subsec_micros();
     if micros != 0 {
         let _ = write!(s, ".{micros:06}");
     }
@@ -69,16 +62,12 @@ pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
 /// `YYYY-MM-DD`.
 pub fn format_date(d: &NaiveDate) -> String {
     if !(0..=9999).contains(&d.year()) {
+        // chrono's `%Y` signs years outside 0–9999 (Python has none).
         return d.format("%Y-%m-%d").to_string();
     }
-    let mut s = String::with_capacity(10);
-    push_ymd(&mut s, d.year(), d.month(), d.day());
+    let mut s = String::with_capacity(32);
+    let _ = write!(s, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day());
     s
-}
-
-/// `YYYY-MM-DD` of a year within 0–9999.
-fn push_ymd(s: &mut String, year: i32, month: u32, day: u32) {
-    let _ = write!(s, "{year:04}-{month:02}-{day:02}");
 }
 
 /// Decode a possibly typed string.
@@ -290,8 +279,9 @@ mod tests {
     #[test]
     fn formatting_matches_chronos_strftime() {
         let micros = [0i64, 1, 999_999, 1_000_000, 86_399_999_999, 1_700_000_123_456, -62_135_596_800_000_000, 253_402_300_799_999_999];
-        for m in micros.into_iter().chain((0..2000).map(|i| i * 7_919_000_017_333)) {
-            let t = Utc.timestamp_micros(m).unwrap();
+        let leap = NaiveDate::from_ymd_opt(2016, 12, 31).unwrap().and_hms_micro_opt(23, 59, 59, 1_250_000).unwrap().and_utc();
+        let instants = micros.into_iter().chain((0..2000).map(|i| i * 7_919_000_017_333)).map(|m| Utc.timestamp_micros(m).unwrap());
+        for t in instants.chain([leap]) {
             let expected = if t.timestamp_subsec_micros() == 0 {
                 t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
             } else {

@@ -2,8 +2,8 @@
 //! (shared/spec/dlt-compat.md §3). Pure functions, no I/O.
 
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use pipeline_engine::naming::normalize_key;
