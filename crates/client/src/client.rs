@@ -158,7 +158,7 @@ pub(crate) struct Fetched {
 impl Fetched {
     /// The body, parsed.
     pub(crate) fn body(&self) -> Result<Value, ClientError> {
-        serde_json::from_slice(&self.bytes)
+        crate::json::parse(&self.bytes)
             .map_err(|e| ClientError::InvalidJson { url: redact(&self.url), message: e.to_string(), attempts: self.attempts })
     }
 }

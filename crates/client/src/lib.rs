@@ -39,6 +39,7 @@
 mod client;
 mod config;
 mod error;
+mod json;
 mod pacing;
 mod paging;
 mod partition;

@@ -167,6 +167,26 @@ fn base_cuts(a: NaiveDateTime) -> Vec<Window> {
 }
 
 /// Reads a record's date-time: RFC 3339 (converted to UTC), a zone-less date-time, or a date.
+/// `record`'s value at the JSON pointer `field` ([`Value::pointer`] without its per-token unescaping
+/// copies: the pointers here are the declarations' own, plain keys). A field written with escapes goes
+/// through [`Value::pointer`].
+fn field<'r>(record: &'r Value, field: &str) -> Option<&'r Value> {
+    if field.is_empty() || field.contains('~') {
+        return record.pointer(field);
+    }
+    let path = field.strip_prefix('/')?;
+    path.split('/').try_fold(record, |v, key| match v {
+        // A record's few keys are compared in turn: cheaper than hashing the key (SipHash).
+        Value::Object(m) if m.len() <= 16 => m.iter().find_map(|(k, v)| (k == key).then_some(v)),
+        Value::Object(m) => m.get(key),
+        // An index as `Value::pointer` reads one: digits, no sign, no leading zero.
+        Value::Array(a) if key.bytes().all(|b| b.is_ascii_digit()) && (key == "0" || !key.starts_with('0')) => {
+            key.parse::<usize>().ok().and_then(|i| a.get(i))
+        }
+        _ => None,
+    })
+}
+
 fn parse_time(v: &Value) -> Option<NaiveDateTime> {
     let s = v.as_str()?.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -185,7 +205,7 @@ fn parse_time(v: &Value) -> Option<NaiveDateTime> {
 
 /// 128 bits of an id (two keyed hashes): the dedup set holds these, not the strings.
 fn id_key(record: &Value) -> Option<u128> {
-    let id = record.get("id")?;
+    let id = field(record, "/id")?;
     let rendered;
     let text = match id {
         Value::String(s) => s.as_str(),
@@ -213,7 +233,7 @@ struct Owner {
 
 impl Owner {
     fn keep(&mut self, window: &Window, record: &Value) -> bool {
-        let place = record.pointer(self.spec.field).and_then(parse_time).map_or(Place::NearBound, |t| window.place(t));
+        let place = field(record, self.spec.field).and_then(parse_time).map_or(Place::NearBound, |t| window.place(t));
         match place {
             Place::Outside => false,
             // Most records: clearly inside, and no probe page or bound emitted anything yet.
@@ -329,7 +349,7 @@ impl PersonioClient {
         while probed < options.probe_pages.max(1) {
             let Some(page) = self.next_page(&mut root).await? else { return Ok(()) };
             probed += 1;
-            splittable &= page.data.iter().all(|r| r.pointer(spec.field).and_then(parse_time).is_some());
+            splittable &= page.data.iter().all(|r| field(r, spec.field).and_then(parse_time).is_some());
             owner.seen.extend(page.data.iter().filter_map(id_key));
             if send(page, &mut index).await.is_err() {
                 return Ok(());
@@ -446,6 +466,14 @@ impl PersonioClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_reads_as_value_pointer_does() {
+        let record = serde_json::json!({"start": {"date_time": "2024-01-01T00:00:00"}, "a": [1, {"b": 2}], "": {"x": 3}, "c~d": 4});
+        for p in ["/start/date_time", "/start", "/start/missing", "/a/0", "/a/1/b", "/a/01", "/a/+1", "/a/2", "//x", "/c~0d", "", "/", "x", "/start/date_time/deeper"] {
+            assert_eq!(field(&record, p), record.pointer(p), "{p}");
+        }
+    }
     use serde_json::json;
 
     fn t(s: &str) -> NaiveDateTime {

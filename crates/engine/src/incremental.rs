@@ -39,6 +39,9 @@ pub struct Incremental {
     start_hashes: BTreeSet<String>,
     /// Hashes of kept rows at `last_value` (plus the stored ones while `last_value` has not moved).
     boundary: BTreeSet<String>,
+    /// `start_value` and `last_value` read as timestamps once, not on every comparison.
+    start_instant: Option<DateTime<Utc>>,
+    last_instant: Option<DateTime<Utc>>,
 }
 
 impl Incremental {
@@ -52,6 +55,7 @@ impl Incremental {
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
         let last = get("last_value");
+        let instant = last.as_ref().and_then(as_datetime);
         Incremental {
             cursor: cursor.to_string(),
             primary_key: primary_key.to_vec(),
@@ -61,6 +65,8 @@ impl Incremental {
             last_value: last,
             start_hashes: hashes.clone(),
             boundary: hashes,
+            start_instant: instant,
+            last_instant: instant,
         }
     }
 
@@ -81,7 +87,7 @@ impl Incremental {
 
     /// The start value as a UTC timestamp, when it is one.
     pub fn start_datetime(&self) -> Option<DateTime<Utc>> {
-        self.start_value.as_ref().and_then(as_datetime)
+        self.start_instant
     }
 
     /// Filter a page in order; returns the kept records and advances `last_value`.
@@ -90,7 +96,7 @@ impl Incremental {
         let mut kept_any = false;
         for record in records {
             let cursor = match record.get(&self.cursor) {
-                Some(v) if !v.is_null() => v.clone(),
+                Some(v) if !v.is_null() => v,
                 _ => {
                     return Err(IncrementalError::MissingCursor {
                         cursor: self.cursor.clone(),
@@ -98,11 +104,12 @@ impl Incremental {
                     })
                 }
             };
+            let instant = as_datetime(cursor);
             // The key hash (shake-128) is computed only for a record on a boundary: at the start value
             // or at/above the highest cursor value so far.
             let mut hash = None;
             if let Some(start) = &self.start_value {
-                match compare(&cursor, start) {
+                match compare_read((cursor, instant), (start, self.start_instant)) {
                     Ordering::Less => continue,
                     Ordering::Equal => {
                         let h = hash.insert(row_hash(&record, &self.primary_key));
@@ -113,9 +120,10 @@ impl Incremental {
                     Ordering::Greater => {}
                 }
             }
-            match self.last_value.as_ref().map(|l| compare(&cursor, l)) {
+            match self.last_value.as_ref().map(|l| compare_read((cursor, instant), (l, self.last_instant))) {
                 None | Some(Ordering::Greater) => {
-                    self.last_value = Some(cursor);
+                    self.last_value = Some(cursor.clone());
+                    self.last_instant = instant;
                     self.boundary.clear();
                     self.boundary.insert(hash.unwrap_or_else(|| row_hash(&record, &self.primary_key)));
                 }
@@ -146,7 +154,12 @@ impl Incremental {
 
 /// Compare two cursor values: timestamps as instants, numbers numerically, otherwise as text.
 pub fn compare(a: &Value, b: &Value) -> Ordering {
-    if let (Some(x), Some(y)) = (as_datetime(a), as_datetime(b)) {
+    compare_read((a, as_datetime(a)), (b, as_datetime(b)))
+}
+
+/// [`compare`] of two values whose [`as_datetime`] readings are given.
+fn compare_read((a, a_instant): (&Value, Option<DateTime<Utc>>), (b, b_instant): (&Value, Option<DateTime<Utc>>)) -> Ordering {
+    if let (Some(x), Some(y)) = (a_instant, b_instant) {
         return x.cmp(&y);
     }
     if let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) {

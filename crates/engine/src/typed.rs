@@ -31,7 +31,7 @@ pub enum Typed<'a> {
 pub fn timestamp(ts: DateTime<Utc>) -> Value {
     let mut s = String::with_capacity(36);
     s.push(TIMESTAMP_MARK);
-    s.push_str(&format_timestamp(&ts));
+    write_timestamp(&mut s, &ts);
     Value::String(s)
 }
 
@@ -39,15 +39,29 @@ pub fn timestamp(ts: DateTime<Utc>) -> Value {
 pub fn date(d: NaiveDate) -> Value {
     let mut s = String::with_capacity(14);
     s.push(DATE_MARK);
-    s.push_str(&format_date(&d));
+    write_date(&mut s, &d);
     Value::String(s)
 }
 
 /// Python's `datetime.isoformat()` of a UTC datetime: `2014-11-08T23:00:00+00:00`, with `.ffffff` only
 /// when the microseconds are not zero.
 pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
-    // Written directly: chrono's `format` parses its format string on every call (a hot path).
-    let mut s = format_date(&ts.date_naive());
+    let mut s = String::with_capacity(32);
+    write_timestamp(&mut s, ts);
+    s
+}
+
+/// `YYYY-MM-DD`.
+pub fn format_date(d: &NaiveDate) -> String {
+    let mut s = String::with_capacity(32);
+    write_date(&mut s, d);
+    s
+}
+
+/// [`format_timestamp`] appended to `s`. Written directly: chrono's `format` parses its format string
+/// on every call (a hot path).
+fn write_timestamp(s: &mut String, ts: &DateTime<Utc>) {
+    write_date(s, &ts.date_naive());
     // A leap second (nanoseconds past 10^9) is second 60, as chrono's `%S` writes it.
     let second = ts.second() + ts.nanosecond() / 1_000_000_000;
     let _ = write!(s, "T{:02}:{:02}:{second:02}", ts.hour(), ts.minute());
@@ -56,18 +70,16 @@ pub fn format_timestamp(ts: &DateTime<Utc>) -> String {
         let _ = write!(s, ".{micros:06}");
     }
     s.push_str("+00:00");
-    s
 }
 
-/// `YYYY-MM-DD`.
-pub fn format_date(d: &NaiveDate) -> String {
+/// [`format_date`] appended to `s`.
+fn write_date(s: &mut String, d: &NaiveDate) {
     if !(0..=9999).contains(&d.year()) {
         // chrono's `%Y` signs years outside 0–9999 (Python has none).
-        return d.format("%Y-%m-%d").to_string();
+        let _ = write!(s, "{}", d.format("%Y-%m-%d"));
+        return;
     }
-    let mut s = String::with_capacity(32);
     let _ = write!(s, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day());
-    s
 }
 
 /// Decode a possibly typed string.

@@ -208,10 +208,13 @@ pub fn employee(item: Value) -> Value {
     Value::Object(out)
 }
 
-/// `map` with every key placed by `columns` (see [`Columns`]); order kept. A map none of whose keys is
-/// renamed (the usual case) is returned as it is.
-fn guarded(map: Map<String, Value>, columns: &mut Columns) -> Map<String, Value> {
-    let renames: Vec<(usize, String)> = map.keys().enumerate().filter_map(|(i, k)| columns.rename(k).map(|r| (i, r))).collect();
+/// The keys of `map` that `columns` renames: (position, new name), in order.
+fn renames(map: &Map<String, Value>, columns: &mut Columns) -> Vec<(usize, String)> {
+    map.keys().enumerate().filter_map(|(i, k)| columns.rename(k).map(|r| (i, r))).collect()
+}
+
+/// `map` with `renames` (from [`renames`]) applied.
+fn renamed(map: Map<String, Value>, renames: Vec<(usize, String)>) -> Map<String, Value> {
     if renames.is_empty() {
         return map;
     }
@@ -223,6 +226,35 @@ fn guarded(map: Map<String, Value>, columns: &mut Columns) -> Map<String, Value>
             None => (k, v),
         })
         .collect()
+}
+
+/// Key sequences remembered per thread by [`guarded_alone`].
+const CLEAN_KEY_SEQUENCES: usize = 8;
+
+thread_local! {
+    /// Key sequences (in order) that [`guarded_alone`] found to need no rename, newest last.
+    static CLEAN_KEYS: RefCell<Vec<Vec<String>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `map` with every key placed by a fresh [`Columns`] (nothing reserved or claimed; order kept). That
+/// depends on the keys alone, so a map with the same keys, in the same order, as one that needed no
+/// rename is returned as it is without checking each key again (the records of a listing share them).
+fn guarded_alone(map: Map<String, Value>) -> Map<String, Value> {
+    let same = |keys: &Vec<String>| keys.len() == map.len() && keys.iter().zip(map.keys()).all(|(a, b)| a == b);
+    if CLEAN_KEYS.with(|clean| clean.borrow().iter().any(same)) {
+        return map;
+    }
+    let renames = renames(&map, &mut Columns::new(&[]));
+    if renames.is_empty() {
+        CLEAN_KEYS.with(|clean| {
+            let mut clean = clean.borrow_mut();
+            if clean.len() >= CLEAN_KEY_SEQUENCES {
+                clean.remove(0);
+            }
+            clean.push(map.keys().cloned().collect());
+        });
+    }
+    renamed(map, renames)
 }
 
 /// Fields of `attrs` after `obj`'s, placed by `columns`; a field named `skip` is dropped.
@@ -239,7 +271,7 @@ fn place_into(obj: &mut Map<String, Value>, columns: &mut Columns, attrs: Map<St
 /// column, or the column of an earlier key, is renamed (see [`Columns`]).
 pub fn attributes(item: Value) -> Value {
     match into_object(item).remove("attributes") {
-        Some(Value::Object(m)) => Value::Object(guarded(m, &mut Columns::new(&[]))),
+        Some(Value::Object(m)) => Value::Object(guarded_alone(m)),
         Some(other) => other,
         None => Value::Object(Map::new()),
     }
@@ -339,12 +371,13 @@ pub fn report_item(report_id: &Value, item: Value) -> Value {
 
 /// v2 objects: passed through; `created_at`/`updated_at` (plain or `{date_time}`) become UTC timestamps.
 pub fn v2(item: Value) -> Value {
-    let mut obj = guarded(into_object(item), &mut Columns::new(&[]));
+    let mut obj = guarded_alone(into_object(item));
     obj.remove("_meta");
     for field in ["created_at", "updated_at"] {
-        let inner = obj.get(field).and_then(|v| v.get("date_time").or(Some(v))).and_then(Value::as_str).and_then(parse_utc);
-        if let Some(dt) = inner {
-            obj.insert(field.to_string(), ts_value(dt));
+        if let Some(v) = obj.get_mut(field) {
+            if let Some(dt) = v.get("date_time").or(Some(v)).and_then(Value::as_str).and_then(parse_utc) {
+                *v = ts_value(dt);
+            }
         }
     }
     Value::Object(obj)
@@ -506,6 +539,24 @@ mod tests {
         assert_eq!(r["absence_123:periods"]["start_date"], "2022-03-01");
         let h = report_item(&json!("r"), json!({"employee_id": 1, "historical_attributes": [{"effective_date": "2020-01-01"}]}));
         assert_eq!(h["historical_attributes"][0]["effective_date"], "2020-01-01");
+    }
+
+    #[test]
+    fn renaming_is_decided_per_key_sequence() {
+        // A clean sequence remembered must not let a record with other keys (or the same keys in
+        // another order) through unchecked; a sequence that needed renames is renamed every time.
+        for _ in 0..2 {
+            let clean = v2(json!({"id": 1, "type": "WORK", "x": 2}));
+            assert_eq!(clean.as_object().unwrap().keys().collect::<Vec<_>>(), ["id", "type", "x"]);
+            let taken = v2(json!({"id": 1, "type": "WORK", "_DLT_ID": 3}));
+            assert_eq!(taken.as_object().unwrap().keys().collect::<Vec<_>>(), ["id", "type", "dlt_id_attribute"]);
+            let twice = v2(json!({"Type": 1, "type": 2}));
+            assert_eq!(twice.as_object().unwrap().keys().collect::<Vec<_>>(), ["Type", "type_attribute"]);
+            let swapped = v2(json!({"type": 2, "Type": 1}));
+            assert_eq!(swapped.as_object().unwrap().keys().collect::<Vec<_>>(), ["type", "type_attribute"]);
+            let attrs = attributes(json!({"attributes": {"name": "a", "NAME": "b"}}));
+            assert_eq!(attrs.as_object().unwrap().keys().collect::<Vec<_>>(), ["name", "name_attribute"]);
+        }
     }
 
     #[test]
