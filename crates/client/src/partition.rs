@@ -166,18 +166,17 @@ fn base_cuts(a: NaiveDateTime) -> Vec<Window> {
     out
 }
 
-/// Reads a record's date-time: RFC 3339 (converted to UTC), a zone-less date-time, or a date.
-/// `record`'s value at the JSON pointer `field` ([`Value::pointer`] without its per-token unescaping
-/// copies: the pointers here are the declarations' own, plain keys). A field written with escapes goes
-/// through [`Value::pointer`].
-fn field<'r>(record: &'r Value, field: &str) -> Option<&'r Value> {
-    if field.is_empty() || field.contains('~') {
-        return record.pointer(field);
+/// `record`'s value at `pointer` ([`Value::pointer`] without its per-token unescaping copies: the
+/// pointers here are the declarations' own, plain keys). A pointer with escapes goes through
+/// [`Value::pointer`].
+fn field<'r>(record: &'r Value, pointer: &str) -> Option<&'r Value> {
+    if pointer.is_empty() || pointer.contains('~') {
+        return record.pointer(pointer);
     }
-    let path = field.strip_prefix('/')?;
+    let path = pointer.strip_prefix('/')?;
     path.split('/').try_fold(record, |v, key| match v {
         // A record's few keys are compared in turn: cheaper than hashing the key (SipHash).
-        Value::Object(m) if m.len() <= 16 => m.iter().find_map(|(k, v)| (k == key).then_some(v)),
+        Value::Object(m) if m.len() <= 16 => m.iter().find_map(|(k, value)| (k == key).then_some(value)),
         Value::Object(m) => m.get(key),
         // An index as `Value::pointer` reads one: digits, no sign, no leading zero.
         Value::Array(a) if key.bytes().all(|b| b.is_ascii_digit()) && (key == "0" || !key.starts_with('0')) => {
@@ -187,6 +186,7 @@ fn field<'r>(record: &'r Value, field: &str) -> Option<&'r Value> {
     })
 }
 
+/// Reads a record's date-time: RFC 3339 (converted to UTC), a zone-less date-time, or a date.
 fn parse_time(v: &Value) -> Option<NaiveDateTime> {
     let s = v.as_str()?.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -466,15 +466,15 @@ impl PersonioClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn field_reads_as_value_pointer_does() {
-        let record = serde_json::json!({"start": {"date_time": "2024-01-01T00:00:00"}, "a": [1, {"b": 2}], "": {"x": 3}, "c~d": 4});
+        let record = json!({"start": {"date_time": "2024-01-01T00:00:00"}, "a": [1, {"b": 2}], "": {"x": 3}, "c~d": 4});
         for p in ["/start/date_time", "/start", "/start/missing", "/a/0", "/a/1/b", "/a/01", "/a/+1", "/a/2", "//x", "/c~0d", "", "/", "x", "/start/date_time/deeper"] {
             assert_eq!(field(&record, p), record.pointer(p), "{p}");
         }
     }
-    use serde_json::json;
 
     fn t(s: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").unwrap()

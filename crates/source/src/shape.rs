@@ -228,8 +228,10 @@ fn renamed(map: Map<String, Value>, renames: Vec<(usize, String)>) -> Map<String
         .collect()
 }
 
-/// Key sequences remembered per thread by [`guarded_alone`].
+/// Key sequences remembered per thread by [`guarded_alone`], and the longest one remembered (a server
+/// sending ever-new wide records costs a bounded cache).
 const CLEAN_KEY_SEQUENCES: usize = 8;
+const CLEAN_KEYS_MAX: usize = 256;
 
 thread_local! {
     /// Key sequences (in order) that [`guarded_alone`] found to need no rename, newest last.
@@ -245,7 +247,7 @@ fn guarded_alone(map: Map<String, Value>) -> Map<String, Value> {
         return map;
     }
     let renames = renames(&map, &mut Columns::new(&[]));
-    if renames.is_empty() {
+    if renames.is_empty() && map.len() <= CLEAN_KEYS_MAX {
         CLEAN_KEYS.with(|clean| {
             let mut clean = clean.borrow_mut();
             if clean.len() >= CLEAN_KEY_SEQUENCES {
