@@ -9,16 +9,8 @@ set -euo pipefail
 preset=$1; runs=$2; shift 2
 bins=("$@")
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/pp-ab.XXXXXX")
-"${bins[0]}" sandbox --preset "$preset" --port 0 >"$OUT/sandbox.out" 2>&1 &
-sb=$!
-trap 'kill $sb 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do grep -q '^  company:' "$OUT/sandbox.out" 2>/dev/null && break; sleep 0.5; done
-base="$(sed -n 's/^Personio sandbox listening on //p' "$OUT/sandbox.out")"
-[ -n "$base" ] || { cat "$OUT/sandbox.out" >&2; exit 1; }
-curl -s -X POST "$base/_sandbox/warm" >/dev/null
-export SOURCES__PERSONIO__BASE_URL="$base" SOURCES__PERSONIO__CLIENT_ID=papi-sandbox-client \
-  SOURCES__PERSONIO__CLIENT_SECRET=papi-sandbox-secret SOURCES__PERSONIO__REQUESTS_PER_MINUTE=0 \
-  SOURCES__PERSONIO__EMPLOYEES_REQUESTS_PER_MINUTE=0 SOURCES__PERSONIO__AUTH_REQUESTS_PER_MINUTE=0
+. "$(dirname "$0")/sandbox.sh"
+start_sandbox "${bins[0]}" "$preset" "$OUT"
 tck=$(getconf CLK_TCK)
 sandbox_ticks() { awk '{print $14 + $15}' "/proc/$sb/stat"; }
 for r in $(seq 1 "$runs"); do

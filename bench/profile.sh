@@ -14,21 +14,9 @@ OUT="$(mktemp -d "${TMPDIR:-/tmp}/pp-profile.XXXXXX")"
 command -v perf >/dev/null || { echo "profile: perf not found (apt-get install linux-perf)" >&2; exit 1; }
 [ -x "$BIN/personio-pipeline" ] || { echo "profile: no release build in $BIN (bash bench/run.sh builds it)" >&2; exit 1; }
 
-"$BIN/personio-pipeline" sandbox --preset "$preset" --port 0 >"$OUT/sandbox.out" 2>&1 &
-sb=$!
-trap 'kill $sb 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  grep -q '^  company:' "$OUT/sandbox.out" 2>/dev/null && break
-  sleep 0.5
-done
-base="$(sed -n 's/^Personio sandbox listening on //p' "$OUT/sandbox.out")"
-[ -n "$base" ] || { cat "$OUT/sandbox.out" >&2; exit 1; }
-curl -s -X POST "$base/_sandbox/warm" >/dev/null
-
-export SOURCES__PERSONIO__BASE_URL="$base" SOURCES__PERSONIO__CLIENT_ID=papi-sandbox-client \
-  SOURCES__PERSONIO__CLIENT_SECRET=papi-sandbox-secret PERSONIO_PIPELINES_DIR="$OUT/pipelines" \
-  SOURCES__PERSONIO__REQUESTS_PER_MINUTE=0 SOURCES__PERSONIO__EMPLOYEES_REQUESTS_PER_MINUTE=0 \
-  SOURCES__PERSONIO__AUTH_REQUESTS_PER_MINUTE=0
+. bench/sandbox.sh
+start_sandbox "$BIN/personio-pipeline" "$preset" "$OUT"
+export PERSONIO_PIPELINES_DIR="$OUT/pipelines"
 args=(--json --project-dir "$OUT" run --pipeline-name profile)
 # CALLGRAPH=dwarf: call graphs through Rust code built without frame pointers (larger perf.data; use
 # `perf report --children` for inclusive shares). The default samples frame pointers only.
